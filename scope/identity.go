@@ -261,6 +261,9 @@ func (id Identity) Resolve(name, sessionKey string) (Scope, error) {
 		if !ok {
 			return Scope{}, fmt.Errorf("%w: this transport has no session; pass the session argument to name one", ErrBadScope)
 		}
+		if err := checkID(sessionKey); err != nil {
+			return Scope{}, fmt.Errorf("%w: session key: %v", ErrBadScope, err)
+		}
 		return s, nil
 	case KindAgent:
 		if hasArg {
