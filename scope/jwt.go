@@ -42,21 +42,17 @@ const (
 )
 
 // ClaimNames names the JWT claims an [Identity] is read from. An empty field
-// means the default shown in [DefaultClaimNames].
+// means its default, given in parentheses.
 type ClaimNames struct {
-	Org         string // the org id; required
-	User        string // the user id; required
-	Teams       string // team ids: a JSON array of strings, or one string separated by spaces or commas
-	Agent       string // the agent name; optional
-	Permissions string // permissions: a space-separated string or an array; "scp" is read when it is absent
+	Org         string // the org id; required ("org_id")
+	User        string // the user id; required ("sub")
+	Teams       string // team ids: a JSON array of strings, or one string separated by spaces or commas ("teams")
+	Agent       string // the agent name; optional ("agent")
+	Permissions string // a space-separated string or an array; "scp" is read when it is absent ("scope")
 }
 
-// DefaultClaimNames are the claim names used when [ClaimNames] fields are
-// empty.
-var DefaultClaimNames = ClaimNames{Org: "org_id", User: "sub", Teams: "teams", Agent: "agent", Permissions: "scope"}
-
 func (c ClaimNames) withDefaults() ClaimNames {
-	def := DefaultClaimNames
+	def := ClaimNames{Org: "org_id", User: "sub", Teams: "teams", Agent: "agent", Permissions: "scope"}
 	if c.Org == "" {
 		c.Org = def.Org
 	}
