@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // Sentinel errors. Callers test them with errors.Is.
@@ -146,7 +147,7 @@ func checkID(v string) error {
 		return fmt.Errorf("id %.20q... is longer than 256 bytes", v)
 	}
 	for _, r := range v {
-		if r == '/' || r == ':' || r < 0x20 || r == 0x7f || r == '\uFFFD' {
+		if r == '/' || r == ':' || unicode.IsControl(r) || r == '\uFFFD' {
 			return fmt.Errorf("id %q contains %q; ids may not contain '/', ':' or control characters", v, r)
 		}
 	}
@@ -205,8 +206,8 @@ func (id Identity) Visible() []Scope {
 		out = append(out, Scope{KindAgent, id.User + "/" + id.Agent})
 	}
 	out = append(out, Scope{KindUser, id.User})
-	for _, t := range id.Teams {
-		if t != "" {
+	for i, t := range id.Teams {
+		if t != "" && !slices.Contains(id.Teams[:i], t) {
 			out = append(out, Scope{KindTeam, t})
 		}
 	}
@@ -243,9 +244,10 @@ func (id Identity) Writable() []Scope {
 // Resolve turns a scope as a caller writes it ("session", "agent", "user",
 // "team:<id>", "org") into a Scope of this identity. sessionKey is the
 // session key to use for "session" (the identity's own when empty). The
-// result is always one of the identity's visible scopes: naming a team the
-// caller is not in, or a session with no key, is an error wrapping
-// ErrBadScope.
+// result is one of the scopes the identity would see with that session key:
+// naming a team the caller is not in, or a session with no key, is an error
+// wrapping ErrBadScope. Callers that pass a session key other than
+// id.Session set id.Session to it before using the identity further.
 func (id Identity) Resolve(name, sessionKey string) (Scope, error) {
 	if sessionKey == "" {
 		sessionKey = id.Session
@@ -350,6 +352,9 @@ func (id Identity) ResolveTarget(name, sessionKey string) (Target, error) {
 			return Target{}, fmt.Errorf("%w: write a user purge as user:<id>", ErrBadScope)
 		}
 		t = Target{Kind: TargetUser, User: u}
+	case id.Has(PermAdmin) && strings.HasPrefix(name, "team:") && checkID(strings.TrimPrefix(name, "team:")) == nil && name != "team:":
+		// An admin may purge any team of the org, member or not.
+		t = Target{Kind: TargetScope, Scope: Scope{KindTeam, strings.TrimPrefix(name, "team:")}}
 	default:
 		s, err := id.Resolve(name, sessionKey)
 		if err != nil {
@@ -362,7 +367,8 @@ func (id Identity) ResolveTarget(name, sessionKey string) (Target, error) {
 
 // CanPurge reports whether the identity may purge t. Own session, agent and
 // user scopes need memory:purge; team and org scopes need memory:purge and
-// memory:share; another user's memories and the whole org need memory:admin.
+// memory:share; another user's memories, a team one is not in, and the
+// whole org need memory:admin.
 func (id Identity) CanPurge(t Target) error {
 	switch t.Kind {
 	case TargetUser:
@@ -372,6 +378,9 @@ func (id Identity) CanPurge(t Target) error {
 		return id.Require(PermAdmin)
 	case TargetOrg:
 		return id.Require(PermAdmin)
+	}
+	if t.Scope.Kind == KindTeam && id.Has(PermAdmin) {
+		return nil
 	}
 	if !id.CanSee(t.Scope) {
 		return fmt.Errorf("%w: scope %s is not one of yours", ErrForbidden, t.Scope)
