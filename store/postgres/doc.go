@@ -1,0 +1,59 @@
+// Package postgres is the PostgreSQL + pgvector backend of [store.Store],
+// for production and multi-tenant servers.
+//
+// # Setup
+//
+// Two roles take part. The owner owns the schema and runs [Migrate]
+// (`scopemem migrate`, or `scopemem serve --migrate`); it must own the
+// database or hold CREATE on its schema, and needs CREATEROLE only if
+// Migrate is to create the runtime role. The pgvector extension must exist
+// in the database or the owner must be allowed to create it (pgvector is
+// not a trusted extension: on managed services, a superuser runs
+// `CREATE EXTENSION vector` once). The runtime role is what the server
+// connects as ([Open]): it owns nothing, has neither SUPERUSER nor
+// BYPASSRLS, and holds only the grants Migrate gives it.
+//
+//	err := postgres.Migrate(ctx, ownerURL, postgres.MigrateOptions{
+//		RuntimeRole:     "scopemem_app",
+//		RuntimePassword: pw, // creates the role when missing
+//	})
+//	s, err := postgres.Open(ctx, postgres.Config{URL: runtimeURL, Logger: log})
+//	defer s.Close()
+//
+// # Isolation
+//
+// Every call runs in one transaction whose first statement sets the
+// caller's identity (app.org_id, app.user_id, app.team_ids, app.agent,
+// app.session_id and app.perms) with set_config(..., true), so the settings
+// end with the transaction and never reach the next user of a pooled
+// connection. Row-level security policies (FORCE ROW LEVEL SECURITY) admit
+// only the rows of the identity's visible scopes; the queries filter by org
+// and scope with bound parameters as well, so the policies are a second
+// wall behind the query, not the only one. Purges of another user or of the
+// whole org (memory:admin) and the expiry janitor have their own narrow
+// policy paths.
+//
+// # Search
+//
+// Search is exact: the vector half orders the caller's visible rows by
+// cosine distance (pgvector `<=>`) after the (org, scope) btree has narrowed
+// them to the tenant, and the full-text half matches a generated tsvector
+// ('simple' configuration) with a query built from the words of the text,
+// so user input never causes a syntax error. [store.Fuse] merges the two.
+// Vectors are stored inline in the row (storage MAIN), so the scan reads no
+// TOAST table. Connections use plan_cache_mode=force_custom_plan so that a
+// cached generic plan never replaces the per-tenant plan.
+//
+// # Scaling
+//
+// org_id leads every primary key and every query carries it, so the
+// memories and audit tables can be distributed by org_id with Citus
+// (create_distributed_table('memories', 'org_id')) without query changes.
+//
+// # Errors
+//
+// Driver errors are translated at this boundary: no row becomes
+// [store.ErrNotFound], unique violations and serialization failures
+// [store.ErrConflict], unreachable or read-only servers
+// [store.ErrUnavailable]. Messages never contain the URL's password.
+package postgres

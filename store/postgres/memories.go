@@ -1,0 +1,855 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/scopemem/scopemem/scope"
+	"github.com/scopemem/scopemem/store"
+)
+
+// memoryCols is the column list every memory-returning query selects, in
+// the order scanMemory reads.
+const memoryCols = `m.id::text, m.org_id, m.scope_kind, m.scope_id, m.content, m.tags, m.metadata::text,
+	m.created_by, m.created_at, m.updated_at, m.expires_at`
+
+// scanMemory reads memoryCols (plus extra destinations) from row.
+func scanMemory(row pgx.Row, extra ...any) (store.Memory, error) {
+	var (
+		m     store.Memory
+		kind  string
+		meta  *string
+		tags  []string
+		dests = []any{&m.ID, &m.Org, &kind, &m.Scope.ID, &m.Content, &tags, &meta,
+			&m.CreatedBy, &m.CreatedAt, &m.UpdatedAt, &m.ExpiresAt}
+	)
+	if err := row.Scan(append(dests, extra...)...); err != nil {
+		return store.Memory{}, err
+	}
+	m.Scope.Kind = scope.Kind(kind)
+	if len(tags) > 0 {
+		m.Tags = tags
+	}
+	if meta != nil {
+		m.Metadata = json.RawMessage(*meta)
+	}
+	return m, nil
+}
+
+// scopeArrays splits scopes into parallel kind and id arrays for
+// `(scope_kind, scope_id) IN (SELECT * FROM unnest($k, $i))`.
+func scopeArrays(ss []scope.Scope) (kinds, ids []string) {
+	kinds, ids = make([]string, len(ss)), make([]string, len(ss))
+	for i, s := range ss {
+		kinds[i], ids[i] = string(s.Kind), s.ID
+	}
+	return kinds, ids
+}
+
+// checkIdentity refuses an identity that could not have been verified.
+func checkIdentity(id scope.Identity) error {
+	if err := id.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", store.ErrInvalid, err)
+	}
+	return nil
+}
+
+// contentHash is the exact-duplicate key: case and white space folded.
+func contentHash(content string) []byte {
+	h := sha256.Sum256([]byte(store.NormalizeContent(content)))
+	return h[:]
+}
+
+// checkContent refuses blank content and invalid UTF-8.
+func checkContent(c string) error {
+	if strings.TrimSpace(c) == "" {
+		return fmt.Errorf("%w: content is empty", store.ErrInvalid)
+	}
+	if !utf8.ValidString(c) || strings.ContainsRune(c, 0) {
+		return fmt.Errorf("%w: content is not valid UTF-8 text", store.ErrInvalid)
+	}
+	return nil
+}
+
+// checkMetadata accepts nil or a JSON object.
+func checkMetadata(m json.RawMessage) (*string, error) {
+	if m == nil {
+		return nil, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(m, &obj); err != nil || obj == nil {
+		return nil, fmt.Errorf("%w: metadata must be a JSON object", store.ErrInvalid)
+	}
+	s := string(m)
+	return &s, nil
+}
+
+// vectorDims returns the recorded embedder dimension, reading it once.
+func (s *Store) vectorDims(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	d := s.dims
+	s.mu.Unlock()
+	if d > 0 {
+		return d, nil
+	}
+	info, ok, err := s.Embedder(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, fmt.Errorf("%w: no embedder is recorded for this store yet (SetEmbedder first), so vectors cannot be checked", store.ErrInvalid)
+	}
+	return info.Dimensions, nil
+}
+
+// checkVector copies v, checks its dimension and normalizes it.
+func checkVector(v []float32, dims int) (pgvector.Vector, error) {
+	if len(v) == 0 {
+		return pgvector.Vector{}, fmt.Errorf("%w: no vector", store.ErrInvalid)
+	}
+	u, err := store.Normalize(slices.Clone(v))
+	if err != nil {
+		return pgvector.Vector{}, err
+	}
+	if len(u) != dims {
+		return pgvector.Vector{}, fmt.Errorf("%w: vector has %d dimensions, the store's embedder makes %d", store.ErrInvalid, len(u), dims)
+	}
+	return pgvector.NewVector(u), nil
+}
+
+// lockKey is the advisory lock that serializes adds to one scope.
+func lockKey(org string, s scope.Scope) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(org))
+	h.Write([]byte{0})
+	h.Write([]byte(s.Kind))
+	h.Write([]byte{0})
+	h.Write([]byte(s.ID))
+	return int64(h.Sum64())
+}
+
+// Add stores memories, deduplicating each within its scope against live
+// memories and earlier memories of the same batch. Adds to one scope are
+// serialized by a transaction-level advisory lock, so concurrent adds of
+// one text store it once. Errors: store.ErrInvalid, store.ErrUnavailable.
+func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory) ([]store.Added, error) {
+	if err := checkIdentity(id); err != nil {
+		return nil, err
+	}
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("%w: no memories to add", store.ErrInvalid)
+	}
+	dims, err := s.vectorDims(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("add memories: %w", translate(err))
+	}
+	n := len(ms)
+	var (
+		kinds, sids = make([]string, n), make([]string, n)
+		hashes      = make([][]byte, n)
+		vecs        = make([]pgvector.Vector, n)
+		metas       = make([]*string, n)
+		keys        []int64
+	)
+	for i, m := range ms {
+		if !id.CanSee(m.Scope) {
+			return nil, fmt.Errorf("%w: memory %d: scope %s is not visible to %s", store.ErrInvalid, i, m.Scope.Qualified(), id.User)
+		}
+		if err := checkContent(m.Content); err != nil {
+			return nil, fmt.Errorf("memory %d: %w", i, err)
+		}
+		if metas[i], err = checkMetadata(m.Metadata); err != nil {
+			return nil, fmt.Errorf("memory %d: %w", i, err)
+		}
+		if vecs[i], err = checkVector(m.Vector, dims); err != nil {
+			return nil, fmt.Errorf("memory %d: %w", i, err)
+		}
+		kinds[i], sids[i], hashes[i] = string(m.Scope.Kind), m.Scope.ID, contentHash(m.Content)
+		if k := lockKey(id.Org, m.Scope); !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys) // one order for every caller: no deadlocks
+
+	out := make([]store.Added, n)
+	err = s.inTx(ctx, settings{id: id}, false, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS sorted`, keys); err != nil {
+			return err
+		}
+		now := time.Now()
+		// Duplicates already stored: same normalized content, or a vector
+		// at least DuplicateSimilarity close, in the same scope, live.
+		rows, err := tx.Query(ctx, `
+			SELECT `+memoryCols+`, n.ord
+			FROM unnest($2::text[], $3::text[], $4::bytea[], $5::vector[]) WITH ORDINALITY AS n(kind, sid, hash, vec, ord)
+			CROSS JOIN LATERAL (
+				SELECT * FROM memories d
+				WHERE d.org_id = $1 AND d.scope_kind = n.kind AND d.scope_id = n.sid
+					AND (d.expires_at IS NULL OR d.expires_at > $6)
+					AND (d.content_hash = n.hash
+						OR (d.embedding IS NOT NULL AND vector_dims(d.embedding) = vector_dims(n.vec)
+							AND d.embedding <=> n.vec <= $7))
+				ORDER BY d.content_hash = n.hash DESC, d.embedding <=> n.vec, d.created_at
+				LIMIT 1
+			) AS m`, id.Org, kinds, sids, hashes, vecs, now, 1-store.DuplicateSimilarity)
+		if err != nil {
+			return err
+		}
+		found := make([]*store.Memory, n)
+		for rows.Next() {
+			var ord int
+			var m store.Memory
+			m, err := scanMemory(rows, &ord)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			mm := m
+			found[ord-1] = &mm
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+
+		// Within the batch, a memory duplicates an earlier new one of its
+		// scope the same way.
+		var ins []int
+		firstOf := make([]int, n)
+		for i := range ms {
+			firstOf[i] = -1
+			if found[i] != nil {
+				out[i] = store.Added{Memory: *found[i], Duplicate: true}
+				continue
+			}
+			for _, j := range ins {
+				if ms[j].Scope == ms[i].Scope && (string(hashes[j]) == string(hashes[i]) ||
+					store.Dot(vecs[j].Slice(), vecs[i].Slice()) >= store.DuplicateSimilarity) {
+					firstOf[i] = j
+					break
+				}
+			}
+			if firstOf[i] < 0 {
+				ins = append(ins, i)
+			}
+		}
+		if len(ins) > 0 {
+			if err := s.insert(ctx, tx, id, ms, ins, hashes, vecs, metas, now, out); err != nil {
+				return err
+			}
+		}
+		for i, j := range firstOf {
+			if j >= 0 {
+				out[i] = store.Added{Memory: out[j].Memory, Duplicate: true}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("add memories: %w", translate(err))
+	}
+	return out, nil
+}
+
+// insert stores ms[i] for i in ins with one INSERT ... SELECT FROM unnest
+// (COPY is refused under row-level security) and records one audit row per
+// scope.
+func (s *Store) insert(ctx context.Context, tx pgx.Tx, id scope.Identity, ms []store.NewMemory, ins []int,
+	hashes [][]byte, vecs []pgvector.Vector, metas []*string, now time.Time, out []store.Added) error {
+	k := len(ins)
+	var (
+		ids      = make([]string, k)
+		kinds    = make([]string, k)
+		sids     = make([]string, k)
+		contents = make([]string, k)
+		hs       = make([][]byte, k)
+		tags     = make([]string, k) // each a text[] literal: Postgres has no ragged arrays
+		mts      = make([]*string, k)
+		exps     = make([]*time.Time, k)
+		vs       = make([]pgvector.Vector, k)
+		pos      = make(map[string]int, k)
+	)
+	for j, i := range ins {
+		u, err := uuid.NewV7()
+		if err != nil {
+			return err
+		}
+		ids[j] = u.String()
+		pos[ids[j]] = i
+		m := ms[i]
+		kinds[j], sids[j], contents[j], hs[j] = string(m.Scope.Kind), m.Scope.ID, m.Content, hashes[i]
+		tags[j] = textArrayLiteral(m.Tags)
+		mts[j], exps[j], vs[j] = metas[i], m.ExpiresAt, vecs[i]
+	}
+	rows, err := tx.Query(ctx, `
+		WITH ins AS (
+			INSERT INTO memories AS m (org_id, id, scope_kind, scope_id, content, content_hash, tags, metadata,
+				created_by, created_at, updated_at, expires_at, embedding)
+			SELECT $1, n.id::uuid, n.kind, n.sid, n.content, n.hash, n.tags::text[], n.meta::jsonb,
+				$2, $3, $3, n.exp, n.vec
+			FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::text[], $10::text[],
+				$11::timestamptz[], $12::vector[]) AS n(id, kind, sid, content, hash, tags, meta, exp, vec)
+			RETURNING `+memoryCols+`
+		), audit AS (
+			INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, count)
+			SELECT $1, $2, $13, 'add', scope_kind, scope_id, count(*) FROM ins GROUP BY scope_kind, scope_id
+		)
+		SELECT * FROM ins AS m`,
+		id.Org, id.User, now, ids, kinds, sids, contents, hs, tags, mts, exps, vs, id.Agent)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		m, err := scanMemory(rows)
+		if err != nil {
+			return err
+		}
+		i, ok := pos[m.ID]
+		if !ok {
+			return fmt.Errorf("insert returned unknown id %s", m.ID)
+		}
+		out[i] = store.Added{Memory: m}
+	}
+	return rows.Err()
+}
+
+// textArrayLiteral writes tags as a PostgreSQL text[] literal.
+func textArrayLiteral(tags []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, t := range tags {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for _, r := range t {
+			if r == '"' || r == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteRune(r)
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// ftsQuery turns free text into a tsquery string that matches any of its
+// words: only letters and digits survive, each quoted, joined by '|', so
+// no input can be a tsquery syntax error. Empty means no text half.
+func ftsQuery(text string) string {
+	words := strings.FieldsFunc(strings.ToLower(text), func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	})
+	seen := map[string]bool{}
+	var parts []string
+	for _, w := range words {
+		if seen[w] || len(parts) == 64 {
+			continue
+		}
+		seen[w] = true
+		parts = append(parts, "'"+w+"'")
+	}
+	return strings.Join(parts, " | ")
+}
+
+// Search runs the hybrid search: exact cosine order over the visible rows
+// and full-text rank, each returning candidates, fused by store.Fuse. The
+// two halves go to the server in one round trip. Errors: store.ErrInvalid,
+// store.ErrUnavailable.
+func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([]store.Hit, error) {
+	if err := checkIdentity(id); err != nil {
+		return nil, err
+	}
+	limit := q.Limit
+	if limit == 0 {
+		limit = store.DefaultLimit
+	}
+	if limit < 0 || limit > store.MaxLimit {
+		return nil, fmt.Errorf("%w: limit %d is outside 1..%d", store.ErrInvalid, q.Limit, store.MaxLimit)
+	}
+	if strings.TrimSpace(q.Text) == "" && q.Vector == nil {
+		return nil, fmt.Errorf("%w: a search needs text or a vector", store.ErrInvalid)
+	}
+	var vec *pgvector.Vector
+	if q.Vector != nil {
+		dims, err := s.vectorDims(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("search: %w", translate(err))
+		}
+		v, err := checkVector(q.Vector, dims)
+		if err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+		vec = &v
+	}
+	scopes := id.Visible()
+	if q.Scopes != nil {
+		scopes = slices.DeleteFunc(slices.Clone(q.Scopes), func(sc scope.Scope) bool { return !id.CanSee(sc) })
+		if len(scopes) == 0 {
+			return []store.Hit{}, nil
+		}
+	}
+	kinds, sids := scopeArrays(scopes)
+	tags := q.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	tsq := ftsQuery(q.Text)
+	n := max(store.CandidatesPerHalf*limit, 50)
+
+	var byVec, byText []store.Candidate
+	halves := 0
+	err := s.inTx(ctx, settings{id: id}, true, func(tx pgx.Tx) error {
+		now := time.Now()
+		b := &pgx.Batch{}
+		const where = `m.org_id = $1
+			AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+			AND (m.expires_at IS NULL OR m.expires_at > $4)
+			AND m.tags @> $5::text[]`
+		if vec != nil {
+			halves++
+			b.Queue(`SELECT `+memoryCols+`, m.embedding, 1 - (m.embedding <=> $6) AS sim
+				FROM memories m
+				WHERE `+where+` AND m.embedding IS NOT NULL AND vector_dims(m.embedding) = vector_dims($6)
+				ORDER BY m.embedding <=> $6, m.created_at DESC
+				LIMIT $7`, id.Org, kinds, sids, now, tags, *vec, n).Query(func(rows pgx.Rows) error {
+				var err error
+				byVec, err = scanCandidates(rows, true, nil)
+				return err
+			})
+		}
+		if tsq != "" {
+			halves++
+			b.Queue(`SELECT `+memoryCols+`, m.embedding
+				FROM memories m, to_tsquery('simple', $6) AS q
+				WHERE `+where+` AND m.tsv @@ q
+				ORDER BY ts_rank_cd(m.tsv, q) DESC, m.created_at DESC
+				LIMIT $7`, id.Org, kinds, sids, now, tags, tsq, n).Query(func(rows pgx.Rows) error {
+				var err error
+				byText, err = scanCandidates(rows, false, vec)
+				return err
+			})
+		}
+		if b.Len() == 0 {
+			return nil
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", translate(err))
+	}
+	if halves == 0 {
+		return []store.Hit{}, nil
+	}
+	return store.Fuse(byVec, byText, halves, limit, q.MinScore), nil
+}
+
+// scanCandidates reads memoryCols, the embedding and, when withSim is
+// set, the similarity column. Otherwise the similarity to query (if any)
+// is computed here.
+func scanCandidates(rows pgx.Rows, withSim bool, query *pgvector.Vector) ([]store.Candidate, error) {
+	var out []store.Candidate
+	for rows.Next() {
+		var (
+			emb *pgvector.Vector
+			sim float64
+			m   store.Memory
+			err error
+		)
+		if withSim {
+			m, err = scanMemory(rows, &emb, &sim)
+		} else {
+			m, err = scanMemory(rows, &emb)
+		}
+		if err != nil {
+			return nil, err
+		}
+		c := store.Candidate{Memory: m, Similarity: sim}
+		if emb != nil {
+			c.Vector = emb.Slice()
+			if !withSim && query != nil {
+				c.Similarity = store.Dot(query.Slice(), c.Vector)
+			}
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// parseID returns the memory id as a UUID string, or ErrNotFound for
+// anything that cannot be one of ours.
+func parseID(memoryID string) (string, error) {
+	u, err := uuid.Parse(memoryID)
+	if err != nil {
+		return "", fmt.Errorf("memory %q: %w", memoryID, store.ErrNotFound)
+	}
+	return u.String(), nil
+}
+
+// Get returns one live memory visible to the caller. Errors:
+// store.ErrNotFound, store.ErrUnavailable.
+func (s *Store) Get(ctx context.Context, id scope.Identity, memoryID string) (store.Memory, error) {
+	if err := checkIdentity(id); err != nil {
+		return store.Memory{}, err
+	}
+	mid, err := parseID(memoryID)
+	if err != nil {
+		return store.Memory{}, err
+	}
+	kinds, sids := scopeArrays(id.Visible())
+	var m store.Memory
+	err = s.inTx(ctx, settings{id: id}, true, func(tx pgx.Tx) error {
+		var err error
+		m, err = scanMemory(tx.QueryRow(ctx, `SELECT `+memoryCols+` FROM memories m
+			WHERE m.org_id = $1 AND m.id = $2::uuid
+				AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+				AND (m.expires_at IS NULL OR m.expires_at > $5)`, id.Org, mid, kinds, sids, time.Now()))
+		return err
+	})
+	if err != nil {
+		return store.Memory{}, fmt.Errorf("get memory %q: %w", memoryID, translate(err))
+	}
+	return m, nil
+}
+
+// Update changes one live memory in a scope the caller may write and
+// records it in the audit log. Errors: store.ErrNotFound, store.ErrInvalid,
+// store.ErrUnavailable.
+func (s *Store) Update(ctx context.Context, id scope.Identity, memoryID string, p store.Patch) (store.Memory, error) {
+	if err := checkIdentity(id); err != nil {
+		return store.Memory{}, err
+	}
+	var (
+		content *string
+		hash    []byte
+		vec     *pgvector.Vector
+		tags    *string
+		setMeta bool
+		meta    *string
+	)
+	if p.Content != nil {
+		if err := checkContent(*p.Content); err != nil {
+			return store.Memory{}, fmt.Errorf("update memory %q: %w", memoryID, err)
+		}
+		if p.Vector == nil {
+			return store.Memory{}, fmt.Errorf("update memory %q: %w: new content needs its new vector", memoryID, store.ErrInvalid)
+		}
+		content, hash = p.Content, contentHash(*p.Content)
+	}
+	if p.Vector != nil {
+		dims, err := s.vectorDims(ctx)
+		if err != nil {
+			return store.Memory{}, fmt.Errorf("update memory %q: %w", memoryID, translate(err))
+		}
+		v, err := checkVector(p.Vector, dims)
+		if err != nil {
+			return store.Memory{}, fmt.Errorf("update memory %q: %w", memoryID, err)
+		}
+		vec = &v
+	}
+	if p.Tags != nil {
+		t := textArrayLiteral(*p.Tags)
+		tags = &t
+	}
+	if p.Metadata != nil {
+		var err error
+		setMeta = true
+		if meta, err = checkMetadata(*p.Metadata); err != nil {
+			return store.Memory{}, fmt.Errorf("update memory %q: %w", memoryID, err)
+		}
+	}
+	mid, err := parseID(memoryID)
+	if err != nil {
+		return store.Memory{}, err
+	}
+	kinds, sids := scopeArrays(id.Writable())
+	var m store.Memory
+	err = s.inTx(ctx, settings{id: id}, false, func(tx pgx.Tx) error {
+		var err error
+		m, err = scanMemory(tx.QueryRow(ctx, `
+			WITH upd AS (
+				UPDATE memories AS m SET
+					content = COALESCE($6, m.content),
+					content_hash = COALESCE($7, m.content_hash),
+					embedding = COALESCE($8, m.embedding),
+					tags = COALESCE($9::text::text[], m.tags),
+					metadata = CASE WHEN $10 THEN $11::jsonb ELSE m.metadata END,
+					updated_at = greatest(now(), m.updated_at + interval '1 microsecond')
+				WHERE m.org_id = $1 AND m.id = $2::uuid
+					AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+					AND (m.expires_at IS NULL OR m.expires_at > $5)
+				RETURNING `+memoryCols+`
+			), audit AS (
+				INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count)
+				SELECT $1, $12, $13, 'update', scope_kind, scope_id, id::text, 1 FROM upd AS m
+			)
+			SELECT * FROM upd AS m`,
+			id.Org, mid, kinds, sids, time.Now(), content, hash, vec, tags, setMeta, meta, id.User, id.Agent))
+		return err
+	})
+	if err != nil {
+		return store.Memory{}, fmt.Errorf("update memory %q: %w", memoryID, translate(err))
+	}
+	return m, nil
+}
+
+// Delete removes one memory in a scope the caller may write and records it
+// in the audit log. Errors: store.ErrNotFound, store.ErrUnavailable.
+func (s *Store) Delete(ctx context.Context, id scope.Identity, memoryID string) error {
+	if err := checkIdentity(id); err != nil {
+		return err
+	}
+	mid, err := parseID(memoryID)
+	if err != nil {
+		return err
+	}
+	kinds, sids := scopeArrays(id.Writable())
+	err = s.inTx(ctx, settings{id: id}, false, func(tx pgx.Tx) error {
+		var n int
+		if err := tx.QueryRow(ctx, `
+			WITH del AS (
+				DELETE FROM memories AS m
+				WHERE m.org_id = $1 AND m.id = $2::uuid
+					AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+					AND (m.expires_at IS NULL OR m.expires_at > $5)
+				RETURNING m.id, m.scope_kind, m.scope_id
+			), audit AS (
+				INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count)
+				SELECT $1, $6, $7, 'delete', scope_kind, scope_id, id::text, 1 FROM del
+			)
+			SELECT count(*) FROM del`, id.Org, mid, kinds, sids, time.Now(), id.User, id.Agent).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return pgx.ErrNoRows
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete memory %q: %w", memoryID, translate(err))
+	}
+	return nil
+}
+
+// ListScopes returns the caller's visible scopes, narrowest first, with
+// counts of live memories. Errors: store.ErrUnavailable.
+func (s *Store) ListScopes(ctx context.Context, id scope.Identity) ([]store.ScopeInfo, error) {
+	if err := checkIdentity(id); err != nil {
+		return nil, err
+	}
+	visible := id.Visible()
+	kinds, sids := scopeArrays(visible)
+	counts := map[scope.Scope]int{}
+	err := s.inTx(ctx, settings{id: id}, true, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT m.scope_kind, m.scope_id, count(*) FROM memories m
+			WHERE m.org_id = $1
+				AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+				AND (m.expires_at IS NULL OR m.expires_at > $4)
+			GROUP BY m.scope_kind, m.scope_id`, id.Org, kinds, sids, time.Now())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var kind, sid string
+			var n int
+			if err := rows.Scan(&kind, &sid, &n); err != nil {
+				return err
+			}
+			counts[scope.Scope{Kind: scope.Kind(kind), ID: sid}] = n
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list scopes: %w", translate(err))
+	}
+	out := make([]store.ScopeInfo, len(visible))
+	for i, sc := range visible {
+		out[i] = store.ScopeInfo{Scope: sc, Count: counts[sc], Writable: id.CanWrite(sc) == nil}
+	}
+	return out, nil
+}
+
+// Purge deletes every memory of the target (expired ones too) and records
+// the purge in the audit log. A scope target counts that scope; a user or
+// org target counts each scope it emptied. Errors: scope.ErrForbidden,
+// store.ErrInvalid, store.ErrUnavailable.
+func (s *Store) Purge(ctx context.Context, id scope.Identity, t scope.Target) (store.PurgeCounts, error) {
+	if err := checkIdentity(id); err != nil {
+		return nil, err
+	}
+	if err := id.CanPurge(t); err != nil {
+		return nil, fmt.Errorf("purge %s: %w", t, err)
+	}
+	st := settings{id: id}
+	var (
+		query string
+		args  []any
+	)
+	switch t.Kind {
+	case scope.TargetScope:
+		query = `m.org_id = $1 AND m.scope_kind = $2 AND m.scope_id = $3`
+		args = []any{id.Org, string(t.Scope.Kind), t.Scope.ID}
+		if t.Scope.Kind == scope.KindTeam && id.Has(scope.PermAdmin) {
+			st.purgeTeam = t.Scope.ID // admins may purge teams they are not in
+		}
+	case scope.TargetUser:
+		if t.User == "" {
+			return nil, fmt.Errorf("%w: purge of a user needs the user id", store.ErrInvalid)
+		}
+		st.purgeUser = t.User
+		// scope_id is COLLATE "C", so the range is exactly the ids that
+		// start with user + "/" ('0' follows '/').
+		query = `m.org_id = $1 AND ((m.scope_kind = 'user' AND m.scope_id = $2)
+			OR (m.scope_kind IN ('agent', 'session') AND m.scope_id >= $2 || '/' AND m.scope_id < $2 || '0'))`
+		args = []any{id.Org, t.User}
+	case scope.TargetOrg:
+		st.purgeOrg = true
+		query = `m.org_id = $1`
+		args = []any{id.Org}
+	default:
+		return nil, fmt.Errorf("%w: unknown purge target kind %d", store.ErrInvalid, t.Kind)
+	}
+	counts := store.PurgeCounts{}
+	if t.Kind == scope.TargetScope {
+		counts[t.Scope.Qualified()] = 0
+	}
+	n := len(args)
+	args = append(args, id.User, id.Agent, t.String())
+	err := s.inTx(ctx, st, false, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, fmt.Sprintf(`
+			WITH del AS (
+				DELETE FROM memories AS m WHERE %s
+				RETURNING m.scope_kind, m.scope_id
+			), per AS (
+				SELECT scope_kind, scope_id, count(*)::int AS n FROM del GROUP BY scope_kind, scope_id
+			), audit AS (
+				INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count)
+				SELECT $1, $%d, $%d, 'purge', scope_kind, scope_id, $%d, n FROM per
+			)
+			SELECT scope_kind, scope_id, n FROM per`, query, n+1, n+2, n+3), args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var kind, sid string
+			var c int
+			if err := rows.Scan(&kind, &sid, &c); err != nil {
+				return err
+			}
+			counts[scope.Scope{Kind: scope.Kind(kind), ID: sid}.Qualified()] = c
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(counts) == 0 || counts.Total() == 0 {
+			// Record the purge even when it found nothing.
+			_, err := tx.Exec(ctx, `INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count)
+				VALUES ($1, $2, $3, 'purge', $4, $5, $6, 0)`, id.Org, id.User, id.Agent,
+				string(t.Scope.Kind), t.Scope.ID, t.String())
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("purge %s: %w", t, translate(err))
+	}
+	return counts, nil
+}
+
+// expireBatch is how many rows one janitor transaction deletes at most.
+const expireBatch = 1000
+
+// DeleteExpired removes memories that expired before now, across all
+// orgs, in batches of short transactions through the
+// scopemem_delete_expired function (the only path the runtime role has to
+// other orgs' rows, and only to expired ones). Several replicas may run it
+// at once: each row is deleted and counted by exactly one of them.
+// Errors: store.ErrUnavailable.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for {
+		var n int
+		if err := s.pool.QueryRow(ctx, `SELECT scopemem_delete_expired($1, $2)`, now, expireBatch).Scan(&n); err != nil {
+			return total, fmt.Errorf("delete expired memories: %w", translate(err))
+		}
+		total += n
+		if n < expireBatch {
+			return total, nil
+		}
+	}
+}
+
+// embedderKey is the meta key of the embedder record.
+const embedderKey = "embedder"
+
+type embedderJSON struct {
+	Provider   string `json:"provider"`
+	Model      string `json:"model"`
+	Dimensions int    `json:"dimensions"`
+}
+
+// Embedder returns the recorded embedder; ok is false when none is.
+// Errors: store.ErrUnavailable.
+func (s *Store) Embedder(ctx context.Context) (store.EmbedderInfo, bool, error) {
+	var raw []byte
+	err := s.pool.QueryRow(ctx, `SELECT value::text FROM meta WHERE key = $1`, embedderKey).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.EmbedderInfo{}, false, nil
+	}
+	if err != nil {
+		return store.EmbedderInfo{}, false, fmt.Errorf("read embedder: %w", translate(err))
+	}
+	var e embedderJSON
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return store.EmbedderInfo{}, false, fmt.Errorf("read embedder: stored record %s is not valid: %w", raw, err)
+	}
+	info := store.EmbedderInfo{Provider: e.Provider, Model: e.Model, Dimensions: e.Dimensions}
+	s.mu.Lock()
+	s.dims = info.Dimensions
+	s.mu.Unlock()
+	return info, true, nil
+}
+
+// SetEmbedder records info when nothing is recorded yet; otherwise it
+// returns a *store.MismatchError when info differs from the record.
+// Errors: store.ErrInvalid, store.ErrEmbedderMismatch, store.ErrUnavailable.
+func (s *Store) SetEmbedder(ctx context.Context, info store.EmbedderInfo) error {
+	if info.Provider == "" || info.Model == "" || info.Dimensions <= 0 {
+		return fmt.Errorf("%w: embedder %v needs a provider, a model and a positive dimension", store.ErrInvalid, info)
+	}
+	raw, err := json.Marshal(embedderJSON{info.Provider, info.Model, info.Dimensions})
+	if err != nil {
+		return err
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2::jsonb) ON CONFLICT (key) DO NOTHING`,
+		embedderKey, string(raw)); err != nil {
+		return fmt.Errorf("record embedder: %w", translate(err))
+	}
+	stored, ok, err := s.Embedder(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("record embedder: %w: the record vanished", store.ErrConflict)
+	}
+	if stored != info {
+		return &store.MismatchError{Stored: stored, Configured: info}
+	}
+	return nil
+}
