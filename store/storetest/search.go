@@ -284,7 +284,6 @@ func testSearchQueryText(t *testing.T, open func(*testing.T) store.Store) {
 		{`\\ \' \" \n`, false},
 		{`日本語 テキスト ✓ 🙂`, false},
 		{`AND OR NOT NEAR`, false},
-		{`   `, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.text, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -228,7 +229,7 @@ var memoryOpts = cmp.Options{
 		return v
 	}),
 	cmpopts.SortSlices(func(a, b string) bool { return a < b }),
-	cmpopts.EquateEmpty(),
+	cmp.FilterPath(func(p cmp.Path) bool { return p.Last().Type() == reflect.TypeFor[[]string]() }, cmpopts.EquateEmpty()),
 }
 
 // searchIDs runs q and returns the hit ids, checking every hit is visible

@@ -1,0 +1,107 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations returns the schema changes in order; migration i brings the
+// schema from version i to i+1. They only ever move forward: a released
+// migration is never edited, a change is a new one appended.
+func migrations() []string {
+	return []string{
+		// 1: memories, their full-text index, per-scope change counters and
+		// store metadata.
+		`
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE memories (
+	rid          INTEGER PRIMARY KEY,
+	id           TEXT NOT NULL UNIQUE,
+	org_id       TEXT NOT NULL,
+	scope_kind   TEXT NOT NULL CHECK (scope_kind IN ('session', 'agent', 'user', 'team', 'org')),
+	scope_id     TEXT NOT NULL,
+	content      TEXT NOT NULL,
+	content_hash BLOB NOT NULL,
+	tags         TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(tags) AND json_type(tags) = 'array'),
+	metadata     TEXT CHECK (metadata IS NULL OR (json_valid(metadata) AND json_type(metadata) = 'object')),
+	vector       BLOB NOT NULL,
+	created_by   TEXT NOT NULL,
+	created_at   INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL,
+	expires_at   INTEGER
+);
+CREATE INDEX memories_scope ON memories (org_id, scope_kind, scope_id, content_hash);
+CREATE INDEX memories_expiry ON memories (expires_at) WHERE expires_at IS NOT NULL;
+
+CREATE TABLE memory_tags (
+	rid INTEGER NOT NULL REFERENCES memories (rid) ON DELETE CASCADE,
+	tag TEXT NOT NULL,
+	PRIMARY KEY (tag, rid)
+) WITHOUT ROWID;
+CREATE INDEX memory_tags_rid ON memory_tags (rid);
+
+CREATE TABLE scope_versions (
+	org_id     TEXT NOT NULL,
+	scope_kind TEXT NOT NULL,
+	scope_id   TEXT NOT NULL,
+	version    INTEGER NOT NULL,
+	PRIMARY KEY (org_id, scope_kind, scope_id)
+) WITHOUT ROWID;
+
+CREATE VIRTUAL TABLE memories_fts USING fts5(
+	content,
+	content = 'memories',
+	content_rowid = 'rid',
+	tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+	INSERT INTO memories_fts (rowid, content) VALUES (new.rid, new.content);
+END;
+CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+	INSERT INTO memories_fts (memories_fts, rowid, content) VALUES ('delete', old.rid, old.content);
+END;
+CREATE TRIGGER memories_fts_update AFTER UPDATE OF content ON memories BEGIN
+	INSERT INTO memories_fts (memories_fts, rowid, content) VALUES ('delete', old.rid, old.content);
+	INSERT INTO memories_fts (rowid, content) VALUES (new.rid, new.content);
+END;
+`,
+	}
+}
+
+// migrate applies the pending migrations in one write transaction, so that
+// two processes starting at once migrate once.
+func (s *Store) migrate(ctx context.Context) error {
+	all := migrations()
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+			return fmt.Errorf("sqlite: migrate %s: %w", s.path, s.translate(err))
+		}
+		var v int
+		err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+		if err == sql.ErrNoRows {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+				return fmt.Errorf("sqlite: migrate %s: %w", s.path, s.translate(err))
+			}
+		} else if err != nil {
+			return fmt.Errorf("sqlite: migrate %s: %w", s.path, s.translate(err))
+		}
+		if v > len(all) {
+			return fmt.Errorf("sqlite: %s is at schema version %d but this binary knows only %d; upgrade scopemem", s.path, v, len(all))
+		}
+		for i := v; i < len(all); i++ {
+			if _, err := tx.ExecContext(ctx, all[i]); err != nil {
+				return fmt.Errorf("sqlite: migration %d of %s: %w", i+1, s.path, s.translate(err))
+			}
+			s.cfg.Logger.Info("sqlite schema migrated", "path", s.path, "version", i+1)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(all)); err != nil {
+			return fmt.Errorf("sqlite: migrate %s: %w", s.path, s.translate(err))
+		}
+		return nil
+	})
+}

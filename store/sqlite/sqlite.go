@@ -1,0 +1,266 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/scopemem/scopemem/store"
+)
+
+// Config configures [Open]. The zero value of every field but Path means
+// its default.
+type Config struct {
+	// Path is the database file. It is created, with its parent directory,
+	// if it does not exist.
+	Path string
+	// Logger receives diagnostics. Nil discards them.
+	Logger *slog.Logger
+	// BusyTimeout is how long a call waits for a write lock held by another
+	// connection or process before it fails with store.ErrUnavailable.
+	// Zero means 10 seconds.
+	BusyTimeout time.Duration
+	// ReadOnly opens the file for reading only: searches and reads work,
+	// writes fail with store.ErrUnavailable. The file must exist and hold a
+	// current schema.
+	ReadOnly bool
+	// MaxReaders bounds the connections used for reads. Zero means
+	// max(4, GOMAXPROCS).
+	MaxReaders int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.BusyTimeout <= 0 {
+		c.BusyTimeout = 10 * time.Second
+	}
+	if c.MaxReaders <= 0 {
+		c.MaxReaders = max(4, runtime.GOMAXPROCS(0))
+	}
+	return c
+}
+
+// Store is a [store.Store] in one SQLite file. It is safe for concurrent
+// use, and several processes may open the same file.
+type Store struct {
+	cfg   Config
+	path  string
+	wdb   *sql.DB // one connection; every transaction is BEGIN IMMEDIATE
+	rdb   *sql.DB // readers
+	cache *vecCache
+	dims  atomic.Int64 // recorded embedder dimensions, 0 until known
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database at cfg.Path, sets it to WAL
+// mode and applies any pending schema migrations.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Path == "" {
+		return nil, errors.New("sqlite: Config.Path is empty: name the database file, e.g. ~/.local/share/scopemem/memories.db")
+	}
+	path, err := filepath.Abs(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: database path %q: %w", cfg.Path, err)
+	}
+	if cfg.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("sqlite: open %s read-only: %w", path, err)
+		}
+	} else if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: create the directory of %s: %w", path, err)
+	}
+	s := &Store{cfg: cfg, path: path, cache: newVecCache()}
+	if s.wdb, err = sql.Open("sqlite", s.dsn(true)); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetMaxIdleConns(1)
+	s.wdb.SetConnMaxLifetime(0)
+	s.wdb.SetConnMaxIdleTime(0)
+	if s.rdb, err = sql.Open("sqlite", s.dsn(false)); err != nil {
+		s.wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.rdb.SetMaxOpenConns(cfg.MaxReaders)
+	s.rdb.SetMaxIdleConns(cfg.MaxReaders)
+	s.rdb.SetConnMaxIdleTime(0)
+	s.rdb.SetConnMaxLifetime(0)
+	if err := s.setup(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	cfg.Logger.Debug("sqlite store open", "path", path, "read_only", cfg.ReadOnly)
+	return s, nil
+}
+
+// dsn returns the driver's data source name: a file URI with the pragmas
+// every connection needs.
+func (s *Store) dsn(writer bool) string {
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(s.path)}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(s.cfg.BusyTimeout.Milliseconds(), 10)+")")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "temp_store(MEMORY)")
+	if s.cfg.ReadOnly {
+		q.Set("mode", "ro")
+	}
+	if writer {
+		q.Set("_txlock", "immediate")
+	}
+	return u.String() + "?" + q.Encode()
+}
+
+// setup turns on WAL and migrates the schema (or, read-only, checks it).
+func (s *Store) setup(ctx context.Context) error {
+	if s.cfg.ReadOnly {
+		var v int
+		err := s.rdb.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+		if err != nil {
+			return fmt.Errorf("sqlite: %s opened read-only has no scopemem schema: %w", s.path, s.translate(err))
+		}
+		if v != len(migrations()) {
+			return fmt.Errorf("sqlite: %s is at schema version %d, this binary needs %d; open it writable once to migrate: %w",
+				s.path, v, len(migrations()), store.ErrUnavailable)
+		}
+		return nil
+	}
+	var mode string
+	if err := s.wdb.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", s.path, s.translate(err))
+	}
+	if mode != "wal" {
+		if err := s.wdb.QueryRowContext(ctx, `PRAGMA journal_mode=WAL`).Scan(&mode); err != nil {
+			return fmt.Errorf("sqlite: switch %s to WAL: %w", s.path, s.translate(err))
+		}
+		if mode != "wal" {
+			return fmt.Errorf("sqlite: %s cannot use WAL mode (journal mode is %q); put the file on a local file system: %w",
+				s.path, mode, store.ErrUnavailable)
+		}
+	}
+	return s.migrate(ctx)
+}
+
+// Close closes the database. Call it once, after every other call has
+// returned.
+func (s *Store) Close() error {
+	var errs []error
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.wdb != nil {
+		errs = append(errs, s.wdb.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Path returns the absolute path of the database file.
+func (s *Store) Path() string { return s.path }
+
+// querier is what both *sql.DB and *sql.Tx offer, so that the same code
+// runs in or out of a transaction.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// write runs fn in a BEGIN IMMEDIATE transaction on the writer connection
+// and commits it. fn's errors come back as they are; driver errors of the
+// transaction itself are translated. A transaction that could not start
+// because the database stayed busy is retried a few times.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			s.cfg.Logger.Debug("sqlite busy, retrying write", "path", s.path, "attempt", attempt, "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt*20) * time.Millisecond):
+			}
+		}
+		var tx *sql.Tx
+		tx, err = s.wdb.BeginTx(ctx, nil)
+		if err != nil {
+			err = s.translate(err)
+			if errors.Is(err, errBusy) {
+				continue
+			}
+			return err
+		}
+		if err = fn(tx); err != nil {
+			tx.Rollback()
+			if errors.Is(err, errBusy) {
+				continue
+			}
+			return err
+		}
+		if err = tx.Commit(); err != nil {
+			tx.Rollback()
+			err = s.translate(err)
+			if errors.Is(err, errBusy) {
+				continue
+			}
+			return err
+		}
+		return nil
+	}
+	return err
+}
+
+// errBusy marks translated SQLITE_BUSY and SQLITE_LOCKED errors, so that
+// write can retry them. It unwraps to store.ErrUnavailable.
+var errBusy = fmt.Errorf("database is locked: %w", store.ErrUnavailable)
+
+// translate turns driver errors into the store's sentinels: sql.ErrNoRows
+// into ErrNotFound; busy, read-only, full and unreadable databases into
+// ErrUnavailable with a message saying what to do. Context errors and
+// others pass through.
+func (s *Store) translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return fmt.Errorf("%s stayed locked by another connection or process for longer than %s (%v): %w",
+			s.path, s.cfg.BusyTimeout, err, errBusy)
+	case sqlite3.SQLITE_READONLY:
+		return fmt.Errorf("%s is read-only (%v); reads still work, writes need a writable file and directory: %w",
+			s.path, err, store.ErrUnavailable)
+	case sqlite3.SQLITE_FULL:
+		return fmt.Errorf("the disk holding %s is full (%v); free some space and retry: %w", s.path, err, store.ErrUnavailable)
+	case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH:
+		return fmt.Errorf("cannot open %s (%v); check the path and its permissions: %w", s.path, err, store.ErrUnavailable)
+	case sqlite3.SQLITE_IOERR:
+		return fmt.Errorf("I/O error on %s (%v): %w", s.path, err, store.ErrUnavailable)
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return fmt.Errorf("%s is not a healthy SQLite database (%v); restore it from a backup or export what is readable: %w",
+			s.path, err, store.ErrUnavailable)
+	}
+	return err
+}
