@@ -103,9 +103,9 @@ func TestRowLevelSecurity(t *testing.T) {
 	ctx := t.Context()
 
 	tests := []struct {
-		name                              string
+		name                             string
 		org, user, teams, agent, session string
-		want                              []string
+		want                             []string
 	}{
 		{"no settings", "", "", "", "", "", nil},
 		{"org only", "acme", "", "", "", "", []string{"acme org", "acme org"}},
