@@ -366,6 +366,29 @@ func ftsQuery(text string) string {
 	return strings.Join(parts, " | ")
 }
 
+// searchWhere narrows a search to the org ($1), the visible scopes ($2
+// kinds, $3 ids), live rows at $4 and the tags $5.
+const searchWhere = `m.org_id = $1
+	AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+	AND (m.expires_at IS NULL OR m.expires_at > $4)
+	AND m.tags @> $5::text[]`
+
+// vectorSearchSQL is the vector half: exact cosine order ($6 the query
+// vector, $7 the number of candidates).
+const vectorSearchSQL = `SELECT ` + memoryCols + `, m.embedding, 1 - (m.embedding <=> $6) AS sim
+	FROM memories m
+	WHERE ` + searchWhere + ` AND m.embedding IS NOT NULL AND vector_dims(m.embedding) = vector_dims($6)
+	ORDER BY m.embedding <=> $6, m.created_at DESC
+	LIMIT $7`
+
+// textSearchSQL is the full-text half ($6 the tsquery text from
+// ftsQuery, $7 the number of candidates).
+const textSearchSQL = `SELECT ` + memoryCols + `, m.embedding
+	FROM memories m, to_tsquery('simple', $6) AS q
+	WHERE ` + searchWhere + ` AND m.tsv @@ q
+	ORDER BY ts_rank_cd(m.tsv, q) DESC, m.created_at DESC
+	LIMIT $7`
+
 // Search runs the hybrid search: exact cosine order over the visible rows
 // and full-text rank, each returning candidates, fused by store.Fuse. The
 // two halves go to the server in one round trip. Errors: store.ErrInvalid,
@@ -416,17 +439,9 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 	err := s.inTx(ctx, settings{id: id}, true, func(tx pgx.Tx) error {
 		now := time.Now()
 		b := &pgx.Batch{}
-		const where = `m.org_id = $1
-			AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
-			AND (m.expires_at IS NULL OR m.expires_at > $4)
-			AND m.tags @> $5::text[]`
 		if vec != nil {
 			halves++
-			b.Queue(`SELECT `+memoryCols+`, m.embedding, 1 - (m.embedding <=> $6) AS sim
-				FROM memories m
-				WHERE `+where+` AND m.embedding IS NOT NULL AND vector_dims(m.embedding) = vector_dims($6)
-				ORDER BY m.embedding <=> $6, m.created_at DESC
-				LIMIT $7`, id.Org, kinds, sids, now, tags, *vec, n).Query(func(rows pgx.Rows) error {
+			b.Queue(vectorSearchSQL, id.Org, kinds, sids, now, tags, *vec, n).Query(func(rows pgx.Rows) error {
 				var err error
 				byVec, err = scanCandidates(rows, true, nil)
 				return err
@@ -434,11 +449,7 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 		}
 		if tsq != "" {
 			halves++
-			b.Queue(`SELECT `+memoryCols+`, m.embedding
-				FROM memories m, to_tsquery('simple', $6) AS q
-				WHERE `+where+` AND m.tsv @@ q
-				ORDER BY ts_rank_cd(m.tsv, q) DESC, m.created_at DESC
-				LIMIT $7`, id.Org, kinds, sids, now, tags, tsq, n).Query(func(rows pgx.Rows) error {
+			b.Queue(textSearchSQL, id.Org, kinds, sids, now, tags, tsq, n).Query(func(rows pgx.Rows) error {
 				var err error
 				byText, err = scanCandidates(rows, false, vec)
 				return err

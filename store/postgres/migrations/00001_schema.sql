@@ -53,7 +53,11 @@ CREATE TABLE memories (
 -- Keep vectors inline in the heap row (MAIN: compressed in place if that
 -- helps, moved to TOAST only when the row would not fit a page), so an
 -- exact scan reads no TOAST table: 768 float32 take 3 KB.
+-- toast_tuple_target at its maximum keeps the short columns of such a row
+-- (content, tsv) from being moved out of line to make room for it; long
+-- content still goes to TOAST first.
 ALTER TABLE memories ALTER COLUMN embedding SET STORAGE MAIN;
+ALTER TABLE memories SET (toast_tuple_target = 8160);
 
 -- The tenant key: every query narrows to (org, scope) first. Exact search
 -- over an ordinary scope reads only its rows.
