@@ -1,0 +1,69 @@
+// Command scopemem is a Model Context Protocol memory server whose tenant
+// isolation is enforced by verified identity and by the database.
+//
+// Usage:
+//
+//	scopemem serve                          # MCP over stdio, SQLite store
+//	scopemem serve --http 127.0.0.1:8080    # streamable HTTP, bearer tokens
+//	scopemem migrate --database-url ...     # apply PostgreSQL migrations
+//
+// Run `scopemem --help` for every command and flag. Logs go to stderr:
+// stdout carries the stdio transport.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// CLI is the command line: every flag can also come from the environment
+// variable named in its tag, and serve's flags from a JSON --config file.
+type CLI struct {
+	LogLevel  slog.Level `name:"log-level" env:"SCOPEMEM_LOG_LEVEL" default:"info" help:"Log level: debug, info, warn or error. Logs go to stderr."`
+	LogFormat string     `name:"log-format" env:"SCOPEMEM_LOG_FORMAT" enum:"text,json" default:"text" help:"Log format: text or json."`
+
+	Serve   ServeCmd   `cmd:"" help:"Serve MCP over stdio (default) or streamable HTTP (--http)."`
+	Migrate MigrateCmd `cmd:"" help:"Apply the PostgreSQL migrations and create the runtime role."`
+	Token   TokenCmd   `cmd:"" help:"Mint an HS256 token for development (production tokens come from your identity provider)."`
+	Version VersionCmd `cmd:"" help:"Print the version."`
+}
+
+func main() {
+	var cli CLI
+	kctx := kong.Parse(&cli,
+		kong.Name("scopemem"),
+		kong.Description("A Model Context Protocol memory server with scoped, isolated memories."),
+		kong.UsageOnError(),
+		kong.Configuration(strictJSON),
+	)
+	logger := newLogger(cli.LogLevel, cli.LogFormat)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := kctx.Run(&runEnv{ctx: ctx, log: logger})
+	if err != nil {
+		logger.Error("scopemem failed", "err", err)
+		fmt.Fprintln(os.Stderr, "scopemem:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// runEnv is what every command's Run receives.
+type runEnv struct {
+	ctx context.Context
+	log *slog.Logger
+}
+
+func newLogger(level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,320 @@
+// Package app assembles a scopemem server from its configuration: it opens
+// the store, chooses and checks the embedder, registers the tools and
+// resources on an MCP server, and serves it over stdio or streamable HTTP.
+//
+// cmd/scopemem maps flags into a [Config] and calls [New]; tests and the
+// load generator build an App the same way, so what they exercise is what
+// ships.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/scopemem/scopemem/embed"
+	"github.com/scopemem/scopemem/resources"
+	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/postgres"
+	"github.com/scopemem/scopemem/store/sqlite"
+	"github.com/scopemem/scopemem/tools"
+)
+
+// Version is the server version reported to MCP clients.
+var Version = "0.1.0-dev"
+
+// Config configures an App. The zero value serves an embedded SQLite store
+// under the user's data directory with the best embedder available.
+type Config struct {
+	// DBPath is the SQLite file; default DefaultDBPath(). Ignored when
+	// DatabaseURL is set.
+	DBPath string
+	// DatabaseURL selects the PostgreSQL store.
+	DatabaseURL string
+	// MigrateURL, when set, is the PostgreSQL owner role's URL: migrations
+	// are applied with it at start, and the runtime role named in
+	// DatabaseURL is created (with its password) or checked.
+	MigrateURL string
+
+	// Embedder is "auto" (default), "ollama" or "builtin". Auto keeps the
+	// embedder the store already records; for a new store it uses Ollama
+	// when it answers and has the model, and the built-in one otherwise.
+	Embedder string
+	// OllamaHost is Ollama's URL; default from OLLAMA_HOST, else
+	// http://127.0.0.1:11434.
+	OllamaHost string
+	// Model is the Ollama embedding model; default nomic-embed-text.
+	Model string
+	// EmbedTimeout bounds one embedding request; default 30s.
+	EmbedTimeout time.Duration
+	// CacheSize is how many embeddings the LRU cache keeps; default 10000.
+	CacheSize int
+	// HTTPClient is used to reach Ollama; default http.DefaultClient.
+	HTTPClient *http.Client
+
+	// DefaultScope is where add_memory writes when no scope is named.
+	DefaultScope string
+	// Limits bounds tool input.
+	Limits tools.Limits
+	// ReadOnly registers only the reading tools.
+	ReadOnly bool
+	// JanitorInterval is how often expired memories are removed; default
+	// 5m; negative disables the janitor.
+	JanitorInterval time.Duration
+
+	// Logger receives the server's logs; default discard. It must not write
+	// to stdout when serving stdio.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.DBPath == "" {
+		c.DBPath = DefaultDBPath()
+	}
+	if c.Embedder == "" {
+		c.Embedder = "auto"
+	}
+	if c.Model == "" {
+		c.Model = "nomic-embed-text"
+	}
+	if c.EmbedTimeout <= 0 {
+		c.EmbedTimeout = 30 * time.Second
+	}
+	if c.CacheSize <= 0 {
+		c.CacheSize = 10000
+	}
+	if c.DefaultScope == "" {
+		c.DefaultScope = "user"
+	}
+	if c.JanitorInterval == 0 {
+		c.JanitorInterval = 5 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// DefaultDBPath is the SQLite file used when none is configured:
+// $XDG_DATA_HOME/scopemem/memories.db, ~/.local/share/scopemem/memories.db,
+// or the platform's equivalent.
+func DefaultDBPath() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "scopemem", "memories.db")
+	}
+	if d, err := os.UserConfigDir(); err == nil && filepath.Base(d) != ".config" {
+		// macOS (Library/Application Support) and Windows (AppData).
+		return filepath.Join(d, "scopemem", "memories.db")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "scopemem", "memories.db")
+	}
+	return "scopemem.db"
+}
+
+// App is an assembled server. Close releases it.
+type App struct {
+	cfg      Config
+	Store    store.Store
+	Embedder embed.Embedder
+	MCP      *server.MCPServer
+	log      *slog.Logger
+	closers  []func()
+	cancel   context.CancelFunc
+	janitor  chan struct{}
+}
+
+// New opens the store and embedder and builds the MCP server. ctx bounds
+// start-up only; background work runs until Close.
+func New(ctx context.Context, cfg Config) (*App, error) {
+	cfg = cfg.withDefaults()
+	a := &App{cfg: cfg, log: cfg.Logger}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.Store = st
+	e, err := chooseEmbedder(ctx, cfg, st)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.Embedder = e
+	if c, ok := e.(interface{ Close() }); ok {
+		a.closers = append(a.closers, c.Close)
+	}
+	a.MCP = a.newMCPServer()
+	bg, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.janitor = make(chan struct{})
+	go a.runJanitor(bg)
+	return a, nil
+}
+
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	if cfg.DatabaseURL != "" {
+		if cfg.MigrateURL != "" {
+			pc, err := pgx.ParseConfig(cfg.DatabaseURL)
+			if err != nil {
+				return nil, fmt.Errorf("database URL: %w", err)
+			}
+			opts := postgres.MigrateOptions{RuntimeRole: pc.User, RuntimePassword: pc.Password, Logger: cfg.Logger}
+			if err := postgres.Migrate(ctx, cfg.MigrateURL, opts); err != nil {
+				return nil, fmt.Errorf("migrate: %w", err)
+			}
+		}
+		return postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: cfg.Logger})
+	}
+	return sqlite.Open(ctx, sqlite.Config{Path: cfg.DBPath, Logger: cfg.Logger})
+}
+
+// chooseEmbedder picks the embedder, records it in a new store and refuses
+// one that differs from what the store records.
+func chooseEmbedder(ctx context.Context, cfg Config, st store.Store) (embed.Embedder, error) {
+	stored, have, err := st.Embedder(ctx)
+	if err != nil {
+		return nil, err
+	}
+	provider := cfg.Embedder
+	if provider == "auto" {
+		provider = "builtin"
+		if have {
+			provider = stored.Provider
+		}
+	}
+	var e embed.Embedder
+	switch provider {
+	case "builtin":
+		dims := 0
+		if have && stored.Provider == "builtin" {
+			dims = stored.Dimensions
+		}
+		e = embed.NewBuiltin(dims)
+	case "ollama":
+		oc := embed.OllamaConfig{Host: cfg.OllamaHost, Model: cfg.Model, HTTPClient: cfg.HTTPClient, Timeout: cfg.EmbedTimeout, Logger: cfg.Logger}
+		if have && stored.Provider == "ollama" && stored.Model == cfg.Model {
+			oc.Dimensions = stored.Dimensions
+		}
+		o, err := embed.NewOllama(oc)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := o.Probe(ctx); err != nil {
+			if oc.Dimensions == 0 {
+				return nil, fmt.Errorf("ollama embedder: %w", err)
+			}
+			// The store knows the dimensions: serve, and let calls that need
+			// embeddings fail with a clear error until Ollama is back.
+			cfg.Logger.Warn("ollama is not answering; calls that need embeddings will fail until it does", "err", err)
+		}
+		e = o
+	default:
+		return nil, fmt.Errorf("unknown embedder %q: use auto, ollama or builtin", cfg.Embedder)
+	}
+	if cfg.Embedder == "auto" && !have {
+		if o, ok := probeOllama(ctx, cfg); ok {
+			e = o
+		}
+	}
+	info := e.Info()
+	if err := st.SetEmbedder(ctx, store.EmbedderInfo{Provider: info.Provider, Model: info.Model, Dimensions: info.Dimensions}); err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("embedder", "provider", info.Provider, "model", info.Model, "dimensions", info.Dimensions)
+	if info.Provider == "builtin" {
+		// Hashing a text costs less than a cache lookup, and there is no
+		// model server to batch requests for.
+		return e, nil
+	}
+	b := embed.NewBatcher(e, embed.BatcherConfig{})
+	return closingCache{embed.NewCache(b, cfg.CacheSize), b}, nil
+}
+
+// closingCache is the cache in front of the batcher, closing the batcher
+// with the app.
+type closingCache struct {
+	*embed.Cache
+	b *embed.Batcher
+}
+
+func (c closingCache) Close() { c.b.Close() }
+
+// probeOllama returns an Ollama embedder when one answers quickly with the
+// configured model.
+func probeOllama(ctx context.Context, cfg Config) (*embed.Ollama, bool) {
+	o, err := embed.NewOllama(embed.OllamaConfig{Host: cfg.OllamaHost, Model: cfg.Model, HTTPClient: cfg.HTTPClient, Timeout: 2 * time.Second, MaxRetries: -1, Logger: cfg.Logger})
+	if err != nil {
+		return nil, false
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := o.Probe(pctx); err != nil {
+		cfg.Logger.Info("ollama not available, using the built-in lexical embedder", "reason", err)
+		return nil, false
+	}
+	o2, err := embed.NewOllama(embed.OllamaConfig{Host: cfg.OllamaHost, Model: cfg.Model, HTTPClient: cfg.HTTPClient, Timeout: cfg.EmbedTimeout, Dimensions: o.Info().Dimensions, Logger: cfg.Logger})
+	if err != nil {
+		return nil, false
+	}
+	return o2, true
+}
+
+func (a *App) newMCPServer() *server.MCPServer {
+	s := server.NewMCPServer("scopemem", Version,
+		server.WithToolCapabilities(false),
+		server.WithResourceCapabilities(false, false),
+		server.WithRecovery(),
+		server.WithResourceRecovery(),
+		server.WithInputSchemaValidation(),
+		server.WithInstructions("scopemem is your long-term memory. Call search_memory before answering anything that may depend on "+
+			"earlier conversations, the user's preferences or past decisions; call add_memory when you learn a durable fact. "+
+			"Memories live in scopes: session (this run), agent, user, team:<id> and org; list_scopes shows yours."),
+	)
+	tools.Register(s, &tools.Handlers{
+		Store: a.Store, Embedder: a.Embedder, Log: a.log, Limits: a.cfg.Limits, DefaultScope: a.cfg.DefaultScope,
+	}, tools.Options{ReadOnly: a.cfg.ReadOnly})
+	resources.Register(s, &resources.Handlers{Store: a.Store, Log: a.log, DefaultScope: a.cfg.DefaultScope})
+	return s
+}
+
+// runJanitor removes expired memories until ctx ends; it closes a.janitor
+// when it returns.
+func (a *App) runJanitor(ctx context.Context) {
+	defer close(a.janitor)
+	if a.cfg.JanitorInterval < 0 {
+		return
+	}
+	t := time.NewTicker(a.cfg.JanitorInterval)
+	defer t.Stop()
+	for {
+		n, err := a.Store.DeleteExpired(ctx, time.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Warn("janitor: removing expired memories failed", "err", err)
+		case n > 0:
+			a.log.Info("janitor: removed expired memories", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops background work and closes the embedder and store.
+func (a *App) Close() error {
+	a.cancel()
+	<-a.janitor
+	for _, c := range a.closers {
+		c()
+	}
+	return a.Store.Close()
+}

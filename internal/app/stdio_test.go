@@ -1,0 +1,183 @@
+package app_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/client"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "scopemem-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "scopemem")
+	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/scopemem/scopemem/cmd/scopemem")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building scopemem:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// stdioClient starts `scopemem serve` as a child process speaking MCP on its
+// stdin and stdout, the way Claude Desktop does.
+func stdioClient(t *testing.T, env []string, args ...string) *client.Client {
+	t.Helper()
+	c, err := client.NewStdioMCPClient(binary, append(os.Environ(), env...), append([]string{"serve"}, args...)...)
+	if err != nil {
+		t.Fatalf("start scopemem: %v", err)
+	}
+	initialize(t, c)
+	return c
+}
+
+func TestStdioToolsEndToEnd(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "stdio.db")
+	env := []string{"SCOPEMEM_DB=" + db, "SCOPEMEM_EMBEDDER=builtin", "SCOPEMEM_ORG=acme", "SCOPEMEM_USER=alice",
+		"SCOPEMEM_TEAMS=api,web", "SCOPEMEM_AGENT=coder", "SCOPEMEM_LOG_LEVEL=debug"}
+	c := stdioClient(t, env)
+
+	a := ok[addOut](t, c, "add_memory", map[string]any{"content": "The staging database is called pluto", "tags": []string{"infra"}})
+	if a.Scope != "user" {
+		t.Errorf("default scope = %q, want user", a.Scope)
+	}
+	for _, sc := range []string{"session", "agent", "team:api", "org"} {
+		m := ok[addOut](t, c, "add_memory", map[string]any{"content": "note kept in " + sc, "scope": sc})
+		if m.Scope != sc {
+			t.Errorf("add to %s landed in %s", sc, m.Scope)
+		}
+	}
+	ls := ok[scopesOut](t, c, "list_scopes", map[string]any{})
+	var names []string
+	for _, sc := range ls.Scopes {
+		names = append(names, sc.Scope)
+	}
+	if want := []string{"session", "agent", "user", "team:api", "team:web", "org"}; !slices.Equal(names, want) {
+		t.Errorf("list_scopes = %v, want %v", names, want)
+	}
+	s := ok[searchOut](t, c, "search_memory", map[string]any{"query": "staging database name"})
+	if len(s.Results) == 0 || s.Results[0].ID != a.ID {
+		t.Errorf("search = %+v, want %s first", s.Results, a.ID)
+	}
+	ok[map[string]any](t, c, "update_memory", map[string]any{"id": a.ID, "tags": []string{"infra", "db"}})
+	p := ok[map[string]any](t, c, "purge", map[string]any{"scope": "agent", "confirm": "agent"})
+	if p["total"] != float64(1) {
+		t.Errorf("purge agent = %v", p)
+	}
+	ok[map[string]any](t, c, "delete_memory", map[string]any{"id": a.ID})
+
+	// A second process on the same file (a second Claude window) sees the
+	// shared memories but not the first process's session.
+	c2 := stdioClient(t, env)
+	s = ok[searchOut](t, c2, "search_memory", map[string]any{"query": "note kept in", "limit": 50})
+	var scopes []string
+	for _, h := range s.Results {
+		scopes = append(scopes, h.Scope)
+	}
+	slices.Sort(scopes)
+	if want := []string{"org", "team:api"}; !slices.Equal(scopes, want) {
+		t.Errorf("second process sees scopes %v, want %v", scopes, want)
+	}
+}
+
+func TestStdioConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "agent.json", `{"org":"acme","user":"bob","teams":["ops"],"default_scope":"team:ops","permissions":["memory:read","memory:write","memory:share"]}`)
+	c := stdioClient(t, []string{"SCOPEMEM_DB=" + filepath.Join(dir, "m.db"), "SCOPEMEM_EMBEDDER=builtin"}, "--config", cfg)
+	ls := ok[scopesOut](t, c, "list_scopes", map[string]any{})
+	if ls.Org != "acme" || ls.User != "bob" {
+		t.Errorf("identity from config file = %s/%s, want acme/bob", ls.Org, ls.User)
+	}
+	m := ok[addOut](t, c, "add_memory", map[string]any{"content": "ops rotates keys monthly"})
+	if m.Scope != "team:ops" {
+		t.Errorf("default scope from config = %q, want team:ops", m.Scope)
+	}
+	if msg := fails(t, c, "purge", map[string]any{"scope": "user", "confirm": "user"}); !strings.Contains(msg, "memory:purge") {
+		t.Errorf("purge without permission: %q, want it to name memory:purge", msg)
+	}
+}
+
+func TestStdioStartupErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"default scope needs share", []string{"--default-scope", "team:ops", "--teams", "ops", "--permissions", "memory:read,memory:write"}, nil},
+		{"team not a member", []string{"--default-scope", "team:ops"}, nil},
+		{"unknown permission", []string{"--permissions", "memory:everything"}, nil},
+		{"bad org", nil, []string{"SCOPEMEM_ORG=a/b"}},
+		{"unknown config key", []string{"--config", writeFile(t, dir, "bad.json", `{"org":"acme","temas":["x"]}`)}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(binary, append([]string{"serve", "--db", filepath.Join(dir, "x.db"), "--embedder", "builtin"}, tc.args...)...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			cmd.Stdin = strings.NewReader("")
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("scopemem started; want a configuration error. Output:\n%s", out)
+			}
+			if len(strings.TrimSpace(string(out))) == 0 {
+				t.Errorf("no explanation printed")
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestStdioTwoProcessesLoseNothing runs two stdio servers on one file, each
+// adding memories concurrently, and counts every one afterwards.
+func TestStdioTwoProcessesLoseNothing(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "shared.db")
+	env := []string{"SCOPEMEM_DB=" + db, "SCOPEMEM_EMBEDDER=builtin", "SCOPEMEM_ORG=acme", "SCOPEMEM_USER=alice"}
+	const perProc = 60
+	var wg sync.WaitGroup
+	clients := []*client.Client{stdioClient(t, env), stdioClient(t, env)}
+	acked := make([][]string, len(clients))
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range perProc {
+				res := call(t, c, "add_memory", map[string]any{"content": fmt.Sprintf("process %d wrote fact number %d about topic %d", i, j, j*7919%1000)})
+				if res.IsError {
+					t.Errorf("add failed: %s", text(res))
+					continue
+				}
+				acked[i] = append(acked[i], "x")
+			}
+		}()
+	}
+	wg.Wait()
+	ls := ok[scopesOut](t, clients[0], "list_scopes", map[string]any{})
+	total := 0
+	for _, sc := range ls.Scopes {
+		total += sc.Count
+	}
+	if want := len(acked[0]) + len(acked[1]); total != want || want != 2*perProc {
+		t.Errorf("stored %d memories, acknowledged %d of %d", total, want, 2*perProc)
+	}
+}
