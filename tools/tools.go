@@ -243,8 +243,10 @@ func checkText(field, s string, max int) error {
 	if len(s) > max {
 		return badInput("%s is %d bytes, over the limit of %d: shorten it or split it", field, len(s), max)
 	}
-	if !utf8.ValidString(s) {
-		return badInput("%s is not valid UTF-8: send text encoded as UTF-8", field)
+	if !utf8.ValidString(s) || strings.ContainsRune(s, utf8.RuneError) {
+		// JSON decoding turns invalid UTF-8 into U+FFFD, so its presence is
+		// how invalid input shows up here.
+		return badInput("%s is not valid UTF-8 (it holds invalid bytes or U+FFFD replacement characters): send text encoded as UTF-8", field)
 	}
 	if strings.ContainsRune(s, 0) {
 		return badInput("%s contains a NUL character", field)
