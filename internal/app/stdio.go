@@ -1,32 +1,203 @@
 package app
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/scopemem/scopemem/scope"
 )
 
+// DefaultDrainTimeout bounds how long stdio waits for calls in flight when
+// its input ends or the process is told to stop.
+const DefaultDrainTimeout = 10 * time.Second
+
 // ServeStdio serves MCP over in and out (stdin and stdout of the process)
-// as id, the identity from the agent config. It returns nil when in reaches
-// end of file (the client went away) or ctx ends.
+// as id, the identity from the agent config.
+//
+// When in reaches end of file (the client went away) or ctx ends (SIGTERM),
+// no further request is read, and every request already read is answered
+// before ServeStdio returns nil, waiting at most DefaultDrainTimeout: a
+// client that sends its last call and closes its end still gets the answer,
+// and an add that was acknowledged is stored.
 func (a *App) ServeStdio(ctx context.Context, id scope.Identity, in io.Reader, out io.Writer) error {
 	if err := id.Validate(); err != nil {
 		return err
 	}
+	tr := newDrainTracker()
 	s := server.NewStdioServer(a.MCP)
 	s.SetErrorLogger(log.New(slogWriter{a.log}, "", 0))
 	s.SetContextFunc(func(ctx context.Context) context.Context { return scope.WithIdentity(ctx, id) })
-	err := s.Listen(ctx, in, out)
+	// Listen gets a context that only ends once input has ended and the
+	// calls in flight are answered: cancelling it would cancel them.
+	err := s.Listen(context.WithoutCancel(ctx), tr.reader(ctx, in, DefaultDrainTimeout, a.log), tr.writer(out))
 	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// drainTracker counts JSON-RPC requests read and responses written, so that
+// the end of input can wait until every request has its answer.
+type drainTracker struct {
+	mu      sync.Mutex
+	pending int
+	idle    chan struct{} // closed and replaced whenever pending drops to 0
+}
+
+func newDrainTracker() *drainTracker {
+	return &drainTracker{idle: make(chan struct{})}
+}
+
+// message is the part of a JSON-RPC message that tells requests (id and
+// method) from responses (id, no method) and notifications (no id).
+type message struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+}
+
+func classify(line []byte) (isRequest, isResponse bool) {
+	var m message
+	if json.Unmarshal(line, &m) != nil || len(m.ID) == 0 || string(m.ID) == "null" {
+		return false, false
+	}
+	return m.Method != "", m.Method == ""
+}
+
+func (t *drainTracker) add(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pending += n
+	if t.pending <= 0 {
+		t.pending = 0
+		close(t.idle)
+		t.idle = make(chan struct{})
+	}
+}
+
+// wait returns once no request is pending, or after timeout.
+func (t *drainTracker) wait(timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		t.mu.Lock()
+		n, idle := t.pending, t.idle
+		t.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		select {
+		case <-idle:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// reader returns in as line-at-a-time input that reports end of file when
+// in ends or ctx ends, but only after the requests read so far are
+// answered.
+func (t *drainTracker) reader(ctx context.Context, in io.Reader, drain time.Duration, logger *slog.Logger) io.Reader {
+	lines := make(chan []byte)
+	// The goroutine ends when in ends; a blocked read of stdin ends with
+	// the process.
+	go func() {
+		defer close(lines)
+		br := bufio.NewReaderSize(in, 64<<10)
+		for {
+			line, err := br.ReadBytes('\n')
+			if len(line) > 0 {
+				lines <- line
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return &drainReader{t: t, ctx: ctx, lines: lines, drain: drain, log: logger}
+}
+
+type drainReader struct {
+	t     *drainTracker
+	ctx   context.Context
+	lines <-chan []byte
+	buf   []byte
+	drain time.Duration
+	log   *slog.Logger
+	done  bool
+}
+
+func (r *drainReader) Read(p []byte) (int, error) {
+	if len(r.buf) == 0 {
+		if r.done {
+			return 0, io.EOF
+		}
+		select {
+		case line, ok := <-r.lines:
+			if !ok {
+				return 0, r.end("input closed")
+			}
+			if req, _ := classify(bytes.TrimSpace(line)); req {
+				r.t.add(1)
+			}
+			r.buf = line
+		case <-r.ctx.Done():
+			return 0, r.end("shutting down")
+		}
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *drainReader) end(why string) error {
+	r.done = true
+	if !r.t.wait(r.drain) {
+		r.log.Warn("stdio: calls still running after the drain timeout; stopping anyway", "reason", why, "timeout", r.drain)
+	}
+	return io.EOF
+}
+
+// writer passes output through and counts the responses in it.
+func (t *drainTracker) writer(out io.Writer) io.Writer {
+	return &countingWriter{t: t, out: out}
+}
+
+type countingWriter struct {
+	t    *drainTracker
+	out  io.Writer
+	mu   sync.Mutex
+	part []byte
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.out.Write(p)
+	w.mu.Lock()
+	w.part = append(w.part, p[:n]...)
+	responses := 0
+	for {
+		i := bytes.IndexByte(w.part, '\n')
+		if i < 0 {
+			break
+		}
+		if _, resp := classify(w.part[:i]); resp {
+			responses++
+		}
+		w.part = w.part[i+1:]
+	}
+	w.mu.Unlock()
+	if responses > 0 {
+		w.t.add(-responses)
+	}
+	return n, err
 }
 
 // slogWriter sends the stdio server's log lines to slog (stderr), never to
@@ -34,6 +205,6 @@ func (a *App) ServeStdio(ctx context.Context, id scope.Identity, in io.Reader, o
 type slogWriter struct{ l *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn("stdio transport", "msg", string(p))
+	w.l.Warn("stdio transport", "msg", string(bytes.TrimSpace(p)))
 	return len(p), nil
 }

@@ -181,3 +181,43 @@ func TestStdioTwoProcessesLoseNothing(t *testing.T) {
 		t.Errorf("stored %d memories, acknowledged %d of %d", total, want, 2*perProc)
 	}
 }
+
+// TestStdioAnswersEverythingBeforeExiting sends requests and closes stdin at
+// once, as a client that exits after its last call does: every request must
+// still be answered, the add stored, and the process must exit 0.
+func TestStdioAnswersEverythingBeforeExiting(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "m.db")
+	var in strings.Builder
+	in.WriteString(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}` + "\n")
+	in.WriteString(`{"jsonrpc":"2.0","method":"notifications/initialized"}` + "\n")
+	const adds = 20
+	for i := range adds {
+		fmt.Fprintf(&in, `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"add_memory","arguments":{"content":"fact %d sent just before stdin closed"}}}`+"\n", 100+i, i)
+	}
+	cmd := exec.Command(binary, "serve", "--db", db, "--embedder", "builtin")
+	cmd.Stdin = strings.NewReader(in.String())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("scopemem exited with %v; stderr:\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != adds+1 {
+		t.Fatalf("got %d responses, want %d:\n%s", len(lines), adds+1, out)
+	}
+	for _, l := range lines {
+		if strings.Contains(l, `"isError":true`) {
+			t.Errorf("a call failed: %s", l)
+		}
+	}
+	c := stdioClient(t, []string{"SCOPEMEM_DB=" + db, "SCOPEMEM_EMBEDDER=builtin"})
+	ls := ok[scopesOut](t, c, "list_scopes", map[string]any{})
+	total := 0
+	for _, sc := range ls.Scopes {
+		total += sc.Count
+	}
+	if total != adds {
+		t.Errorf("%d memories stored, want %d", total, adds)
+	}
+}
