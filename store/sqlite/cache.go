@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -10,7 +11,10 @@ import (
 	"slices"
 	"sync"
 
+	"gonum.org/v1/gonum/blas/gonum"
+
 	"github.com/scopemem/scopemem/scope"
+	"github.com/scopemem/scopemem/store"
 )
 
 // scopeKey names one scope of one org.
@@ -56,7 +60,9 @@ func (c *vecCache) lookup(k scopeKey) *scopeVecs {
 	return c.entries[k]
 }
 
-// scopeVecs holds one scope's live and expired rows as parallel slices.
+// scopeVecs holds one scope's live and expired rows as parallel slices:
+// vectors for the scan and the memories themselves, so that the vector half
+// of a search needs no query beyond the version check.
 // Readers hold mu.RLock while scanning; writers replace or patch under
 // mu.Lock.
 type scopeVecs struct {
@@ -66,7 +72,7 @@ type scopeVecs struct {
 	rids    []int64
 	vecs    []float32 // len(rids)*dims
 	expires []int64   // unix nanoseconds; 0: never
-	tags    [][]string
+	mems    []store.Memory
 	index   map[int64]int // rid -> position
 }
 
@@ -75,7 +81,17 @@ type cachedRow struct {
 	rid     int64
 	vec     []float32
 	expires int64
-	tags    []string
+	mem     store.Memory
+}
+
+// newCachedRow makes the cache's row for m.
+func newCachedRow(rid int64, vec []float32, m store.Memory) cachedRow {
+	m.Tags, m.Metadata = slices.Clone(m.Tags), bytes.Clone(m.Metadata)
+	r := cachedRow{rid: rid, vec: vec, mem: m}
+	if m.ExpiresAt != nil {
+		r.expires = m.ExpiresAt.UnixNano()
+	}
+	return r
 }
 
 // replace installs rows loaded at version v, unless the entry is already
@@ -102,7 +118,7 @@ func (e *scopeVecs) install(v int64, dims int, rows []cachedRow) {
 	e.rids = make([]int64, 0, len(rows))
 	e.vecs = make([]float32, 0, len(rows)*dims)
 	e.expires = make([]int64, 0, len(rows))
-	e.tags = make([][]string, 0, len(rows))
+	e.mems = make([]store.Memory, 0, len(rows))
 	e.index = make(map[int64]int, len(rows))
 	for _, r := range rows {
 		e.appendRow(r)
@@ -114,7 +130,7 @@ func (e *scopeVecs) appendRow(r cachedRow) {
 	e.rids = append(e.rids, r.rid)
 	e.vecs = append(e.vecs, r.vec...)
 	e.expires = append(e.expires, r.expires)
-	e.tags = append(e.tags, r.tags)
+	e.mems = append(e.mems, r.mem)
 }
 
 // delta is what one write transaction did to one scope.
@@ -146,21 +162,21 @@ func (e *scopeVecs) apply(v int64, dims int, d *delta) {
 			e.rids[i] = e.rids[last]
 			copy(e.vecs[i*dims:(i+1)*dims], e.vecs[last*dims:(last+1)*dims])
 			e.expires[i] = e.expires[last]
-			e.tags[i] = e.tags[last]
+			e.mems[i] = e.mems[last]
 			e.index[e.rids[i]] = i
 		}
 		e.rids = e.rids[:last]
 		e.vecs = e.vecs[:last*dims]
 		e.expires = e.expires[:last]
-		e.tags[last] = nil
-		e.tags = e.tags[:last]
+		e.mems[last] = store.Memory{}
+		e.mems = e.mems[:last]
 		delete(e.index, rid)
 	}
 	for _, r := range d.upserts {
 		if i, ok := e.index[r.rid]; ok {
 			copy(e.vecs[i*dims:(i+1)*dims], r.vec)
 			e.expires[i] = r.expires
-			e.tags[i] = r.tags
+			e.mems[i] = r.mem
 			continue
 		}
 		e.appendRow(r)
@@ -180,32 +196,25 @@ func scopeVersion(ctx context.Context, q querier, k scopeKey) (int64, error) {
 	return v, err
 }
 
-// loadRows reads the vectors, expiry and tags of every row of k.
+// loadRows reads every row of k.
 func loadRows(ctx context.Context, q querier, k scopeKey, dims int) ([]cachedRow, error) {
-	rows, err := q.QueryContext(ctx, `SELECT rid, vector, expires_at, tags FROM memories
-		WHERE org_id = ? AND scope_kind = ? AND scope_id = ?`, k.org, string(k.kind), k.id)
+	rows, err := q.QueryContext(ctx, `SELECT `+memoryColsM+`, v.vector FROM memories m JOIN memory_vectors v ON v.rid = m.rid
+		WHERE m.org_id = ? AND m.scope_kind = ? AND m.scope_id = ?`, k.org, string(k.kind), k.id)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []cachedRow
 	var blob []byte
-	var tags []byte
 	for rows.Next() {
-		var r cachedRow
-		var exp sql.NullInt64
-		if err := rows.Scan(&r.rid, &blob, &exp, &tags); err != nil {
+		rid, m, err := scanMemory(rows, &blob)
+		if err != nil {
 			return nil, err
 		}
 		if len(blob) != 4*dims {
-			return nil, fmt.Errorf("memory row %d has a %d-byte vector, want %d dimensions: run scopemem reindex", r.rid, len(blob), dims)
+			return nil, fmt.Errorf("memory %s has a %d-byte vector, want %d dimensions: run scopemem reindex", m.ID, len(blob), dims)
 		}
-		r.vec = decodeVector(blob, make([]float32, dims))
-		r.expires = exp.Int64
-		if r.tags, err = decodeTags(tags); err != nil {
-			return nil, fmt.Errorf("memory row %d: %w", r.rid, err)
-		}
-		out = append(out, r)
+		out = append(out, newCachedRow(rid, decodeVector(blob, make([]float32, dims)), m))
 	}
 	return out, rows.Err()
 }
@@ -248,23 +257,9 @@ func hasTags(have, want []string) bool {
 	return true
 }
 
-// dot is the dot product of two equal-length vectors.
+// dot is the dot product of two equal-length vectors, with gonum's SIMD
+// kernel.
 func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3, s4, s5, s6, s7 float32
-	i := 0
-	for ; i+8 <= len(a); i += 8 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-		s4 += a[i+4] * b[i+4]
-		s5 += a[i+5] * b[i+5]
-		s6 += a[i+6] * b[i+6]
-		s7 += a[i+7] * b[i+7]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3) + (s4 + s5) + (s6 + s7)
+	var blas gonum.Implementation
+	return blas.Sdot(len(a), a, 1, b[:len(a)], 1)
 }

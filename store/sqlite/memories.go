@@ -295,9 +295,9 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 				meta = string(prep[i].meta)
 			}
 			res, err := tx.ExecContext(ctx, `INSERT INTO memories (id, org_id, scope_kind, scope_id, content, content_hash, tags,
-				metadata, vector, created_by, created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				metadata, created_by, created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				mem.ID, id.Org, string(m.Scope.Kind), m.Scope.ID, mem.Content, hash, encodeTags(mem.Tags),
-				meta, encodeVector(vecs[i]), id.User, now, now, expires)
+				meta, id.User, now, now, expires)
 			if err != nil {
 				return fmt.Errorf("insert memory: %w", s.translate(err))
 			}
@@ -305,10 +305,13 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 			if err != nil {
 				return fmt.Errorf("insert memory: %w", s.translate(err))
 			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO memory_vectors (rid, vector) VALUES (?, ?)`, rid, encodeVector(vecs[i])); err != nil {
+				return fmt.Errorf("insert vector: %w", s.translate(err))
+			}
 			if err := s.insertTags(ctx, tx, rid, mem.Tags); err != nil {
 				return err
 			}
-			w.delta(k).upserts = append(w.delta(k).upserts, cachedRow{rid: rid, vec: vecs[i], expires: prep[i].expires, tags: mem.Tags})
+			w.delta(k).upserts = append(w.delta(k).upserts, newCachedRow(rid, vecs[i], mem))
 			pending = append(pending, pendingMemory{key: k, hash: hash, vec: vecs[i], expires: prep[i].expires, m: mem})
 			out[i] = store.Added{Memory: mem}
 		}
@@ -456,10 +459,6 @@ func (s *Store) Update(ctx context.Context, id scope.Identity, memoryID string, 
 			set = append(set, "content = ?", "content_hash = ?")
 			vals = append(vals, *p.Content, contentHash(*p.Content))
 		}
-		if vec != nil {
-			set = append(set, "vector = ?")
-			vals = append(vals, encodeVector(vec))
-		}
 		if p.Tags != nil {
 			set = append(set, "tags = ?")
 			vals = append(vals, encodeTags(*p.Tags))
@@ -476,6 +475,11 @@ func (s *Store) Update(ctx context.Context, id scope.Identity, memoryID string, 
 		if _, err := tx.ExecContext(ctx, `UPDATE memories SET `+strings.Join(set, ", ")+` WHERE rid = ?`, vals...); err != nil {
 			return fmt.Errorf("update: %w", s.translate(err))
 		}
+		if vec != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE memory_vectors SET vector = ? WHERE rid = ?`, encodeVector(vec), rid); err != nil {
+				return fmt.Errorf("update vector: %w", s.translate(err))
+			}
+		}
 		if p.Tags != nil {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM memory_tags WHERE rid = ?`, rid); err != nil {
 				return fmt.Errorf("update tags: %w", s.translate(err))
@@ -485,14 +489,12 @@ func (s *Store) Update(ctx context.Context, id scope.Identity, memoryID string, 
 			}
 		}
 		var blob []byte
-		_, out, err = scanMemory(tx.QueryRowContext(ctx, `SELECT `+memoryCols+`, vector FROM memories WHERE rid = ?`, rid), &blob)
+		_, out, err = scanMemory(tx.QueryRowContext(ctx, `SELECT `+memoryColsM+`, v.vector FROM memories m
+			JOIN memory_vectors v ON v.rid = m.rid WHERE m.rid = ?`, rid), &blob)
 		if err != nil {
 			return fmt.Errorf("read back: %w", s.translate(err))
 		}
-		row := cachedRow{rid: rid, vec: decodeVector(blob, make([]float32, dims)), tags: out.Tags}
-		if out.ExpiresAt != nil {
-			row.expires = out.ExpiresAt.UnixNano()
-		}
+		row := newCachedRow(rid, decodeVector(blob, make([]float32, dims)), out)
 		k := keyOf(id.Org, out.Scope)
 		w.delta(k).upserts = append(w.delta(k).upserts, row)
 		w.versions, err = s.bump(ctx, tx, w)

@@ -29,7 +29,6 @@ CREATE TABLE memories (
 	content_hash BLOB NOT NULL,
 	tags         TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(tags) AND json_type(tags) = 'array'),
 	metadata     TEXT CHECK (metadata IS NULL OR (json_valid(metadata) AND json_type(metadata) = 'object')),
-	vector       BLOB NOT NULL,
 	created_by   TEXT NOT NULL,
 	created_at   INTEGER NOT NULL,
 	updated_at   INTEGER NOT NULL,
@@ -37,6 +36,13 @@ CREATE TABLE memories (
 );
 CREATE INDEX memories_scope ON memories (org_id, scope_kind, scope_id, content_hash);
 CREATE INDEX memories_expiry ON memories (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Vectors live apart, so that memories stays a few rows per page for the
+-- full-text join and the filters, and only a cache load reads vectors.
+CREATE TABLE memory_vectors (
+	rid    INTEGER PRIMARY KEY REFERENCES memories (rid) ON DELETE CASCADE,
+	vector BLOB NOT NULL
+);
 
 CREATE TABLE memory_tags (
 	rid INTEGER NOT NULL REFERENCES memories (rid) ON DELETE CASCADE,

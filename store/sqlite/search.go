@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -96,30 +97,35 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 	now := nowNanos()
 	halves := 0
 	var byVector, byText []store.Candidate
+	var entries map[scopeKey]*scopeVecs
 	if vec != nil {
 		halves++
 		var err error
-		if byVector, err = s.vectorHalf(ctx, id.Org, scopes, vec, dims, tags, now, need); err != nil {
+		if byVector, entries, err = s.vectorHalf(ctx, id.Org, scopes, vec, dims, tags, now, need); err != nil {
 			return nil, fmt.Errorf("search: %w", err)
 		}
 	}
 	if fts != "" {
 		halves++
 		var err error
-		if byText, err = s.textHalf(ctx, id.Org, scopes, fts, vec, dims, tags, now, need); err != nil {
+		if byText, err = s.textHalf(ctx, id.Org, scopes, fts, vec, entries, tags, now, need); err != nil {
 			return nil, fmt.Errorf("search: %w", err)
 		}
 	}
-	return store.Fuse(byVector, byText, halves, limit, q.MinScore), nil
+	hits := store.Fuse(byVector, byText, halves, limit, q.MinScore)
+	for i := range hits {
+		// Hits from the vector half share the cache's slices.
+		hits[i].Tags, hits[i].Metadata = slices.Clone(hits[i].Tags), bytes.Clone(hits[i].Metadata)
+	}
+	return hits, nil
 }
 
 // vecHit is one candidate of the vector half.
 type vecHit struct {
 	sim   float32
-	rid   int64
 	row   int // position in the scope entry while it is scanned
 	entry *scopeVecs
-	vec   []float32 // copied once the scan of its scope ends
+	c     store.Candidate // filled once the scan of its scope ends
 }
 
 // topK keeps the k best hits in a min-heap on sim.
@@ -207,19 +213,23 @@ func (s *Store) freshEntries(ctx context.Context, org string, scopes []scope.Sco
 	return out, nil
 }
 
-// vectorHalf scans the visible scopes' vectors and returns the best need
-// live rows carrying every tag, best first.
+// vectorHalf scans the visible scopes' cached vectors and returns the
+// best need live memories carrying every tag, best first.
 func (s *Store) vectorHalf(ctx context.Context, org string, scopes []scope.Scope, vec []float32, dims int, tags []string,
-	now int64, need int) ([]store.Candidate, error) {
+	now int64, need int) ([]store.Candidate, map[scopeKey]*scopeVecs, error) {
 	entries, err := s.freshEntries(ctx, org, scopes, dims)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	byKey := make(map[scopeKey]*scopeVecs, len(entries))
+	for i, e := range entries {
+		byKey[keyOf(org, scopes[i])] = e
 	}
 	top := &topK{k: need, h: make([]vecHit, 0, need)}
 	for _, e := range entries {
 		e.mu.RLock()
 		if e.dims == dims {
-			for i, rid := range e.rids {
+			for i := range e.rids {
 				sim := dot(vec, e.vecs[i*dims:(i+1)*dims])
 				if len(top.h) == top.k && sim <= top.min() {
 					continue
@@ -227,14 +237,17 @@ func (s *Store) vectorHalf(ctx context.Context, org string, scopes []scope.Scope
 				if exp := e.expires[i]; exp != 0 && exp <= now {
 					continue
 				}
-				if len(tags) > 0 && !hasTags(e.tags[i], tags) {
+				if len(tags) > 0 && !hasTags(e.mems[i].Tags, tags) {
 					continue
 				}
-				top.offer(vecHit{sim: sim, rid: rid, row: i, entry: e})
+				top.offer(vecHit{sim: sim, row: i, entry: e})
 			}
+			// The entry may change once unlocked: copy what the hits need.
 			for j := range top.h {
-				if h := &top.h[j]; h.entry == e && h.vec == nil {
-					h.vec = slices.Clone(e.vecs[h.row*dims : (h.row+1)*dims])
+				if h := &top.h[j]; h.entry == e {
+					h.c = store.Candidate{Memory: e.mems[h.row], Vector: slices.Clone(e.vecs[h.row*dims : (h.row+1)*dims]),
+						Similarity: float64(h.sim)}
+					h.entry = nil
 				}
 			}
 		}
@@ -248,93 +261,56 @@ func (s *Store) vectorHalf(ctx context.Context, org string, scopes []scope.Scope
 			}
 			return 1
 		}
-		return int(b.rid - a.rid)
+		return b.c.CreatedAt.Compare(a.c.CreatedAt)
 	})
-	if len(hits) == 0 {
-		return nil, nil
-	}
-	rids := make([]any, len(hits))
+	out := make([]store.Candidate, len(hits))
 	for i, h := range hits {
-		rids[i] = h.rid
+		out[i] = h.c
 	}
-	mems, err := s.fetchRows(ctx, org, scopes, now, rids)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]store.Candidate, 0, len(hits))
-	for _, h := range hits {
-		m, ok := mems[h.rid]
-		if !ok {
-			continue // deleted since the scan
-		}
-		out = append(out, store.Candidate{Memory: m, Vector: h.vec, Similarity: float64(h.sim)})
-	}
-	return out, nil
-}
-
-// fetchRows reads the live rows of rids that lie in org and scopes.
-func (s *Store) fetchRows(ctx context.Context, org string, scopes []scope.Scope, now int64, rids []any) (map[int64]store.Memory, error) {
-	where, args := scopeIn("", scopes, []any{org, now})
-	args = append(args, rids...)
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+memoryCols+` FROM memories WHERE org_id = ? AND `+liveSQL+` AND `+where+
-		` AND rid IN (?`+strings.Repeat(", ?", len(rids)-1)+`)`, args...)
-	if err != nil {
-		return nil, s.translate(err)
-	}
-	defer rows.Close()
-	out := make(map[int64]store.Memory, len(rids))
-	for rows.Next() {
-		rid, m, err := scanMemory(rows)
-		if err != nil {
-			return nil, s.translate(err)
-		}
-		out[rid] = m
-	}
-	return out, s.translate(rows.Err())
+	return out, byKey, nil
 }
 
 // textHalf runs the FTS5 query over the visible scopes' live rows carrying
 // every tag and returns the best need, best first. With a query vector each
-// candidate carries its vector and similarity.
-func (s *Store) textHalf(ctx context.Context, org string, scopes []scope.Scope, fts string, vec []float32, dims int, tags []string,
-	now int64, need int) ([]store.Candidate, error) {
+// candidate carries its vector (from entries, the vector half's fresh cache
+// entries) and similarity.
+func (s *Store) textHalf(ctx context.Context, org string, scopes []scope.Scope, fts string, vec []float32, entries map[scopeKey]*scopeVecs,
+	tags []string, now int64, need int) ([]store.Candidate, error) {
 	where, args := scopeIn("m.", scopes, []any{fts, org, now})
-	query := `SELECT ` + memoryColsM
-	if vec != nil {
-		query += `, m.vector`
-	}
-	query += ` FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid
+	// Rank rids only, then read the winners' columns: the sort then holds
+	// two numbers per match instead of whole rows.
+	inner := `SELECT m.rid AS rid, bm25(memories_fts) AS score FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid
 		WHERE memories_fts MATCH ? AND m.org_id = ? AND (m.expires_at IS NULL OR m.expires_at > ?) AND ` + where
 	if len(tags) > 0 {
-		query += ` AND (SELECT count(*) FROM memory_tags t WHERE t.rid = m.rid AND t.tag IN (?` + strings.Repeat(", ?", len(tags)-1) + `)) = ?`
+		inner += ` AND (SELECT count(*) FROM memory_tags t WHERE t.rid = m.rid AND t.tag IN (?` + strings.Repeat(", ?", len(tags)-1) + `)) = ?`
 		for _, t := range tags {
 			args = append(args, t)
 		}
 		args = append(args, len(tags))
 	}
-	query += ` ORDER BY bm25(memories_fts) LIMIT ?`
+	inner += ` ORDER BY score LIMIT ?`
 	args = append(args, need)
-	rows, err := s.rdb.QueryContext(ctx, query, args...)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+memoryColsM+` FROM (`+inner+`) AS hit JOIN memories m ON m.rid = hit.rid
+		ORDER BY hit.score, m.rid`, args...)
 	if err != nil {
 		return nil, s.translate(err)
 	}
 	defer rows.Close()
 	var out []store.Candidate
-	var blob []byte
 	for rows.Next() {
 		var c store.Candidate
-		var err error
-		if vec != nil {
-			_, c.Memory, err = scanMemory(rows, &blob)
-		} else {
-			_, c.Memory, err = scanMemory(rows)
-		}
+		rid, m, err := scanMemory(rows)
 		if err != nil {
 			return nil, s.translate(err)
 		}
-		if vec != nil && len(blob) == 4*dims {
-			c.Vector = decodeVector(blob, make([]float32, dims))
-			c.Similarity = float64(dot(vec, c.Vector))
+		c.Memory = m
+		if e := entries[keyOf(org, m.Scope)]; vec != nil && e != nil {
+			e.mu.RLock()
+			if i, ok := e.index[rid]; ok && e.dims == len(vec) {
+				c.Vector = slices.Clone(e.vecs[i*e.dims : (i+1)*e.dims])
+				c.Similarity = float64(dot(vec, c.Vector))
+			}
+			e.mu.RUnlock()
 		}
 		out = append(out, c)
 	}

@@ -119,6 +119,8 @@ func (s *Store) dsn(writer bool) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "temp_store(MEMORY)")
+	q.Add("_pragma", "cache_size(-16384)")
+	q.Add("_pragma", "mmap_size(268435456)")
 	if s.cfg.ReadOnly {
 		q.Set("mode", "ro")
 	}

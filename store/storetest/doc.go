@@ -50,5 +50,5 @@
 // or touches a memory outside what the caller may see or change. Its seed is
 // random and printed on failure; SCOPEMEM_PROBE_SEED replays one, and
 // SCOPEMEM_PROBE_OPS sets the number of operations (3000, or 1000 with
-// -short).
+// -short or the race detector).
 package storetest

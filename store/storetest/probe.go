@@ -58,7 +58,7 @@ func probeSettings(t *testing.T) (seed uint64, ops int) {
 		seed = s
 	}
 	ops = 3000
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		ops = 1000
 	}
 	if v := os.Getenv("SCOPEMEM_PROBE_OPS"); v != "" {
