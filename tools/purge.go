@@ -55,10 +55,23 @@ func (h *Handlers) purge(ctx context.Context, id scope.Identity, _ mcp.CallToolR
 	if err != nil {
 		return PurgeOutput{}, err
 	}
-	out := PurgeOutput{Purged: map[string]int(counts), Total: counts.Total()}
-	if out.Purged == nil {
-		out.Purged = map[string]int{}
+	out := PurgeOutput{Purged: make(map[string]int, len(counts)), Total: counts.Total()}
+	for name, n := range counts {
+		out.Purged[callerName(id, name)] = n
 	}
 	out.Message = "erased " + t.String()
 	return out, nil
+}
+
+// callerName turns a qualified scope name from the store ("user:alice",
+// "agent:alice/coder") into the name the caller uses for it ("user",
+// "agent") when it is the caller's own; other users' scopes (an admin's
+// erasure) keep their qualified names.
+func callerName(id scope.Identity, qualified string) string {
+	for _, s := range id.Visible() {
+		if s.Qualified() == qualified {
+			return s.String()
+		}
+	}
+	return qualified
 }

@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -115,8 +116,8 @@ func (h *Handlers) init() {
 // result.
 func handle[In, Out any](h *Handlers, name string, fn func(context.Context, scope.Identity, mcp.CallToolRequest, In) (Out, error)) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		var in In
-		if err := req.BindArguments(&in); err != nil {
+		in, err := bind[In](req)
+		if err != nil {
 			return mcp.NewToolResultError("invalid arguments: " + describeBindError(err)), nil
 		}
 		id, ok := scope.FromContext(ctx)
@@ -135,16 +136,38 @@ func handle[In, Out any](h *Handlers, name string, fn func(context.Context, scop
 	}
 }
 
+// bind decodes the call's arguments into In, refusing unknown fields: an
+// org_id or user_id argument is an error, never silently dropped.
+func bind[In any](req mcp.CallToolRequest) (In, error) {
+	var in In
+	raw, err := json.Marshal(req.Params.Arguments)
+	if err != nil {
+		return in, err
+	}
+	if string(raw) == "null" {
+		raw = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
 func describeBindError(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		return fmt.Sprintf("%s must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
 	}
+	if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fmt.Sprintf("unknown argument %s: this tool takes only the arguments in its schema (identity comes from your credentials, never from arguments)", field)
+	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return "arguments are not valid JSON"
 	}
-	return "arguments do not match the tool's schema"
+	return "arguments are not a JSON object matching the tool's schema"
 }
 
 func jsonKind(goKind string) string {
@@ -157,7 +180,9 @@ func jsonKind(goKind string) string {
 		return "an object"
 	case "bool":
 		return "a boolean"
-	case "float64", "float32", "int", "int64", "int32":
+	case "int", "int64", "int32":
+		return "a whole number"
+	case "float64", "float32":
 		return "a number"
 	}
 	return goKind

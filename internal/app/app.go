@@ -272,7 +272,6 @@ func (a *App) newMCPServer() *server.MCPServer {
 		server.WithResourceCapabilities(false, false),
 		server.WithRecovery(),
 		server.WithResourceRecovery(),
-		server.WithInputSchemaValidation(),
 		server.WithInstructions("scopemem is your long-term memory. Call search_memory before answering anything that may depend on "+
 			"earlier conversations, the user's preferences or past decisions; call add_memory when you learn a durable fact. "+
 			"Memories live in scopes: session (this run), agent, user, team:<id> and org; list_scopes shows yours."),
