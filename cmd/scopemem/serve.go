@@ -26,7 +26,9 @@ type ServeCmd struct {
 	DB              string        `name:"db" env:"SCOPEMEM_DB" help:"SQLite file (default: scopemem/memories.db under the user's data directory)." placeholder:"PATH" group:"Storage"`
 	DatabaseURL     string        `name:"database-url" env:"SCOPEMEM_DATABASE_URL" help:"PostgreSQL URL; selects the PostgreSQL store instead of SQLite." placeholder:"URL" group:"Storage"`
 	MigrateURL      string        `name:"migrate-database-url" env:"SCOPEMEM_MIGRATE_DATABASE_URL" help:"PostgreSQL URL of the schema owner: apply migrations at start and create the runtime role of --database-url (with its password) if missing." placeholder:"URL" group:"Storage"`
-	Embedder        string        `env:"SCOPEMEM_EMBEDDER" enum:"auto,ollama,builtin" default:"auto" help:"auto: keep what the store records, else Ollama when it answers, else built-in. ollama or builtin force one." group:"Embedding"`
+	Embedder        string        `env:"SCOPEMEM_EMBEDDER" enum:"auto,ollama,builtin,fake" default:"auto" help:"auto: keep what the store records, else Ollama when it answers, else built-in. ollama or builtin force one. fake: meaningless deterministic vectors, for load tests only." group:"Embedding"`
+	FakeDims        int           `name:"fake-dims" env:"SCOPEMEM_FAKE_DIMS" help:"Dimensions of the fake embedder's vectors (default: what the store records, else 768)." group:"Embedding"`
+	FakeDelay       time.Duration `name:"fake-delay" env:"SCOPEMEM_FAKE_DELAY" default:"0s" help:"How long each fake embedder call sleeps, standing for a model's latency." group:"Embedding"`
 	OllamaHost      string        `name:"ollama-host" env:"OLLAMA_HOST" help:"Ollama URL (default http://127.0.0.1:11434)." placeholder:"URL" group:"Embedding"`
 	Model           string        `env:"SCOPEMEM_MODEL" default:"nomic-embed-text" help:"Ollama embedding model." group:"Embedding"`
 	ReadOnly        bool          `name:"read-only" env:"SCOPEMEM_READ_ONLY" help:"Offer only search_memory and list_scopes."`
@@ -59,7 +61,7 @@ type ServeCmd struct {
 func (c *ServeCmd) appConfig(env *runEnv) app.Config {
 	return app.Config{
 		DBPath: c.DB, DatabaseURL: c.DatabaseURL, MigrateURL: c.MigrateURL,
-		Embedder: c.Embedder, OllamaHost: c.OllamaHost, Model: c.Model,
+		Embedder: c.Embedder, OllamaHost: c.OllamaHost, Model: c.Model, FakeDims: c.FakeDims, FakeDelay: c.FakeDelay,
 		DefaultScope: c.DefaultScope, ReadOnly: c.ReadOnly,
 		Limits: tools.Limits{MaxContentBytes: c.MaxContentBytes, SessionTTL: c.SessionTTL},
 		Logger: env.log,

@@ -43,10 +43,18 @@ type Config struct {
 	// DatabaseURL is created (with its password) or checked.
 	MigrateURL string
 
-	// Embedder is "auto" (default), "ollama" or "builtin". Auto keeps the
-	// embedder the store already records; for a new store it uses Ollama
-	// when it answers and has the model, and the built-in one otherwise.
+	// Embedder is "auto" (default), "ollama", "builtin" or "fake". Auto
+	// keeps the embedder the store already records; for a new store it uses
+	// Ollama when it answers and has the model, and the built-in one
+	// otherwise. Fake is the deterministic [embed.Fake], for load tests
+	// only: its vectors carry no meaning.
 	Embedder string
+	// FakeDims is the fake embedder's dimension; default what the store
+	// records for a fake embedder, else 768.
+	FakeDims int
+	// FakeDelay is how long each call of the fake embedder sleeps, standing
+	// for a model's latency; default 0.
+	FakeDelay time.Duration
 	// OllamaHost is Ollama's URL; default from OLLAMA_HOST, else
 	// http://127.0.0.1:11434.
 	OllamaHost string
@@ -215,8 +223,17 @@ func chooseEmbedder(ctx context.Context, cfg Config, st store.Store) (embed.Embe
 			cfg.Logger.Warn("ollama is not answering; calls that need embeddings will fail until it does", "err", err)
 		}
 		e = o
+	case "fake":
+		if cfg.FakeDims < 0 || cfg.FakeDelay < 0 {
+			return nil, fmt.Errorf("fake embedder: dimensions %d and delay %s must not be negative", cfg.FakeDims, cfg.FakeDelay)
+		}
+		dims := cfg.FakeDims
+		if dims == 0 && have && stored.Provider == "fake" {
+			dims = stored.Dimensions
+		}
+		e = embed.NewFake(embed.FakeConfig{Dims: dims, Delay: cfg.FakeDelay})
 	default:
-		return nil, fmt.Errorf("unknown embedder %q: use auto, ollama or builtin", cfg.Embedder)
+		return nil, fmt.Errorf("unknown embedder %q: use auto, ollama or builtin (or fake, for load tests only)", cfg.Embedder)
 	}
 	if cfg.Embedder == "auto" && !have {
 		if o, ok := probeOllama(ctx, cfg); ok {
