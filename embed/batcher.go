@@ -1,0 +1,281 @@
+package embed
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for [BatcherConfig].
+const (
+	DefaultBatchWindow   = 2 * time.Millisecond
+	DefaultBatchMaxTexts = 64
+)
+
+// BatcherConfig configures [NewBatcher]. The zero value of every field means
+// its default.
+type BatcherConfig struct {
+	// Window is how long the batcher waits, after the first call of a batch
+	// arrives, for more calls to join it. Default 2ms.
+	Window time.Duration
+	// MaxBatch is the most texts in one merged call; a batch is sent as soon
+	// as it is full. A single call with more texts is sent alone. Default 64.
+	MaxBatch int
+}
+
+func (c BatcherConfig) withDefaults() BatcherConfig {
+	if c.Window <= 0 {
+		c.Window = DefaultBatchWindow
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultBatchMaxTexts
+	}
+	return c
+}
+
+// Batcher is an [Embedder] that merges concurrent calls into fewer calls of
+// the embedder it wraps (micro-batching): calls arriving within Window of
+// the first one of a batch are sent together, identical texts once, and the
+// vectors are split back to their callers. With a model server, where one
+// request of 32 texts costs little more than one of a single text, this
+// multiplies throughput under concurrent load; a lone call waits at most
+// Window longer.
+//
+// A caller whose context ends gets its context's error at once; the merged
+// call goes on for the others, and is cancelled only when every caller in it
+// has gone. If the merged call fails because of one bad input (ErrInput or
+// ErrBadVector), each caller's texts are retried alone, so that one caller's
+// text cannot fail the others.
+//
+// Batcher is safe for concurrent use. It runs one goroutine, started by
+// NewBatcher, plus one per merged call in flight; [Batcher.Close] stops
+// them.
+type Batcher struct {
+	next Embedder
+	cfg  BatcherConfig
+
+	reqs     chan *batchReq
+	closing  chan struct{}
+	loopDone chan struct{}
+	closeMu  sync.Once
+	inflight sync.WaitGroup
+
+	calls atomic.Uint64 // merged calls made to next
+}
+
+// batchReq is one caller's Embed call waiting in the batcher.
+type batchReq struct {
+	ctx   context.Context
+	texts []string
+	res   chan batchRes // buffered (1): the batcher never blocks on it
+}
+
+type batchRes struct {
+	vecs [][]float32
+	err  error
+}
+
+// NewBatcher returns a micro-batching embedder in front of e, and starts its
+// goroutine. Call Close when done with it.
+func NewBatcher(e Embedder, cfg BatcherConfig) *Batcher {
+	b := &Batcher{
+		next:     e,
+		cfg:      cfg.withDefaults(),
+		reqs:     make(chan *batchReq),
+		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+	go b.loop()
+	return b
+}
+
+// Info returns the wrapped embedder's Info.
+func (b *Batcher) Info() Info { return b.next.Info() }
+
+// Calls returns how many calls the batcher has made to the wrapped
+// embedder (merged batches, plus any retries of single callers).
+func (b *Batcher) Calls() uint64 { return b.calls.Load() }
+
+// Embed queues texts to be embedded with other concurrent calls, and waits
+// for its vectors. Errors: the wrapped embedder's; ErrInput for a blank or
+// invalid text (checked before queueing); ErrClosed after Close; the
+// context's error when ctx ends first.
+func (b *Batcher) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	if len(texts) == 0 {
+		return [][]float32{}, nil
+	}
+	if err := checkTexts(texts); err != nil {
+		return nil, err
+	}
+	r := &batchReq{ctx: ctx, texts: texts, res: make(chan batchRes, 1)}
+	select {
+	case b.reqs <- r:
+	case <-b.closing:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case res := <-r.res:
+		return res.vecs, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops accepting calls, sends the batch being gathered, waits for
+// every merged call in flight to return (each is bounded by the wrapped
+// embedder's own timeouts, and cancelled as soon as all its callers have
+// gone), and returns when no goroutine of the batcher is left. Later calls
+// of Embed return ErrClosed. Close may be called more than once.
+func (b *Batcher) Close() error {
+	b.closeMu.Do(func() { close(b.closing) })
+	<-b.loopDone
+	b.inflight.Wait()
+	return nil
+}
+
+// loop gathers requests into batches. It exits when Close is called, after
+// dispatching the batch it was gathering.
+func (b *Batcher) loop() {
+	defer close(b.loopDone)
+	var (
+		batch []*batchReq
+		n     int // texts in batch
+		timer = time.NewTimer(time.Hour)
+		tick  <-chan time.Time
+	)
+	timer.Stop()
+	flush := func() {
+		if len(batch) > 0 {
+			b.dispatch(batch)
+		}
+		batch, n, tick = nil, 0, nil
+		timer.Stop()
+	}
+	for {
+		select {
+		case r := <-b.reqs:
+			if n > 0 && n+len(r.texts) > b.cfg.MaxBatch {
+				flush()
+			}
+			batch = append(batch, r)
+			n += len(r.texts)
+			if n >= b.cfg.MaxBatch {
+				flush()
+			} else if len(batch) == 1 {
+				timer.Reset(b.cfg.Window)
+				tick = timer.C
+			}
+		case <-tick:
+			tick = nil
+			flush()
+		case <-b.closing:
+			flush()
+			return
+		}
+	}
+}
+
+// dispatch runs one merged call in its own goroutine.
+func (b *Batcher) dispatch(batch []*batchReq) {
+	// The merged call outlives any single caller: it is cancelled only when
+	// every caller's context has ended.
+	ctx, cancel := context.WithCancel(context.Background())
+	var live atomic.Int64
+	live.Store(int64(len(batch)))
+	stops := make([]func() bool, len(batch))
+	for i, r := range batch {
+		stops[i] = context.AfterFunc(r.ctx, func() {
+			if live.Add(-1) == 0 {
+				cancel()
+			}
+		})
+	}
+	b.inflight.Add(1)
+	go func() {
+		defer b.inflight.Done()
+		defer cancel()
+		defer func() {
+			for _, stop := range stops {
+				stop()
+			}
+		}()
+		b.run(ctx, batch)
+	}()
+}
+
+// run makes the merged call for batch and answers every caller.
+func (b *Batcher) run(ctx context.Context, batch []*batchReq) {
+	if len(batch) == 1 {
+		r := batch[0]
+		vecs, err := b.call(ctx, r.texts)
+		r.res <- batchRes{vecs, err}
+		return
+	}
+	var (
+		texts []string
+		index = make(map[string]int)
+		where = make([][]int, len(batch)) // for each caller, the index of each of its texts in texts
+	)
+	for i, r := range batch {
+		where[i] = make([]int, len(r.texts))
+		for j, t := range r.texts {
+			k, ok := index[t]
+			if !ok {
+				k = len(texts)
+				index[t] = k
+				texts = append(texts, t)
+			}
+			where[i][j] = k
+		}
+	}
+	vecs, err := b.call(ctx, texts)
+	if err != nil {
+		if errors.Is(err, ErrInput) || errors.Is(err, ErrBadVector) {
+			// One caller's text may be to blame: give each its own call.
+			for _, r := range batch {
+				if r.ctx.Err() != nil {
+					r.res <- batchRes{nil, r.ctx.Err()}
+					continue
+				}
+				vs, err := b.call(r.ctx, r.texts)
+				r.res <- batchRes{vs, err}
+			}
+			return
+		}
+		for _, r := range batch {
+			r.res <- batchRes{nil, err}
+		}
+		return
+	}
+	used := make([]bool, len(vecs))
+	for i, r := range batch {
+		out := make([][]float32, len(r.texts))
+		for j, k := range where[i] {
+			if used[k] {
+				// The same text for another caller: give each its own copy.
+				out[j] = clone(vecs[k])
+			} else {
+				out[j] = vecs[k]
+				used[k] = true
+			}
+		}
+		r.res <- batchRes{out, nil}
+	}
+}
+
+// call invokes the wrapped embedder and checks the count of vectors.
+func (b *Batcher) call(ctx context.Context, texts []string) ([][]float32, error) {
+	b.calls.Add(1)
+	vecs, err := b.next.Embed(ctx, texts)
+	if err != nil {
+		return nil, err
+	}
+	if len(vecs) != len(texts) {
+		return nil, errCount(len(vecs), len(texts))
+	}
+	return vecs, nil
+}

@@ -1,0 +1,313 @@
+package embed_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/scopemem/scopemem/embed"
+	"github.com/scopemem/scopemem/embed/ollamatest"
+)
+
+func newBatcher(t *testing.T, e embed.Embedder, cfg embed.BatcherConfig) *embed.Batcher {
+	t.Helper()
+	b := embed.NewBatcher(e, cfg)
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// concurrently runs f(i) for i in [0, n) at once and waits for all.
+func concurrently(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
+func TestBatcherMergesConcurrentCalls(t *testing.T) {
+	rec := newRecorder()
+	rec.delay = 20 * time.Millisecond
+	b := newBatcher(t, rec, embed.BatcherConfig{Window: 20 * time.Millisecond})
+	const callers = 16
+	results := make([][][]float32, callers)
+	errs := make([]error, callers)
+	concurrently(callers, func(i int) {
+		results[i], errs[i] = b.Embed(context.Background(), texts("caller "+string(rune('a'+i)), 2))
+	})
+	for i := range callers {
+		if errs[i] != nil {
+			t.Fatalf("caller %d: Embed() = %v", i, errs[i])
+		}
+		want, _ := rec.inner.Embed(context.Background(), texts("caller "+string(rune('a'+i)), 2))
+		if diff := cmp.Diff(want, results[i]); diff != "" {
+			t.Errorf("caller %d got another caller's vectors (-want +got):\n%s", i, diff)
+		}
+	}
+	calls := rec.Calls()
+	if len(calls) >= callers/2 {
+		t.Errorf("%d concurrent calls made %d upstream calls, want them merged into fewer than %d", callers, len(calls), callers/2)
+	}
+	total := 0
+	for _, c := range calls {
+		total += len(c)
+	}
+	if total != 2*callers {
+		t.Errorf("upstream got %d texts in all, want %d", total, 2*callers)
+	}
+	if got := b.Calls(); got != uint64(len(calls)) {
+		t.Errorf("Calls() = %d, want %d", got, len(calls))
+	}
+}
+
+func TestBatcherRespectsMaxBatch(t *testing.T) {
+	rec := newRecorder()
+	b := newBatcher(t, rec, embed.BatcherConfig{Window: 50 * time.Millisecond, MaxBatch: 10})
+	concurrently(8, func(i int) {
+		n := 4
+		if i == 0 {
+			n = 25 // bigger than MaxBatch: sent alone
+		}
+		if _, err := b.Embed(context.Background(), texts(string(rune('a'+i)), n)); err != nil {
+			t.Errorf("Embed() = %v", err)
+		}
+	})
+	for _, c := range rec.Calls() {
+		if len(c) > 10 && len(c) != 25 {
+			t.Errorf("upstream call with %d texts, want at most MaxBatch 10 (or the single oversized call)", len(c))
+		}
+	}
+}
+
+func TestBatcherSendsEachTextOnce(t *testing.T) {
+	rec := newRecorder()
+	b := newBatcher(t, rec, embed.BatcherConfig{Window: 30 * time.Millisecond})
+	results := make([][][]float32, 4)
+	concurrently(4, func(i int) {
+		var err error
+		results[i], err = b.Embed(context.Background(), []string{"same question", "same question"})
+		if err != nil {
+			t.Errorf("Embed() = %v", err)
+		}
+	})
+	n := 0
+	for _, c := range rec.Calls() {
+		n += len(c)
+	}
+	if calls := len(rec.Calls()); n != calls {
+		t.Errorf("upstream got %d texts in %d calls, want the repeated text once per call", n, calls)
+	}
+	// Every caller owns its vectors.
+	results[0][0][0] = 42
+	for i := range results {
+		for j := range results[i] {
+			if (i != 0 || j != 0) && results[i][j][0] == 42 {
+				t.Fatalf("result %d/%d shares memory with another caller's", i, j)
+			}
+		}
+	}
+}
+
+func TestBatcherCancelledCallerLeavesOthers(t *testing.T) {
+	rec := newRecorder()
+	rec.gate = make(chan struct{})
+	b := newBatcher(t, rec, embed.BatcherConfig{Window: 30 * time.Millisecond})
+
+	ctxA, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	errA := make(chan error, 1)
+	type result struct {
+		vecs [][]float32
+		err  error
+	}
+	resB := make(chan result, 1)
+	go func() {
+		_, err := b.Embed(ctxA, []string{"from A"})
+		errA <- err
+	}()
+	go func() {
+		v, err := b.Embed(context.Background(), []string{"from B"})
+		resB <- result{v, err}
+	}()
+	// Wait until the merged call is upstream, then cancel A.
+	waitFor(t, func() bool { return len(rec.Calls()) == 1 })
+	cancelA()
+	select {
+	case err := <-errA:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled caller: Embed() = %v, want %v", err, context.Canceled)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("cancelled caller did not return while the merged call was still running")
+	}
+	close(rec.gate)
+	r := <-resB
+	if r.err != nil {
+		t.Fatalf("other caller: Embed() = %v, want vectors", r.err)
+	}
+	want, _ := rec.inner.Embed(context.Background(), []string{"from B"})
+	if diff := cmp.Diff(want, r.vecs); diff != "" {
+		t.Errorf("other caller's vectors (-want +got):\n%s", diff)
+	}
+	if c := rec.Calls(); len(c) != 1 || len(c[0]) != 2 {
+		t.Errorf("upstream calls = %q, want one merged call of 2 texts", c)
+	}
+}
+
+func TestBatcherCancelsUpstreamWhenAllCallersLeave(t *testing.T) {
+	rec := newRecorder()
+	rec.gate = make(chan struct{}) // never opened: only cancellation ends the call
+	b := newBatcher(t, rec, embed.BatcherConfig{Window: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	concurrentlyStart := make(chan struct{})
+	go func() {
+		defer close(done)
+		close(concurrentlyStart)
+		concurrently(3, func(int) {
+			if _, err := b.Embed(ctx, []string{"x"}); !errors.Is(err, context.Canceled) {
+				t.Errorf("Embed() = %v, want %v", err, context.Canceled)
+			}
+		})
+	}()
+	<-concurrentlyStart
+	waitFor(t, func() bool { return len(rec.Calls()) >= 1 })
+	cancel()
+	<-done
+	waitFor(t, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return rec.ctxEnded == len(rec.calls)
+	})
+}
+
+func TestBatcherIsolatesBadInput(t *testing.T) {
+	rec := newRecorder()
+	rec.fail = func(ts []string) error {
+		if slices.Contains(ts, "too long for the model") {
+			return embed.ErrInput
+		}
+		return nil
+	}
+	b := newBatcher(t, rec, embed.BatcherConfig{Window: 30 * time.Millisecond})
+	errs := make([]error, 3)
+	concurrently(3, func(i int) {
+		text := []string{"good one", "good two", "too long for the model"}[i]
+		_, errs[i] = b.Embed(context.Background(), []string{text})
+	})
+	if errs[0] != nil || errs[1] != nil {
+		t.Errorf("good callers: Embed() = %v, %v; want no error", errs[0], errs[1])
+	}
+	if !errors.Is(errs[2], embed.ErrInput) {
+		t.Errorf("bad caller: Embed() = %v, want %v", errs[2], embed.ErrInput)
+	}
+}
+
+func TestBatcherErrors(t *testing.T) {
+	rec := newRecorder()
+	rec.fail = func([]string) error { return embed.ErrUnavailable }
+	b := newBatcher(t, rec, embed.BatcherConfig{})
+	tests := []struct {
+		name  string
+		texts []string
+		want  error
+	}{
+		{"upstream down", []string{"a"}, embed.ErrUnavailable},
+		{"blank text, checked before queueing", []string{"a", " "}, embed.ErrInput},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := b.Embed(t.Context(), tt.texts); !errors.Is(err, tt.want) {
+				t.Errorf("Embed(%q) = %v, want %v", tt.texts, err, tt.want)
+			}
+		})
+	}
+	if v, err := b.Embed(t.Context(), nil); err != nil || len(v) != 0 {
+		t.Errorf("Embed(nil) = %v, %v; want no vectors and no error", v, err)
+	}
+	if got := b.Info(); got != rec.Info() {
+		t.Errorf("Info() = %+v, want %+v", got, rec.Info())
+	}
+}
+
+func TestBatcherCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	rec := newRecorder()
+	rec.delay = 10 * time.Millisecond
+	b := embed.NewBatcher(rec, embed.BatcherConfig{Window: 5 * time.Millisecond})
+	concurrently(10, func(i int) {
+		if _, err := b.Embed(context.Background(), []string{string(rune('a' + i))}); err != nil {
+			t.Errorf("Embed() = %v", err)
+		}
+	})
+	// A call queued just before Close is still answered.
+	res := make(chan error, 1)
+	go func() {
+		_, err := b.Embed(context.Background(), []string{"last"})
+		res <- err
+	}()
+	waitFor(t, func() bool { return len(rec.Calls()) > 0 && slices.Contains(rec.Calls()[len(rec.Calls())-1], "last") })
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if err := <-res; err != nil {
+		t.Errorf("call in flight at Close: Embed() = %v, want it to finish", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close() = %v", err)
+	}
+	if _, err := b.Embed(context.Background(), []string{"after"}); !errors.Is(err, embed.ErrClosed) {
+		t.Errorf("Embed() after Close = %v, want %v", err, embed.ErrClosed)
+	}
+	waitFor(t, func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// TestBatcherOverOllama runs the whole chain a server uses, cache in front
+// of batcher in front of the Ollama client, against the fake server.
+func TestBatcherOverOllama(t *testing.T) {
+	srv := ollamatest.NewServer(t, ollamatest.Config{Dims: 32, Delay: 20 * time.Millisecond})
+	o := newOllama(t, embed.OllamaConfig{Host: srv.URL})
+	b := newBatcher(t, o, embed.BatcherConfig{Window: 30 * time.Millisecond})
+	c := embed.NewCache(b, 0)
+	const callers = 32
+	concurrently(callers, func(i int) {
+		text := texts("memory", callers)[i]
+		v, err := c.Embed(context.Background(), []string{text})
+		if err != nil {
+			t.Errorf("Embed() = %v", err)
+			return
+		}
+		if cs := cosine(v[0], ollamatest.Vector(text, 32)); cs < 0.9999 {
+			t.Errorf("caller %d got a vector for another text (cosine %v)", i, cs)
+		}
+	})
+	if got := srv.Requests(); got > callers/4 {
+		t.Errorf("%d concurrent calls made %d requests to the server, want at most %d", callers, got, callers/4)
+	}
+	if got := srv.Inputs(); got != callers {
+		t.Errorf("server embedded %d texts, want %d", got, callers)
+	}
+}
+
+// waitFor polls cond for up to 5 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
