@@ -19,6 +19,8 @@
 //     fresh machine. It is lexical, not semantic: it matches shared words
 //     and spellings, never synonyms or paraphrases (see its doc). With it,
 //     search quality rests mostly on the full-text half of hybrid search.
+//   - [Fake] is for load tests and benchmarks only: deterministic vectors
+//     with no meaning, after a configurable delay standing for a model.
 //
 // Two wrappers, both Embedders themselves, sit in front of either:
 //

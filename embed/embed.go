@@ -46,7 +46,8 @@ func (i Info) String() string {
 }
 
 // Embedder turns texts into vectors. Implementations in this package are
-// [*Ollama], [*Builtin], and the wrappers [*Cache] and [*Batcher].
+// [*Ollama], [*Builtin], [*Fake] (load tests only), and the wrappers [*Cache]
+// and [*Batcher].
 type Embedder interface {
 	// Embed returns one unit-length vector per text, in input order, each of
 	// Info().Dimensions values. An empty texts slice returns an empty result
