@@ -45,6 +45,7 @@ func (c HTTPConfig) withDefaults() HTTPConfig {
 func (a *App) HTTPHandler(hc HTTPConfig) http.Handler {
 	hc = hc.withDefaults()
 	mcpHandler := server.NewStreamableHTTPServer(a.MCP,
+		server.WithSessionIdManager(&optionalSessionIDs{}),
 		server.WithDisableStreaming(true),
 		server.WithStreamableHTTPLogger(a.log),
 	)

@@ -325,3 +325,35 @@ func TestHTTPSessionScope(t *testing.T) {
 		t.Errorf("bob sees alice's session note by naming her session key")
 	}
 }
+
+// TestHTTPWithoutSession checks that a client may call tools without
+// initializing a session (the server keeps none), and that a session id
+// from another replica or before a restart is accepted.
+func TestHTTPWithoutSession(t *testing.T) {
+	ts := httpServer(t, newApp(t, nil))
+	tok := token(t, "acme", "alice", nil, allPerms...)
+	for _, tc := range []struct{ name, session string }{
+		{"no session id", ""},
+		{"id minted elsewhere", "mcp-session-0b6f5b2e-8a47-4b8e-9a39-3f7f0c1d2e3a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_scopes","arguments":{}}}`
+			req, _ := http.NewRequestWithContext(t.Context(), "POST", ts.URL+"/mcp", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			if tc.session != "" {
+				req.Header.Set("Mcp-Session-Id", tc.session)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(b), `"org":"acme"`) {
+				t.Errorf("status %d, body %s; want list_scopes' answer", resp.StatusCode, b)
+			}
+		})
+	}
+}
