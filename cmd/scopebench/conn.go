@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/scopemem/scopemem/scope"
+)
+
+// target is the server the sessions talk to: scopemem processes started
+// over stdio, or a server reached over streamable HTTP.
+type target interface {
+	// open connects session i and initializes it.
+	open(ctx context.Context, i int) (*session, error)
+	// verifier connects a fresh session able to act as identity ident,
+	// for the checks after the run. Over stdio that is a new process, so
+	// the check sees only what reached the database.
+	verifier(ctx context.Context, ident int) (*session, error)
+	// perIdentity reports whether a verifier serves only the identity it
+	// was opened for (stdio) rather than any (HTTP).
+	perIdentity() bool
+	close() error
+}
+
+// session is one MCP client connection.
+type session struct {
+	c *client.Client
+	// fixed is the identity every call of this session is made as (a
+	// stdio process has one), or -1 when each call picks one (HTTP, where
+	// each request carries its own token).
+	fixed int
+	// pid is the server process of a stdio session, 0 otherwise.
+	pid     int
+	closeFn func() error
+}
+
+func (s *session) close() error {
+	if s.closeFn != nil {
+		return s.closeFn()
+	}
+	return s.c.Close()
+}
+
+// identKey carries the identity of one call in its context; the HTTP
+// transport's header function turns it into that identity's token.
+type identKey struct{}
+
+func withIdent(ctx context.Context, ident int) context.Context {
+	return context.WithValue(ctx, identKey{}, ident)
+}
+
+func initialize(ctx context.Context, c *client.Client) (*mcp.InitializeResult, error) {
+	req := mcp.InitializeRequest{}
+	req.Params.ClientInfo = mcp.Implementation{Name: "scopebench", Version: "1"}
+	return c.Initialize(ctx, req)
+}
+
+// stdioTarget starts `scopemem serve` processes.
+type stdioTarget struct {
+	bin     string
+	args    []string // after "serve", before the identity flags
+	tenants *tenants
+	shared  bool
+	seed    uint64
+	stderr  *tailBuffer
+
+	mu     sync.Mutex
+	one    *session // the shared process, when shared
+	closed bool
+}
+
+func (t *stdioTarget) perIdentity() bool { return true }
+
+func (t *stdioTarget) open(ctx context.Context, i int) (*session, error) {
+	if !t.shared {
+		return t.spawn(ctx, t.tenants.pick(newRand(t.seed, uint64(i), 1)))
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.one == nil {
+		s, err := t.spawn(ctx, 0)
+		if err != nil {
+			return nil, err
+		}
+		t.one = s
+	}
+	// Every session shares the process; the target closes it.
+	return &session{c: t.one.c, fixed: t.one.fixed, pid: t.one.pid, closeFn: func() error { return nil }}, nil
+}
+
+func (t *stdioTarget) verifier(ctx context.Context, ident int) (*session, error) {
+	return t.spawn(ctx, ident)
+}
+
+// spawn starts one server process acting as identity ident.
+func (t *stdioTarget) spawn(ctx context.Context, ident int) (*session, error) {
+	id := t.tenants.ids[ident]
+	args := append([]string{"serve"}, t.args...)
+	args = append(args, "--org", id.Org, "--user", id.User)
+	var cmd *exec.Cmd
+	tr := transport.NewStdioWithOptions(t.bin, []string{"SCOPEMEM_LOG_LEVEL=warn"}, args,
+		transport.WithCommandFunc(func(_ context.Context, command string, env, args []string) (*exec.Cmd, error) {
+			// Not tied to a context: the process ends when its input
+			// closes (session close), after answering what it has read.
+			cmd = exec.Command(command, args...)
+			cmd.Env = append(os.Environ(), env...)
+			return cmd, nil
+		}),
+		transport.WithCommandStderrWriter(t.stderr),
+	)
+	c := client.NewClient(tr)
+	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, fmt.Errorf("start %s: %w", t.bin, err)
+	}
+	if _, err := initialize(ctx, c); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("initialize %s serve: %w (its last log lines: %s)", t.bin, err, t.stderr.String())
+	}
+	return &session{c: c, fixed: ident, pid: cmd.Process.Pid}, nil
+}
+
+func (t *stdioTarget) close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.one != nil && !t.closed {
+		t.closed = true
+		return t.one.c.Close()
+	}
+	return nil
+}
+
+// httpTarget reaches a server over streamable HTTP, each call with the
+// bearer token of its identity.
+type httpTarget struct {
+	url    string
+	tokens []string
+	hc     *http.Client
+}
+
+// newHTTPTarget mints one HS256 token per identity.
+func newHTTPTarget(url string, secret []byte, issuer, audience string, ten *tenants, ttl time.Duration, conns int) (*httpTarget, error) {
+	t := &httpTarget{
+		url: strings.TrimSuffix(url, "/"),
+		hc: &http.Client{Transport: &http.Transport{
+			MaxIdleConns:        conns * 2,
+			MaxIdleConnsPerHost: conns * 2,
+			IdleConnTimeout:     time.Minute,
+		}},
+	}
+	now := time.Now()
+	for _, id := range ten.ids {
+		claims := map[string]any{
+			"org_id": id.Org, "sub": id.User, "scope": string(scope.PermRead) + " " + string(scope.PermWrite),
+			"iat": now.Unix(), "exp": now.Add(ttl).Unix(),
+		}
+		if issuer != "" {
+			claims["iss"] = issuer
+		}
+		if audience != "" {
+			claims["aud"] = audience
+		}
+		tok, err := scope.MintHS256(secret, claims)
+		if err != nil {
+			return nil, err
+		}
+		t.tokens = append(t.tokens, tok)
+	}
+	return t, nil
+}
+
+func (t *httpTarget) perIdentity() bool { return false }
+
+func (t *httpTarget) open(ctx context.Context, _ int) (*session, error) {
+	c, err := client.NewStreamableHttpClient(t.url+"/mcp",
+		transport.WithHTTPBasicClient(t.hc),
+		transport.WithHTTPHeaderFunc(func(ctx context.Context) map[string]string {
+			i, _ := ctx.Value(identKey{}).(int)
+			return map[string]string{"Authorization": "Bearer " + t.tokens[i]}
+		}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", t.url, err)
+	}
+	if _, err := initialize(withIdent(ctx, 0), c); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("initialize over HTTP at %s/mcp: %w", t.url, err)
+	}
+	return &session{c: c, fixed: -1}, nil
+}
+
+func (t *httpTarget) verifier(ctx context.Context, _ int) (*session, error) { return t.open(ctx, 0) }
+
+func (t *httpTarget) close() error {
+	t.hc.CloseIdleConnections()
+	return nil
+}
+
+// tailBuffer keeps the last few KiB written to it: the servers' stderr,
+// shown when one fails to start.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailBytes = 4 << 10
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > tailBytes {
+		b.buf = append([]byte(nil), b.buf[len(b.buf)-tailBytes:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := strings.TrimSpace(string(b.buf))
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
