@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +18,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/scopemem/scopemem/internal/app"
 	"github.com/scopemem/scopemem/scope"
 )
 
@@ -74,6 +79,13 @@ type stdioTarget struct {
 	seed    uint64
 	stderr  *tailBuffer
 
+	// newApp, when set, assembles a server inside this process for each
+	// session (as a process of its own would be, on the same database),
+	// served over in-memory pipes instead of a child process: for CPU
+	// profiles of the stdio path, not for figures (client and server share
+	// one runtime).
+	newApp func(ctx context.Context) (*app.App, error)
+
 	mu     sync.Mutex
 	one    *session // the shared process, when shared
 	closed bool
@@ -105,6 +117,9 @@ func (t *stdioTarget) verifier(ctx context.Context, ident int) (*session, error)
 // spawn starts one server process acting as identity ident.
 func (t *stdioTarget) spawn(ctx context.Context, ident int) (*session, error) {
 	id := t.tenants.ids[ident]
+	if t.newApp != nil {
+		return t.serveInProcess(ctx, ident)
+	}
 	args := append([]string{"serve"}, t.args...)
 	args = append(args, "--org", id.Org, "--user", id.User)
 	var cmd *exec.Cmd
@@ -127,6 +142,44 @@ func (t *stdioTarget) spawn(ctx context.Context, ident int) (*session, error) {
 		return nil, fmt.Errorf("initialize %s serve: %w (its last log lines: %s)", t.bin, err, t.stderr.String())
 	}
 	return &session{c: c, fixed: ident, pid: cmd.Process.Pid}, nil
+}
+
+// serveInProcess serves one stdio session from t.app over pipes.
+func (t *stdioTarget) serveInProcess(ctx context.Context, ident int) (*session, error) {
+	id := t.tenants.ids[ident]
+	key := make([]byte, 8)
+	_, _ = rand.Read(key)
+	sid, err := scope.AgentConfig{Org: id.Org, User: id.User}.Identity("stdio-" + hex.EncodeToString(key))
+	if err != nil {
+		return nil, err
+	}
+	a, err := t.newApp(ctx)
+	if err != nil {
+		return nil, err
+	}
+	serverIn, clientOut := io.Pipe()
+	clientIn, serverOut := io.Pipe()
+	done := make(chan error, 1)
+	// The server returns once clientOut is closed (session close) and it
+	// has answered what it read.
+	go func() {
+		err := a.ServeStdio(context.WithoutCancel(ctx), sid, serverIn, serverOut)
+		serverOut.Close()
+		done <- errors.Join(err, a.Close())
+	}()
+	c := client.NewClient(transport.NewIO(clientIn, clientOut, nil))
+	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
+		clientOut.Close()
+		return nil, err
+	}
+	if _, err := initialize(ctx, c); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("initialize in-process stdio server: %w", err)
+	}
+	return &session{c: c, fixed: ident, closeFn: func() error {
+		err := c.Close()
+		return errors.Join(err, <-done)
+	}}, nil
 }
 
 func (t *stdioTarget) close() error {

@@ -150,6 +150,7 @@ type RunCmd struct {
 	JWTIssuer     string `name:"jwt-issuer" help:"iss claim of the minted tokens (the server's --jwt-issuer)."`
 	JWTAudience   string `name:"jwt-audience" help:"aud claim of the minted tokens (the server's --jwt-audience)."`
 	StdioProcess  string `name:"stdio-process" default:"per-session" enum:"per-session,shared" help:"stdio: one server process per session (several processes on one file), or one shared by every session."`
+	InProcess     bool   `name:"in-process" help:"stdio: serve every session inside scopebench over pipes instead of starting scopemem, so that --cpuprofile covers the server (for profiles, not for figures)."`
 
 	Sessions     int           `default:"1" help:"Concurrent sessions, each calling in a closed loop."`
 	Calls        int           `default:"1000" help:"Measured calls per session."`
@@ -199,11 +200,15 @@ func (c *RunCmd) Run(ctx context.Context) error {
 	var tgt target
 	switch c.Transport {
 	case "stdio":
-		bin, err := c.binary()
-		if err != nil {
-			return err
+		st := &stdioTarget{tenants: ten, shared: c.StdioProcess == "shared", seed: c.Seed, stderr: &tailBuffer{}}
+		if c.InProcess {
+			st.newApp = func(ctx context.Context) (*app.App, error) { return c.newApp(ctx, db) }
+		} else {
+			if st.bin, err = c.binary(); err != nil {
+				return err
+			}
+			st.args = c.serveArgs(db)
 		}
-		st := &stdioTarget{bin: bin, args: c.serveArgs(db), tenants: ten, shared: c.StdioProcess == "shared", seed: c.Seed, stderr: &tailBuffer{}}
 		// One process first creates the schema and records the embedder,
 		// so that concurrent starts find them.
 		s, err := st.spawn(ctx, 0)
@@ -213,6 +218,9 @@ func (c *RunCmd) Run(ctx context.Context) error {
 		s.close()
 		tgt = st
 		cfg.Describe = fmt.Sprintf("stdio (%s process), %s, %s", c.StdioProcess, c.describeStore(), c.describeEmbedder())
+		if c.InProcess {
+			cfg.Describe = fmt.Sprintf("stdio (in-process pipes), %s, %s", c.describeStore(), c.describeEmbedder())
+		}
 	case "http":
 		url, secret := c.URL, []byte(nil)
 		if c.JWTSecretFile != "" {
@@ -273,16 +281,11 @@ func (c *RunCmd) Run(ctx context.Context) error {
 // serveInProcess serves scopemem over HTTP inside this process, on a free
 // loopback port, until stop is called.
 func (c *RunCmd) serveInProcess(ctx context.Context, db string, secret []byte) (url string, stop func(), err error) {
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := app.New(ctx, app.Config{
-		DBPath: db, DatabaseURL: c.DatabaseURL, MigrateURL: c.MigrateURL,
-		Embedder: c.Embedder, FakeDims: c.Dims, FakeDelay: c.FakeDelay,
-		JanitorInterval: -1, Logger: logger,
-	})
+	a, err := c.newApp(ctx, db)
 	if err != nil {
 		return "", nil, err
 	}
-	v, err := scope.NewJWTVerifier(ctx, scope.JWTConfig{Secret: secret, Issuer: c.JWTIssuer, Audience: c.JWTAudience, Logger: logger})
+	v, err := scope.NewJWTVerifier(ctx, scope.JWTConfig{Secret: secret, Issuer: c.JWTIssuer, Audience: c.JWTAudience, Logger: warnLogger()})
 	if err != nil {
 		a.Close()
 		return "", nil, err
@@ -307,6 +310,20 @@ func (c *RunCmd) serveInProcess(ctx context.Context, db string, secret []byte) (
 		v.Close()
 		a.Close()
 	}, nil
+}
+
+// newApp assembles a server inside this process, as scopemem serve would.
+func (f *ServerFlags) newApp(ctx context.Context, db string) (*app.App, error) {
+	return app.New(ctx, app.Config{
+		DBPath: db, DatabaseURL: f.DatabaseURL, MigrateURL: f.MigrateURL,
+		Embedder: f.Embedder, FakeDims: f.Dims, FakeDelay: f.FakeDelay,
+		JanitorInterval: -1, Logger: warnLogger(),
+	})
+}
+
+// warnLogger logs warnings and errors of in-process servers to stderr.
+func warnLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // createFile creates path for writing.
