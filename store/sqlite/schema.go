@@ -76,6 +76,15 @@ CREATE TRIGGER memories_fts_update AFTER UPDATE OF content ON memories BEGIN
 	INSERT INTO memories_fts (rowid, content) VALUES (new.rid, new.content);
 END;
 `,
+		// 2: vectors staged by `scopemem reindex` beside the ones that keep
+		// serving searches until the switch (store/sqlite/ops.go).
+		`
+CREATE TABLE reindex_vectors (
+	rid          INTEGER PRIMARY KEY REFERENCES memories (rid) ON DELETE CASCADE,
+	content_hash BLOB NOT NULL,
+	vector       BLOB NOT NULL
+);
+`,
 	}
 }
 
