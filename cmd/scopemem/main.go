@@ -32,6 +32,9 @@ type CLI struct {
 	Migrate MigrateCmd `cmd:"" help:"Apply the PostgreSQL migrations and create the runtime role."`
 	Token   TokenCmd   `cmd:"" help:"Mint an HS256 token for development (production tokens come from your identity provider)."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
+	Export  ExportCmd  `cmd:"" help:"Write the memories of one org (or one user or scope of it) as JSON lines."`
+	Import  ImportCmd  `cmd:"" help:"Read memories written by export; importing a file twice stores each memory once."`
+	Reindex ReindexCmd `cmd:"" help:"Re-embed every memory with another embedder, resumably, while searches go on."`
 }
 
 func main() {
