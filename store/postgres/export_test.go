@@ -1,7 +1,10 @@
 package postgres
 
-// The search statements, for plan tests.
-const (
+// The search and duplicate statements, for plan tests.
+var (
 	VectorSearchSQL = vectorSearchSQL
-	TextSearchSQL   = textSearchSQL
+	DupVectorSQL    = dupVectorSQL
 )
+
+// TextSearchSQL is the full-text half of a search, for plan tests.
+const TextSearchSQL = textSearchSQL

@@ -158,11 +158,10 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 	}
 	n := len(ms)
 	var (
-		kinds, sids = make([]string, n), make([]string, n)
-		hashes      = make([][]byte, n)
-		vecs        = make([]pgvector.Vector, n)
-		metas       = make([]*string, n)
-		keys        []int64
+		hashes = make([][]byte, n)
+		vecs   = make([]pgvector.Vector, n)
+		metas  = make([]*string, n)
+		keys   []int64
 	)
 	for i, m := range ms {
 		if !id.CanSee(m.Scope) {
@@ -177,7 +176,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 		if vecs[i], err = checkVector(m.Vector, dims); err != nil {
 			return nil, fmt.Errorf("memory %d: %w", i, err)
 		}
-		kinds[i], sids[i], hashes[i] = string(m.Scope.Kind), m.Scope.ID, contentHash(m.Content)
+		hashes[i] = contentHash(m.Content)
 		if k := lockKey(id.Org, m.Scope); !slices.Contains(keys, k) {
 			keys = append(keys, k)
 		}
@@ -192,35 +191,8 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 		now := time.Now()
 		// Duplicates already stored: same normalized content, or a vector
 		// at least DuplicateSimilarity close, in the same scope, live.
-		rows, err := tx.Query(ctx, `
-			SELECT `+memoryCols+`, n.ord
-			FROM unnest($2::text[], $3::text[], $4::bytea[], $5::vector[]) WITH ORDINALITY AS n(kind, sid, hash, vec, ord)
-			CROSS JOIN LATERAL (
-				SELECT * FROM memories d
-				WHERE d.org_id = $1 AND d.scope_kind = n.kind AND d.scope_id = n.sid
-					AND (d.expires_at IS NULL OR d.expires_at > $6)
-					AND (d.content_hash = n.hash
-						OR (d.embedding IS NOT NULL AND vector_dims(d.embedding) = vector_dims(n.vec)
-							AND d.embedding <=> n.vec <= $7))
-				ORDER BY d.content_hash = n.hash DESC, d.embedding <=> n.vec, d.created_at
-				LIMIT 1
-			) AS m`, id.Org, kinds, sids, hashes, vecs, now, 1-store.DuplicateSimilarity)
+		found, err := s.findDuplicates(ctx, tx, id.Org, ms, hashes, vecs, dims, now)
 		if err != nil {
-			return err
-		}
-		found := make([]*store.Memory, n)
-		for rows.Next() {
-			var ord int
-			var m store.Memory
-			m, err := scanMemory(rows, &ord)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			mm := m
-			found[ord-1] = &mm
-		}
-		if err := rows.Err(); err != nil {
 			return err
 		}
 
@@ -373,14 +345,6 @@ const searchWhere = `m.org_id = $1
 	AND (m.expires_at IS NULL OR m.expires_at > $4)
 	AND m.tags @> $5::text[]`
 
-// vectorSearchSQL is the vector half: exact cosine order ($6 the query
-// vector, $7 the number of candidates).
-const vectorSearchSQL = `SELECT ` + memoryCols + `, m.embedding, 1 - (m.embedding <=> $6) AS sim
-	FROM memories m
-	WHERE ` + searchWhere + ` AND m.embedding IS NOT NULL AND vector_dims(m.embedding) = vector_dims($6)
-	ORDER BY m.embedding <=> $6, m.created_at DESC
-	LIMIT $7`
-
 // textSearchSQL is the full-text half ($6 the tsquery text from
 // ftsQuery, $7 the number of candidates).
 const textSearchSQL = `SELECT ` + memoryCols + `, m.embedding
@@ -421,7 +385,7 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 	}
 	scopes := id.Visible()
 	if q.Scopes != nil {
-		scopes = slices.DeleteFunc(slices.Clone(q.Scopes), func(sc scope.Scope) bool { return !id.CanSee(sc) })
+		scopes = slices.DeleteFunc(uniqueScopes(q.Scopes), func(sc scope.Scope) bool { return !id.CanSee(sc) })
 		if len(scopes) == 0 {
 			return []store.Hit{}, nil
 		}
@@ -441,7 +405,7 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 		b := &pgx.Batch{}
 		if vec != nil {
 			halves++
-			b.Queue(vectorSearchSQL, id.Org, kinds, sids, now, tags, *vec, n).Query(func(rows pgx.Rows) error {
+			b.Queue(vectorSearchSQL(len(vec.Slice()), len(scopes)), vectorSearchArgs(id.Org, now, tags, *vec, n, scopes)...).Query(func(rows pgx.Rows) error {
 				var err error
 				byVec, err = scanCandidates(rows, true, nil)
 				return err

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/scopemem/scopemem/internal/pgtest"
+	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
 	"github.com/scopemem/scopemem/store/postgres"
 	"github.com/scopemem/scopemem/store/storetest"
@@ -50,48 +51,76 @@ func TestSearchPlan(t *testing.T) {
 	}
 	alice := storetest.Member("acme", "alice")
 	kinds, ids := []string{"user", "org"}, []string{"alice", ""}
-	vec := storetest.RandomVector(1, dims)
+	vec := vectorText(storetest.RandomVector(1, dims))
+	now := time.Now()
+	vectorArgs := []any{alice.Org, now, []string{}, vec, 50, "user", "alice", "org", ""}
+	explain := func(t *testing.T, sql string, args ...any) string {
+		t.Helper()
+		tx, err := c.Begin(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(t.Context())
+		if _, err := tx.Exec(t.Context(), setIdentity, alice.Org, alice.User, "{}", "", "", "{memory:read}"); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := tx.Query(t.Context(), "EXPLAIN (ANALYZE, COSTS OFF) "+sql, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(plan, "\n")
+		t.Logf("plan:\n%s", text)
+		return text
+	}
 	for _, tc := range []struct {
 		name string
 		sql  string
-		arg6 any
+		args []any
 	}{
-		{"vector", postgres.VectorSearchSQL, vectorText(vec)},
-		{"text", postgres.TextSearchSQL, "'deploy' | '7'"},
+		{"vector", postgres.VectorSearchSQL(dims, 2), vectorArgs},
+		{"text", postgres.TextSearchSQL, []any{alice.Org, kinds, ids, now, []string{}, "'deploy' | '7'", 50}},
+		{"duplicate", postgres.DupVectorSQL(dims), []any{alice.Org, "user", "alice", now, `{"` + vec + `"}`, 0.03}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tx, err := c.Begin(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Rollback(t.Context())
-			if _, err := tx.Exec(t.Context(), setIdentity, alice.Org, alice.User, "{}", "", "", "{memory:read}"); err != nil {
-				t.Fatal(err)
-			}
-			sql := tc.sql
-			if tc.name == "vector" {
-				sql = strings.ReplaceAll(sql, "$6", "$6::vector")
-			}
-			rows, err := tx.Query(t.Context(), "EXPLAIN (ANALYZE, COSTS OFF) "+sql,
-				alice.Org, kinds, ids, time.Now(), []string{}, tc.arg6, 50)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var plan []string
-			for rows.Next() {
-				var line string
-				if err := rows.Scan(&line); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, line)
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			text := strings.Join(plan, "\n")
-			t.Logf("plan:\n%s", text)
+			text := explain(t, tc.sql, tc.args...)
 			if strings.Contains(text, "Seq Scan on memories") || !strings.Contains(text, "memories_") {
-				t.Errorf("%s search of one 1,000-row tenant among 51,000 rows does not go through an index:\n%s", tc.name, text)
+				t.Errorf("%s of one 1,000-row tenant among 51,000 rows does not go through an index:\n%s", tc.name, text)
+			}
+			if strings.Contains(text, "memories_ann_") {
+				t.Errorf("%s uses a per-scope HNSW index before Maintain built one:\n%s", tc.name, text)
+			}
+		})
+	}
+
+	// Once the scope has its own index, the vector statements of that
+	// scope use it (the org scope, with no index, stays on the btree).
+	res, err := postgres.Maintain(t.Context(), d.OwnerURL, postgres.MaintainOptions{MinRows: 1000})
+	if err != nil {
+		t.Fatalf("Maintain: %v", err)
+	}
+	if len(res.Created) != 1 || res.Created[0].Org != "acme" || res.Created[0].Scope != (scope.Scope{Kind: scope.KindUser, ID: "alice"}) {
+		t.Fatalf("Maintain created %+v, want one index for acme user:alice", res.Created)
+	}
+	d.Exec(t, `ANALYZE memories`)
+	for _, tc := range []struct {
+		name string
+		sql  string
+		args []any
+	}{
+		{"vector indexed", postgres.VectorSearchSQL(dims, 2), vectorArgs},
+		{"duplicate indexed", postgres.DupVectorSQL(dims), []any{alice.Org, "user", "alice", now, `{"` + vec + `"}`, 0.03}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := explain(t, tc.sql, tc.args...)
+			if !strings.Contains(text, "Index Scan using "+res.Created[0].Name) {
+				t.Errorf("%s of a scope with its own HNSW index does not use it:\n%s", tc.name, text)
+			}
+			if strings.Contains(text, "Seq Scan on memories") {
+				t.Errorf("%s reads the whole table:\n%s", tc.name, text)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -31,15 +32,26 @@ type Config struct {
 	MaxConns int32
 	// MinConns connections are kept open even when idle. Zero means none.
 	MinConns int32
+	// EFSearch is hnsw.ef_search for searches that go through a large
+	// scope's approximate index (see [Maintain]): how many neighbours the
+	// graph search keeps, trading time for recall. Zero means
+	// DefaultEFSearch. Ordinary scopes are searched exactly and ignore it.
+	EFSearch int
 	// AllowPrivilegedRole lets Open connect as a superuser or a BYPASSRLS
 	// role, which row-level security does not hold (the store's own
 	// filters still apply). Meant for local experiments only.
 	AllowPrivilegedRole bool
 }
 
+// DefaultEFSearch is the hnsw.ef_search used when Config.EFSearch is zero.
+const DefaultEFSearch = 100
+
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.EFSearch <= 0 {
+		c.EFSearch = DefaultEFSearch
 	}
 	return c
 }
@@ -47,8 +59,9 @@ func (c Config) withDefaults() Config {
 // Store is the PostgreSQL implementation of [store.Store]. It is safe for
 // concurrent use; Close it once when done.
 type Store struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool     *pgxpool.Pool
+	log      *slog.Logger
+	efSearch string // hnsw.ef_search, as set_config takes it
 
 	mu   sync.Mutex
 	dims int // recorded embedder dimension, 0 until known
@@ -102,7 +115,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, log: cfg.Logger}
+	s := &Store{pool: pool, log: cfg.Logger, efSearch: strconv.Itoa(cfg.EFSearch)}
 	if err := s.check(ctx, cfg); err != nil {
 		pool.Close()
 		return nil, err
@@ -171,7 +184,11 @@ type settings struct {
 }
 
 // setIdentitySQL sets every policy setting in one round trip, local to the
-// transaction (the third argument of set_config is true).
+// transaction (the third argument of set_config is true), and the HNSW
+// search settings for the partial indexes of large scopes: ef_search, and
+// iterative scans so that rows the filters drop (expired, other tags) are
+// replaced by further neighbours instead of shrinking the result. Relaxed
+// order is enough because the statements re-sort by distance.
 const setIdentitySQL = `SELECT
 	set_config('app.org_id', $1, true),
 	set_config('app.user_id', $2, true),
@@ -181,7 +198,9 @@ const setIdentitySQL = `SELECT
 	set_config('app.perms', $6::text[]::text, true),
 	set_config('app.purge_user', $7, true),
 	set_config('app.purge_org', $8, true),
-	set_config('app.purge_team', $9, true)`
+	set_config('app.purge_team', $9, true),
+	set_config('hnsw.ef_search', $10, true),
+	set_config('hnsw.iterative_scan', 'relaxed_order', true)`
 
 // inTx runs fn in one transaction that first sets the identity. Read-only
 // transactions may be served by a replica later; they also guard against
@@ -211,7 +230,7 @@ func (s *Store) inTx(ctx context.Context, st settings, readOnly bool, fn func(pg
 		purgeOrg = "on"
 	}
 	if _, err := tx.Exec(ctx, setIdentitySQL, st.id.Org, st.id.User, teams, st.id.Agent, st.id.Session,
-		perms, st.purgeUser, purgeOrg, st.purgeTeam); err != nil {
+		perms, st.purgeUser, purgeOrg, st.purgeTeam, s.efSearch); err != nil {
 		return err
 	}
 	if err := fn(tx); err != nil {
