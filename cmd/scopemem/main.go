@@ -35,6 +35,7 @@ type CLI struct {
 	Export  ExportCmd  `cmd:"" help:"Write the memories of one org (or one user or scope of it) as JSON lines."`
 	Import  ImportCmd  `cmd:"" help:"Read memories written by export; importing a file twice stores each memory once."`
 	Reindex ReindexCmd `cmd:"" help:"Re-embed every memory with another embedder, resumably, while searches go on."`
+	Doctor  DoctorCmd  `cmd:"" help:"Check the database, the embedder, the JWKS and the clock, and say how to fix what fails."`
 }
 
 func main() {
