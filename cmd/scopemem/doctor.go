@@ -247,8 +247,13 @@ func (d *doctor) embedder(ctx context.Context) {
 			provider = d.stored.Provider
 		}
 	}
-	needOllama := provider == "ollama"
-	if !needOllama {
+	// With auto and a new store, the server falls back to the built-in
+	// embedder when Ollama is missing: a warning, not a failure.
+	fail := statusFail
+	if (d.cfg.Embedder == "auto" || d.cfg.Embedder == "") && !d.haveEmb {
+		fail = statusWarn
+	}
+	if provider != "ollama" {
 		d.add(checkOllama, statusSkip, "the embedder is "+provider, "")
 		d.add(checkModel, statusSkip, "the embedder is "+provider, "")
 		d.embedderMatch(embed.Info{Provider: provider})
@@ -266,7 +271,7 @@ func (d *doctor) embedder(ctx context.Context) {
 	resp, err := d.get(ctx, host+"/api/version")
 	t1 := d.cfg.Now()
 	if err != nil {
-		d.add(checkOllama, statusFail, fmt.Sprintf("no answer from %s: %v", host, err),
+		d.add(checkOllama, fail, fmt.Sprintf("no answer from %s: %v", host, err),
 			"start Ollama (ollama serve, or the ollama service of deploy/compose.yaml) or point --ollama-host at it")
 		d.add(checkModel, statusSkip, "Ollama is not reachable", "")
 		d.add(checkDims, statusSkip, "Ollama is not reachable", "")
@@ -279,7 +284,7 @@ func (d *doctor) embedder(ctx context.Context) {
 	info, err := o.Probe(pctx)
 	switch {
 	case errors.Is(err, embed.ErrModelNotFound):
-		d.add(checkModel, statusFail, "Ollama does not have "+d.cfg.Model, "ollama pull "+d.cfg.Model)
+		d.add(checkModel, fail, "Ollama does not have "+d.cfg.Model, "ollama pull "+d.cfg.Model)
 		d.add(checkDims, statusSkip, "the model is missing", "")
 		return
 	case err != nil:

@@ -235,3 +235,15 @@ func TestVersionLess(t *testing.T) {
 		}
 	}
 }
+
+func TestDoctorAutoWithoutOllamaWarns(t *testing.T) {
+	down := ollamatest.NewServer(t, ollamatest.Config{Mode: ollamatest.Down})
+	rs := runDoctor(t.Context(), doctorConfig{DB: sqliteWith(t, store.EmbedderInfo{}), Embedder: "auto", OllamaHost: down.URL})
+	if got := statuses(rs)[checkOllama]; got != statusWarn {
+		t.Errorf("ollama check with auto and a store without embedder = %v, want WARN (the server falls back to built-in)", got)
+	}
+	rs = runDoctor(t.Context(), doctorConfig{DB: sqliteWith(t, store.EmbedderInfo{}), Embedder: "ollama", OllamaHost: down.URL})
+	if got := statuses(rs)[checkOllama]; got != statusFail {
+		t.Errorf("ollama check with --embedder ollama = %v, want FAIL", got)
+	}
+}
