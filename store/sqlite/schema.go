@@ -85,6 +85,47 @@ CREATE TABLE reindex_vectors (
 	vector       BLOB NOT NULL
 );
 `,
+		// 2: API keys (only their SHA-256), the audit log and per-org call
+		// counters, for the HTTP server (keys.go).
+		`
+CREATE TABLE api_keys (
+	id          TEXT PRIMARY KEY,
+	hash        BLOB NOT NULL,
+	org_id      TEXT NOT NULL,
+	user_id     TEXT NOT NULL,
+	teams       TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(teams) AND json_type(teams) = 'array'),
+	agent       TEXT NOT NULL DEFAULT '',
+	permissions TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(permissions) AND json_type(permissions) = 'array'),
+	test        INTEGER NOT NULL DEFAULT 0,
+	created_at  INTEGER NOT NULL,
+	expires_at  INTEGER,
+	revoked_at  INTEGER,
+	replaced_by TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE INDEX api_keys_org ON api_keys (org_id, created_at);
+
+CREATE TABLE audit (
+	id      INTEGER PRIMARY KEY,
+	org_id  TEXT NOT NULL,
+	at      INTEGER NOT NULL,
+	actor   TEXT NOT NULL DEFAULT '',
+	agent   TEXT NOT NULL DEFAULT '',
+	action  TEXT NOT NULL,
+	scope   TEXT NOT NULL DEFAULT '',
+	target  TEXT NOT NULL DEFAULT '',
+	count   INTEGER NOT NULL DEFAULT 0 CHECK (count >= 0),
+	source  TEXT NOT NULL DEFAULT '',
+	detail  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_org_at ON audit (org_id, at);
+
+CREATE TABLE usage_calls (
+	org_id TEXT NOT NULL,
+	day    TEXT NOT NULL,
+	calls  INTEGER NOT NULL,
+	PRIMARY KEY (org_id, day)
+) WITHOUT ROWID;
+`,
 	}
 }
 
