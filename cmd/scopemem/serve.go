@@ -171,6 +171,6 @@ type VersionCmd struct{}
 
 // Run prints the version to stdout.
 func (VersionCmd) Run() error {
-	fmt.Println("scopemem", app.Version)
+	fmt.Println(versionString())
 	return nil
 }
