@@ -32,6 +32,7 @@ type KeyResolver interface {
 // KeyAdmin manages API keys and reads the per-org usage and audit log. It
 // is for operators (the scopemem keys, usage and audit commands).
 type KeyAdmin interface {
+	KeyResolver
 	// CreateKey stores a new key record. An id already taken is
 	// ErrConflict.
 	CreateKey(ctx context.Context, k scope.APIKey) error

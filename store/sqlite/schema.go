@@ -85,7 +85,7 @@ CREATE TABLE reindex_vectors (
 	vector       BLOB NOT NULL
 );
 `,
-		// 2: API keys (only their SHA-256), the audit log and per-org call
+		// 3: API keys (only their SHA-256), the audit log and per-org call
 		// counters, for the HTTP server (keys.go).
 		`
 CREATE TABLE api_keys (
