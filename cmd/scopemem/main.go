@@ -36,6 +36,9 @@ type CLI struct {
 	Import  ImportCmd  `cmd:"" help:"Read memories written by export; importing a file twice stores each memory once."`
 	Reindex ReindexCmd `cmd:"" help:"Re-embed every memory with another embedder, resumably, while searches go on."`
 	Doctor  DoctorCmd  `cmd:"" help:"Check the database, the embedder, the JWKS and the clock, and say how to fix what fails."`
+	Keys    KeysCmd    `cmd:"" help:"Create, list, revoke and rotate API keys for machine clients."`
+	Usage   UsageCmd   `cmd:"" help:"Show an org's stored memories, bytes and calls."`
+	Audit   AuditCmd   `cmd:"" help:"Show an org's audit log: writes, purges, failed logins, key changes."`
 }
 
 func main() {

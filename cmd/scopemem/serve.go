@@ -56,6 +56,9 @@ type ServeCmd struct {
 	ClaimAgent       string        `name:"claim-agent" env:"SCOPEMEM_CLAIM_AGENT" default:"agent" help:"Claim holding the agent." group:"HTTP"`
 	ClaimPermissions string        `name:"claim-permissions" env:"SCOPEMEM_CLAIM_PERMISSIONS" default:"scope" help:"Claim holding the permissions (scp is read when it is absent)." group:"HTTP"`
 	ShutdownTimeout  time.Duration `name:"shutdown-timeout" env:"SCOPEMEM_SHUTDOWN_TIMEOUT" default:"15s" help:"How long in-flight HTTP calls may take to finish on SIGTERM." group:"HTTP"`
+	MetricsAddr      string        `name:"metrics-addr" env:"SCOPEMEM_METRICS_ADDR" help:"Serve Prometheus /metrics on this separate address (e.g. 127.0.0.1:9090); off by default." placeholder:"ADDR" group:"HTTP"`
+
+	httpSecurityFlags `embed:""`
 }
 
 func (c *ServeCmd) appConfig(env *runEnv) app.Config {
@@ -98,8 +101,16 @@ func (c *ServeCmd) serveStdio(env *runEnv) error {
 }
 
 func (c *ServeCmd) serveHTTP(env *runEnv) error {
+	hc, err := c.httpSecurityFlags.config(c.HTTP)
+	if err != nil {
+		return err
+	}
+	audience, err := c.audience(hc.PublicURL, c.JWTAudience)
+	if err != nil {
+		return err
+	}
 	jc := scope.JWTConfig{
-		JWKSURL: c.JWKSURL, Issuer: c.JWTIssuer, Audience: c.JWTAudience, Algorithms: c.JWTAlgorithms,
+		JWKSURL: c.JWKSURL, Issuer: c.JWTIssuer, Audience: audience, Algorithms: c.JWTAlgorithms,
 		Claims: scope.ClaimNames{Org: c.ClaimOrg, User: c.ClaimUser, Teams: c.ClaimTeams, Agent: c.ClaimAgent, Permissions: c.ClaimPermissions},
 		Logger: env.log,
 	}
@@ -110,20 +121,33 @@ func (c *ServeCmd) serveHTTP(env *runEnv) error {
 		}
 		jc.Secret = secret
 	}
-	if jc.Secret == nil && jc.JWKSURL == "" {
-		return errors.New("serving HTTP needs --jwt-secret-file or --jwks-url: every request must carry a verified bearer token")
+	if jc.Secret == nil && jc.JWKSURL == "" && c.NoAPIKeys {
+		return errors.New("serving HTTP needs --jwt-secret-file or --jwks-url (or API keys, which --no-api-keys turns off): every request must carry a verified bearer token")
 	}
-	v, err := scope.NewJWTVerifier(env.ctx, jc)
-	if err != nil {
-		return err
+	if jc.Secret != nil || jc.JWKSURL != "" {
+		v, err := scope.NewJWTVerifier(env.ctx, jc)
+		if err != nil {
+			return err
+		}
+		defer v.Close()
+		hc.Verifier = v.Verify
+	} else {
+		env.log.Info("no --jwt-secret-file or --jwks-url: accepting API keys only (scopemem keys create)")
 	}
-	defer v.Close()
 	a, err := app.New(env.ctx, c.appConfig(env))
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	srv := a.NewHTTPServer(c.HTTP, app.HTTPConfig{Verifier: v.Verify})
+	srv := a.NewHTTPServer(c.HTTP, hc)
+	srv.Handler = a.InstrumentHTTP(srv.Handler)
+	if c.MetricsAddr != "" {
+		stopMetrics, err := a.ServeMetrics(c.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		defer stopMetrics()
+	}
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {
 		return err

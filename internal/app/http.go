@@ -3,25 +3,67 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/scopemem/scopemem/scope"
+	"github.com/scopemem/scopemem/store"
 )
 
-// HTTPConfig configures the streamable HTTP transport.
+// HTTPConfig configures the streamable HTTP transport. The zero value of
+// every field but Verifier means its default; rate limits, quotas and the
+// failed-login limit are off unless set (the serve command sets them).
 type HTTPConfig struct {
-	// Verifier resolves a bearer token into an identity. Required.
+	// Verifier resolves a bearer JWT into an identity. Nil accepts API
+	// keys only.
 	Verifier scope.Verifier
-	// MaxBodyBytes bounds one request body; default 1 MiB.
+	// DisableAPIKeys refuses API keys (bearer tokens starting with smk_)
+	// even when the store keeps them.
+	DisableAPIKeys bool
+	// MaxBodyBytes bounds one request body; default 1 MiB. A larger body
+	// is answered 413 before it reaches MCP.
 	MaxBodyBytes int64
 	// Realm names the protected resource in WWW-Authenticate; default
 	// "scopemem".
 	Realm string
+
+	// PublicURL is the canonical URL of the MCP endpoint as clients reach
+	// it (e.g. https://mem.example.com/mcp), see [NormalizePublicURL]. It
+	// is the resource of the protected resource metadata, its origin is an
+	// allowed Origin, and its host an allowed Host on a loopback listener
+	// (behind a reverse proxy). The JWT verifier should require it as the
+	// audience (the serve command does). Empty: derived from each
+	// request's Host.
+	PublicURL string
+	// AuthorizationServers are the issuer URLs of the OAuth authorization
+	// servers named in the protected resource metadata.
+	AuthorizationServers []string
+	// AllowedOrigins are the browser origins (scheme://host[:port]) that
+	// may call /mcp. A request with any other Origin header is answered
+	// 403; requests without one (non-browser clients) pass.
+	AllowedOrigins []string
+
+	// OrgLimits are the per-org quotas and rate limits.
+	OrgLimits OrgLimitsFile
+	// AuthFailures limits failed logins per source address; past it the
+	// address gets 429 until its bucket refills. Zero: unlimited.
+	AuthFailures RateLimit
+	// LimiterEntries bounds how many rate-limit buckets are kept (least
+	// recently used are dropped); default 100000.
+	LimiterEntries int
+	// FlushInterval is how often call counts and audit events are written
+	// to the store; default 1s. They are also written on Close.
+	FlushInterval time.Duration
+
+	// Timeouts and header limit of [App.NewHTTPServer]: defaults 10s, 60s,
+	// 2m, 2m and 64 KiB.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
 }
 
 func (c HTTPConfig) withDefaults() HTTPConfig {
@@ -31,11 +73,34 @@ func (c HTTPConfig) withDefaults() HTTPConfig {
 	if c.Realm == "" {
 		c.Realm = "scopemem"
 	}
+	if c.LimiterEntries <= 0 {
+		c.LimiterEntries = 100000
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 60 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 2 * time.Minute
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 2 * time.Minute
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
 	return c
 }
 
 // HTTPHandler returns the HTTP routes: /mcp (streamable HTTP, bearer
-// token required), /healthz and /readyz.
+// token required), /.well-known/oauth-protected-resource (RFC 9728, also
+// under /mcp), /healthz and /readyz. Its background work (flushing call
+// counts and audit events) stops when the App is closed.
 //
 // The transport is stateless: the server keeps no per-session state, so
 // replicas can sit behind any load balancer and a restart never strands a
@@ -44,83 +109,41 @@ func (c HTTPConfig) withDefaults() HTTPConfig {
 // which has no sessions, name a session with the tools' session argument.
 func (a *App) HTTPHandler(hc HTTPConfig) http.Handler {
 	hc = hc.withDefaults()
-	mcpHandler := server.NewStreamableHTTPServer(a.MCP,
+	g := newGuard(hc, a.Store, a.log)
+	a.closers = append(a.closers, g.close)
+	var keys *scope.APIKeyVerifier
+	if kr, ok := a.Store.(store.KeyResolver); ok && !hc.DisableAPIKeys {
+		keys = &scope.APIKeyVerifier{Lookup: kr.LookupKey}
+	}
+	// A server of its own, so that the quota and audit middleware wraps
+	// only the calls that arrive over HTTP.
+	mcpServer := a.newMCPServer()
+	mcpServer.Use(g.toolMiddleware)
+	mcpHandler := server.NewStreamableHTTPServer(mcpServer,
 		server.WithSessionIdManager(&optionalSessionIDs{}),
 		server.WithDisableStreaming(true),
 		server.WithStreamableHTTPLogger(a.log),
+		// The Host check below does the same, and also admits the public
+		// URL's host behind a reverse proxy on the same machine.
+		server.WithDisableLocalhostProtection(true),
 	)
+	p := &protector{app: a, cfg: hc, guard: g, keys: keys}
+	p.init()
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", a.authenticate(hc, mcpHandler))
+	mux.Handle("/mcp", p.protect(mcpHandler))
+	for _, path := range p.metadataPaths() {
+		mux.HandleFunc("GET "+path, p.metadata)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
-	return mux
-}
-
-// authenticate verifies the bearer token and puts the identity in the
-// request context. Without a valid token it answers 401 and the request
-// never reaches MCP.
-func (a *App) authenticate(hc HTTPConfig, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := bearerToken(r)
-		if !ok {
-			unauthorized(w, hc.Realm, "", "send Authorization: Bearer <token>")
-			return
-		}
-		id, err := hc.Verifier(r.Context(), token)
-		if err != nil {
-			reason := "invalid token"
-			if errors.Is(err, scope.ErrInvalidToken) {
-				reason = err.Error()
-			} else {
-				a.log.Error("token verification failed", "err", err)
-			}
-			a.log.Info("rejected token", "remote", r.RemoteAddr, "reason", reason)
-			unauthorized(w, hc.Realm, "invalid_token", reason)
-			return
-		}
-		if sid := r.Header.Get(server.HeaderKeySessionID); sid != "" && validSessionKey(sid) {
-			id.Session = sid
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, hc.MaxBodyBytes)
-		next.ServeHTTP(w, r.WithContext(scope.WithIdentity(r.Context(), id)))
-	})
-}
-
-func bearerToken(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	token = strings.TrimSpace(token)
-	return token, token != ""
-}
-
-func validSessionKey(s string) bool {
-	if len(s) > 128 {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r > '~' || r == '/' || r == ':' {
-			return false
-		}
-	}
-	return true
-}
-
-func unauthorized(w http.ResponseWriter, realm, code, desc string) {
-	v := `Bearer realm="` + realm + `"`
-	if code != "" {
-		v += `, error="` + code + `", error_description="` + strings.ReplaceAll(desc, `"`, `'`) + `"`
-	}
-	w.Header().Set("WWW-Authenticate", v)
-	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "error_description": desc})
+	return p.checkHost(mux)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
@@ -138,15 +161,18 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 // NewHTTPServer returns an http.Server for addr with timeouts that stop a
-// slow or silent client from holding a connection forever.
+// slow or silent client from holding a connection forever: the headers
+// must arrive within ReadHeaderTimeout, the whole request within
+// ReadTimeout, and the response be written within WriteTimeout.
 func (a *App) NewHTTPServer(addr string, hc HTTPConfig) *http.Server {
+	hc = hc.withDefaults()
 	return &http.Server{
 		Addr:              addr,
 		Handler:           a.HTTPHandler(hc),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: hc.ReadHeaderTimeout,
+		ReadTimeout:       hc.ReadTimeout,
+		WriteTimeout:      hc.WriteTimeout,
+		IdleTimeout:       hc.IdleTimeout,
+		MaxHeaderBytes:    hc.MaxHeaderBytes,
 	}
 }
