@@ -137,6 +137,7 @@ type App struct {
 	closers  []func()
 	cancel   context.CancelFunc
 	janitor  chan struct{}
+	metrics  *metrics // Prometheus series; see metrics.go
 }
 
 // New opens the store and embedder and builds the MCP server. ctx bounds
@@ -158,6 +159,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if c, ok := e.(interface{ Close() }); ok {
 		a.closers = append(a.closers, c.Close)
 	}
+	a.instrument()
 	a.MCP = a.newMCPServer()
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -288,6 +290,7 @@ func (a *App) newMCPServer() *server.MCPServer {
 		server.WithToolCapabilities(false),
 		server.WithResourceCapabilities(false, false),
 		server.WithRecovery(),
+		server.WithToolHandlerMiddleware(a.metrics.toolMiddleware),
 		server.WithResourceRecovery(),
 		server.WithInstructions("scopemem is your long-term memory. Call search_memory before answering anything that may depend on "+
 			"earlier conversations, the user's preferences or past decisions; call add_memory when you learn a durable fact. "+
