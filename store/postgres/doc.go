@@ -35,14 +35,36 @@
 //
 // # Search
 //
-// Search is exact: the vector half orders the caller's visible rows by
-// cosine distance (pgvector `<=>`) after the (org, scope) btree has narrowed
-// them to the tenant, and the full-text half matches a generated tsvector
-// ('simple' configuration) with a query built from the words of the text,
-// so user input never causes a syntax error. [store.Fuse] merges the two.
-// Vectors are stored inline in the row (storage MAIN), so the scan reads no
-// TOAST table. Connections use plan_cache_mode=force_custom_plan so that a
-// cached generic plan never replaces the per-tenant plan.
+// The vector half names each visible scope in its own branch, with
+// equality on bound parameters, and orders by
+// (embedding::vector(dims)) <=> query. Connections use
+// plan_cache_mode=force_custom_plan, so every execution is planned with the
+// literal org and scope: an ordinary scope is read through the (org, scope)
+// btree and sorted exactly, and a large scope that [Maintain] has given its
+// own partial HNSW index is searched through that index (hnsw.ef_search
+// from [Config].EFSearch, iterative scans on). No search reads another
+// tenant's rows, so one tenant's size never slows another's search. The
+// full-text half matches a generated tsvector ('simple' configuration) with
+// a query built from the words of the text, so user input never causes a
+// syntax error. [store.Fuse] merges the two. The transaction, the identity
+// settings and both halves go to the server in one round trip. Vectors are
+// stored inline in the row (storage MAIN), so the scan reads no TOAST
+// table.
+//
+// Add checks each new memory against its scope the same way: the content
+// hash through its btree, the nearest vector exactly or through the
+// scope's index, so adding to a large scope costs a graph search, not a
+// scan.
+//
+// # Large scopes
+//
+// [Maintain] connects as the owner (only a table's owner may index it),
+// finds scopes with at least MaintainOptions.MinRows memories and builds a
+// partial HNSW index for each with CREATE INDEX CONCURRENTLY; it drops the
+// index of a scope that shrank below half the threshold. Run it
+// periodically (every few minutes) beside [Store.DeleteExpired]; replicas
+// may all run it, a session advisory lock lets one work at a time.
+// Searches are correct without it, only slower on large scopes.
 //
 // # Scaling
 //

@@ -208,7 +208,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 			}
 			for _, j := range ins {
 				if ms[j].Scope == ms[i].Scope && (string(hashes[j]) == string(hashes[i]) ||
-					store.Dot(vecs[j].Slice(), vecs[i].Slice()) >= store.DuplicateSimilarity) {
+					nearDuplicate(vecs[j].Slice(), vecs[i].Slice())) {
 					firstOf[i] = j
 					break
 				}
@@ -353,10 +353,11 @@ const textSearchSQL = `SELECT ` + memoryCols + `, m.embedding
 	ORDER BY ts_rank_cd(m.tsv, q) DESC, m.created_at DESC
 	LIMIT $7`
 
-// Search runs the hybrid search: exact cosine order over the visible rows
-// and full-text rank, each returning candidates, fused by store.Fuse. The
-// two halves go to the server in one round trip. Errors: store.ErrInvalid,
-// store.ErrUnavailable.
+// Search runs the hybrid search: cosine order over the visible rows (exact,
+// or through the partial HNSW index of a scope Maintain indexed) and
+// full-text rank, each returning candidates, fused by store.Fuse. The
+// transaction, its settings and both halves go to the server in one round
+// trip. Errors: store.ErrInvalid, store.ErrUnavailable.
 func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([]store.Hit, error) {
 	if err := checkIdentity(id); err != nil {
 		return nil, err
@@ -400,9 +401,8 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 
 	var byVec, byText []store.Candidate
 	halves := 0
-	err := s.inTx(ctx, settings{id: id}, true, func(tx pgx.Tx) error {
-		now := time.Now()
-		b := &pgx.Batch{}
+	now := time.Now()
+	err := s.readBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
 		if vec != nil {
 			halves++
 			b.Queue(vectorSearchSQL(len(vec.Slice()), len(scopes)), vectorSearchArgs(id.Org, now, tags, *vec, n, scopes)...).Query(func(rows pgx.Rows) error {
@@ -419,10 +419,6 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 				return err
 			})
 		}
-		if b.Len() == 0 {
-			return nil
-		}
-		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", translate(err))

@@ -215,6 +215,46 @@ func (s *Store) inTx(ctx context.Context, st settings, readOnly bool, fn func(pg
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, setIdentitySQL, s.identityArgs(st)...); err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// readBatch runs a read-only transaction in one round trip: BEGIN, the
+// identity settings, the statements queue adds (with their result
+// callbacks) and COMMIT go to the server as one pipeline. The settings
+// are local to that transaction exactly as in inTx. When a statement
+// fails, the server skips the rest, COMMIT included, and the transaction
+// is rolled back before the connection returns to the pool (a connection
+// that cannot be rolled back is not reused).
+func (s *Store) readBatch(ctx context.Context, st settings, queue func(*pgx.Batch)) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN READ ONLY`)
+	b.Queue(setIdentitySQL, s.identityArgs(st)...)
+	queue(b)
+	b.Queue(`COMMIT`)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			if _, rbErr := conn.Exec(context.WithoutCancel(ctx), `ROLLBACK`); rbErr != nil {
+				conn.Conn().Close(context.WithoutCancel(ctx))
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+// identityArgs are the arguments of setIdentitySQL for st.
+func (s *Store) identityArgs(st settings) []any {
 	perms := make([]string, 0, len(scope.AllPermissions))
 	for _, p := range scope.AllPermissions {
 		if st.id.Has(p) {
@@ -229,14 +269,8 @@ func (s *Store) inTx(ctx context.Context, st settings, readOnly bool, fn func(pg
 	if st.purgeOrg {
 		purgeOrg = "on"
 	}
-	if _, err := tx.Exec(ctx, setIdentitySQL, st.id.Org, st.id.User, teams, st.id.Agent, st.id.Session,
-		perms, st.purgeUser, purgeOrg, st.purgeTeam, s.efSearch); err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	return []any{st.id.Org, st.id.User, teams, st.id.Agent, st.id.Session,
+		perms, st.purgeUser, purgeOrg, st.purgeTeam, s.efSearch}
 }
 
 // translate maps a driver error to the store's sentinels, keeping the

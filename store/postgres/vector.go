@@ -186,3 +186,45 @@ func (s *Store) findDuplicates(ctx context.Context, tx pgx.Tx, org string, ms []
 	}
 	return byHash, nil
 }
+
+// nearDupDist2 is the squared Euclidean distance below which two unit
+// vectors may be near-duplicates: |a-b|^2 = 2 - 2 a.b, so a.b >= 0.97
+// means |a-b|^2 <= 0.06. The margin covers rounding in vectors that are
+// unit length only to float32 precision.
+const nearDupDist2 = 2*(1-store.DuplicateSimilarity) + 1e-3
+
+// nearDuplicate reports whether unit vectors a and b (of one length) are
+// at least store.DuplicateSimilarity close, as store.Dot would say. It
+// sums the squared differences a block at a time and gives up as soon as
+// they pass nearDupDist2, which for vectors that are not duplicates is
+// within the first block or two: the in-batch check of Add compares every
+// pair of a batch's memories, so this is its inner loop.
+func nearDuplicate(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	const block = 64
+	var d2 float32
+	for i := 0; i < len(a); i += block {
+		end := min(i+block, len(a))
+		x, y := a[i:end], b[i:end]
+		var s0, s1, s2, s3 float32
+		j := 0
+		for ; j+4 <= len(x); j += 4 {
+			e0, e1, e2, e3 := x[j]-y[j], x[j+1]-y[j+1], x[j+2]-y[j+2], x[j+3]-y[j+3]
+			s0 += e0 * e0
+			s1 += e1 * e1
+			s2 += e2 * e2
+			s3 += e3 * e3
+		}
+		for ; j < len(x); j++ {
+			d := x[j] - y[j]
+			s0 += d * d
+		}
+		d2 += s0 + s1 + s2 + s3
+		if d2 > nearDupDist2 {
+			return false
+		}
+	}
+	return store.Dot(a, b) >= store.DuplicateSimilarity
+}

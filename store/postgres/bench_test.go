@@ -1,0 +1,438 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgvector/pgvector-go"
+	pgxvec "github.com/pgvector/pgvector-go/pgx"
+
+	"github.com/scopemem/scopemem/internal/pgtest"
+	"github.com/scopemem/scopemem/scope"
+	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/postgres"
+)
+
+// benchDims is the dimension of the benchmark vectors (nomic-embed-text).
+const benchDims = 768
+
+// corpus makes vectors that look like sentence embeddings rather than
+// isotropic noise (on which no approximate index recalls anything): a
+// direction every vector shares, a few hundred topic centroids, and noise
+// whose variance decays across dimensions, then normalized. Two vectors
+// of one topic have a cosine around 0.6, of different topics around 0.2,
+// so no two are near-duplicates (0.97).
+type corpus struct {
+	mean   []float32
+	topics [][]float32
+	sigma  []float32
+}
+
+// newCorpus builds a corpus with the given number of topics.
+func newCorpus(seed uint64, topics int) *corpus {
+	r := rand.New(rand.NewPCG(seed, 1))
+	c := &corpus{mean: unit(gaussian(r, benchDims)), sigma: make([]float32, benchDims)}
+	for range topics {
+		c.topics = append(c.topics, unit(gaussian(r, benchDims)))
+	}
+	var norm float64
+	for i := range c.sigma {
+		s := 1 / math.Sqrt(1+float64(i)/40)
+		c.sigma[i] = float32(s)
+		norm += s * s
+	}
+	for i := range c.sigma { // noise of expected norm 0.8
+		c.sigma[i] *= float32(0.8 / math.Sqrt(norm))
+	}
+	return c
+}
+
+// vector draws one vector of the given topic.
+func (c *corpus) vector(r *rand.Rand, topic int) []float32 {
+	t := c.topics[topic%len(c.topics)]
+	v := make([]float32, benchDims)
+	for i := range v {
+		v[i] = 0.5*c.mean[i] + t[i] + c.sigma[i]*float32(r.NormFloat64())
+	}
+	return unit(v)
+}
+
+func gaussian(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+func unit(v []float32) []float32 {
+	var s float64
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	k := float32(1 / math.Sqrt(s))
+	for i := range v {
+		v[i] *= k
+	}
+	return v
+}
+
+// orgTopics returns the topics an org of the given size writes about:
+// nt topics from first on, larger orgs more of them.
+func (c *corpus) orgTopics(org string, size int) (first, nt int) {
+	h := fnv.New64a()
+	h.Write([]byte(org))
+	return int(h.Sum64() % uint64(len(c.topics))), min(len(c.topics), 3+size/300)
+}
+
+// orgMemories draws the first n memories of an org of the given size,
+// all in its org scope; the same org, size and seed give the same stream.
+func (c *corpus) orgMemories(org string, size, n int, seed uint64) []store.NewMemory {
+	r := rand.New(rand.NewPCG(seed, 2))
+	first, nt := c.orgTopics(org, size)
+	ms := make([]store.NewMemory, n)
+	words := []string{"deploy", "billing", "oauth", "latency", "schema", "onboarding", "pricing", "incident", "release", "backup"}
+	for i := range ms {
+		t := first + r.IntN(nt)
+		ms[i] = store.NewMemory{
+			Scope:   scope.Scope{Kind: scope.KindOrg},
+			Content: fmt.Sprintf("%s note %d on topic %d: %s and %s", org, i, t%len(c.topics), words[r.IntN(len(words))], words[r.IntN(len(words))]),
+			Vector:  c.vector(r, t),
+		}
+	}
+	return ms
+}
+
+// member is a reader of org with every permission it needs to search.
+func member(org string) scope.Identity {
+	return scope.Identity{Org: org, User: "reader", Permissions: []scope.Permission{scope.PermRead, scope.PermWrite, scope.PermShare}}
+}
+
+// benchStore opens a store on a fresh database with the 768-dimension
+// embedder recorded.
+func benchStore(b testing.TB, cfg postgres.Config) (*postgres.Store, *pgtest.Database) {
+	s, d := pgtest.NewStore(b)
+	if err := s.SetEmbedder(context.Background(), store.EmbedderInfo{Provider: "bench", Model: "clustered", Dimensions: benchDims}); err != nil {
+		b.Fatal(err)
+	}
+	if cfg != (postgres.Config{}) {
+		cfg.URL = d.RuntimeURL
+		o, err := postgres.Open(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { o.Close() })
+		return o, d
+	}
+	return s, d
+}
+
+// addAll adds ms as id in batches.
+func addAll(tb testing.TB, s *postgres.Store, id scope.Identity, ms []store.NewMemory, batch int) {
+	tb.Helper()
+	for i := 0; i < len(ms); i += batch {
+		if _, err := s.Add(context.Background(), id, ms[i:min(i+batch, len(ms))]); err != nil {
+			tb.Fatalf("Add: %v", err)
+		}
+	}
+}
+
+// BenchmarkSearch1k is one vector search of a caller whose visible scopes
+// hold 1,000 memories (its org scope), exact through the (org, scope)
+// btree.
+func BenchmarkSearch1k(b *testing.B) {
+	s, _ := benchStore(b, postgres.Config{})
+	c := newCorpus(1, 300)
+	id := member("acme")
+	addAll(b, s, id, c.orgMemories("acme", 1000, 1000, 7), 500)
+	r := rand.New(rand.NewPCG(3, 4))
+	queries := make([][]float32, 64)
+	for i := range queries {
+		queries[i] = c.vector(r, r.IntN(300))
+	}
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		hits, err := s.Search(ctx, id, store.Query{Vector: queries[i%len(queries)], Limit: 10})
+		if err != nil || len(hits) != 10 {
+			b.Fatalf("Search: %d hits, %v", len(hits), err)
+		}
+		i++
+	}
+}
+
+// BenchmarkAddBatch adds batches of 1,000 memories with precomputed
+// vectors, each batch into a fresh org (so every batch pays the same
+// duplicate check), and reports memories per second.
+func BenchmarkAddBatch(b *testing.B) {
+	s, _ := benchStore(b, postgres.Config{})
+	c := newCorpus(1, 300)
+	batches := make([][]store.NewMemory, 8)
+	for i := range batches {
+		batches[i] = c.orgMemories("org", 1000, 1000, uint64(100+i))
+	}
+	ctx := context.Background()
+	n := 0
+	for b.Loop() {
+		org := "org" + strconv.Itoa(n)
+		if _, err := s.Add(ctx, member(org), batches[n%len(batches)]); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	b.ReportMetric(float64(n*1000)/b.Elapsed().Seconds(), "memories/s")
+}
+
+// scaleEnv runs TestScale when set; the value is ignored.
+const scaleEnv = "SCOPEMEM_BENCH_SCALE"
+
+// TestScale loads 1,000,000 memories over 10,000 orgs through Store.Add
+// and measures search latency and recall per scope size, and ingest. It
+// takes several minutes and gigabytes, so it runs only with
+// SCOPEMEM_BENCH_SCALE set; see BENCHMARKS.md for the command.
+func TestScale(t *testing.T) {
+	if os.Getenv(scaleEnv) == "" {
+		t.Skip(scaleEnv + " unset: the 1,000,000-memory benchmark runs only on request (see BENCHMARKS.md)")
+	}
+	ctx := context.Background()
+	s, d := pgtest.NewStore(t)
+	if err := s.SetEmbedder(ctx, store.EmbedderInfo{Provider: "bench", Model: "clustered", Dimensions: benchDims}); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, d.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if err := pgxvec.RegisterTypes(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	c := newCorpus(1, 300)
+
+	// Org sizes: 3 of 100,000, 3 of 10,000, 5 probes of 1,000, and 9,989
+	// small orgs (log-normal sizes, median about 30) filling the rest.
+	type org struct {
+		name    string
+		n, size int // load the first n of size memories
+	}
+	var big, mid, probes, small []org
+	for i := range 3 {
+		big = append(big, org{fmt.Sprintf("big%d", i), 100_000, 100_000})
+	}
+	for i := range 3 {
+		mid = append(mid, org{fmt.Sprintf("mid%d", i), 10_000, 10_000})
+	}
+	for i := range 5 {
+		probes = append(probes, org{fmt.Sprintf("probe%d", i), 1_000, 1_000})
+	}
+	rest := 1_000_000 - 300_000 - 30_000 - 5_000
+	r := rand.New(rand.NewPCG(9, 9))
+	raw := make([]float64, 10_000-len(big)-len(mid)-len(probes))
+	var sum float64
+	for i := range raw {
+		raw[i] = math.Exp(3.4 + 1.1*r.NormFloat64())
+		sum += raw[i]
+	}
+	left := rest
+	for i := range raw {
+		n := max(1, int(raw[i]*float64(rest)/sum))
+		if i == len(raw)-1 {
+			n = left
+		}
+		n = min(n, left-(len(raw)-1-i))
+		left -= n
+		small = append(small, org{fmt.Sprintf("small%d", i), n, n})
+	}
+
+	// The orgs of phase one (10,000 memories in all): the probes and
+	// small orgs up to the total.
+	var phase1, phase2 []org
+	total1 := 0
+	phase1 = append(phase1, probes...)
+	total1 += 5_000
+	for _, o := range small {
+		if total1+o.n <= 10_000 && len(phase2) == 0 {
+			phase1 = append(phase1, o)
+			total1 += o.n
+			continue
+		}
+		phase2 = append(phase2, o)
+	}
+	if total1 != 10_000 {
+		// top up with one more org of the exact remainder
+		phase1 = append(phase1, org{"fill", 10_000 - total1, 10_000 - total1})
+		total1 = 10_000
+	}
+
+	load := func(orgs []org, workers int) (rows int, took time.Duration) {
+		start := time.Now()
+		var next atomic.Int64
+		var n atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, workers)
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(orgs) {
+						return
+					}
+					o := orgs[i]
+					ms := c.orgMemories(o.name, o.size, o.n, 11)
+					for j := 0; j < len(ms); j += 1000 {
+						if _, err := s.Add(ctx, member(o.name), ms[j:min(j+1000, len(ms))]); err != nil {
+							errs <- fmt.Errorf("Add %s: %w", o.name, err)
+							return
+						}
+						n.Add(int64(min(1000, len(ms)-j)))
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		return int(n.Load()), time.Since(start)
+	}
+
+	queries := func(o org, k int) [][]float32 {
+		r := rand.New(rand.NewPCG(uint64(len(o.name)), 77))
+		first, nt := c.orgTopics(o.name, o.size)
+		qs := make([][]float32, k)
+		for i := range qs {
+			// About the org's own topics, as a real query would be.
+			qs[i] = c.vector(r, first+r.IntN(nt))
+		}
+		return qs
+	}
+	exact := func(o org, q []float32) []string {
+		rows, err := admin.Query(ctx, `SELECT id::text FROM memories WHERE org_id = $1 AND scope_kind = 'org' AND scope_id = ''
+			ORDER BY embedding <=> $2 LIMIT 10`, o.name, pgvector.NewVector(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	type result struct{ p50, p90, p99, recall float64 }
+	measure := func(st *postgres.Store, orgs []org, perOrg int, withRecall bool) result {
+		var lat []float64
+		var hit, want int
+		for _, o := range orgs {
+			id := member(o.name)
+			qs := queries(o, perOrg)
+			for _, q := range qs[:5] { // warm up
+				st.Search(ctx, id, store.Query{Vector: q, Limit: 10})
+			}
+			for _, q := range qs {
+				start := time.Now()
+				hits, err := st.Search(ctx, id, store.Query{Vector: q, Limit: 10})
+				lat = append(lat, float64(time.Since(start).Microseconds())/1000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if withRecall {
+					truth := exact(o, q)
+					for _, h := range hits {
+						if slices.Contains(truth, h.ID) {
+							hit++
+						}
+					}
+					want += len(truth)
+				}
+			}
+		}
+		slices.Sort(lat)
+		pct := func(p float64) float64 { return lat[int(p*float64(len(lat)-1))] }
+		res := result{p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), recall: math.NaN()}
+		if want > 0 {
+			res.recall = float64(hit) / float64(want)
+		}
+		return res
+	}
+	report := func(name string, r result) {
+		t.Logf("%-34s p50 %7.3f ms  p90 %7.3f ms  p99 %7.3f ms  recall@10 %.3f", name, r.p50, r.p90, r.p99, r.recall)
+	}
+	analyze := func() {
+		if _, err := admin.Exec(ctx, `VACUUM ANALYZE memories`); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	rows, took := load(phase1, 2)
+	t.Logf("phase 1: %d memories in %d orgs in %v (%.0f/s)", rows, len(phase1), took.Round(time.Millisecond), float64(rows)/took.Seconds())
+	analyze()
+	at10k := measure(s, probes, 200, true)
+	report("1k scope, 10k total", at10k)
+
+	// Phase two: the small orgs (ordinary scopes), then the large ones,
+	// which a janitor pass of Maintain indexes early (threshold 2,000
+	// here, so that the load does not spend minutes on exact duplicate
+	// checks of scopes on their way to the default 10,000).
+	rows, took = load(phase2, 3)
+	t.Logf("ingest, ordinary scopes: %d memories in %d orgs in %v (%.0f/s, 3 clients)", rows, len(phase2), took.Round(time.Millisecond), float64(rows)/took.Seconds())
+	large := append(slices.Clone(big), mid...)
+	var head, tail []org
+	for _, o := range large {
+		head = append(head, org{o.name, 2_000, o.size})
+	}
+	rows, took = load(head, 3)
+	t.Logf("ingest, first 2k of each large scope: %d in %v (%.0f/s)", rows, took.Round(time.Millisecond), float64(rows)/took.Seconds())
+	start := time.Now()
+	mopts := postgres.MaintainOptions{MinRows: 2_000, MaintenanceWorkMem: "1GB"}
+	res, err := postgres.Maintain(ctx, d.OwnerURL, mopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Maintain: %d indexes created in %v", len(res.Created), time.Since(start).Round(time.Millisecond))
+	// The rest of each large org continues the same generator stream, so
+	// load the whole org again: Add finds the first 2,000 as duplicates
+	// (by content hash) and stores the rest through the indexed path.
+	tail = append(tail, large...)
+	rows, took = load(tail, 3)
+	t.Logf("ingest, large scopes with their index (2k duplicates + the rest new): %d in %v (%.0f/s)", rows, took.Round(time.Millisecond), float64(rows)/took.Seconds())
+	start = time.Now()
+	res, err = postgres.Maintain(ctx, d.OwnerURL, mopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Maintain: %d more indexes created in %v, %d in place", len(res.Created), time.Since(start).Round(time.Millisecond), len(res.Indexed))
+	var total int64
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM memories`).Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("total memories: %d", total)
+	analyze()
+
+	at1m := measure(s, probes, 200, true)
+	report("1k scope, 1M total", at1m)
+	t.Logf("1k scope p50 ratio 1M/10k: %.2f", at1m.p50/at10k.p50)
+	report("10k scope (indexed), 1M total", measure(s, mid, 50, true))
+	report("100k scope (indexed), 1M total", measure(s, big, 100, true))
+	for _, ef := range []int{40, 64, 200} {
+		o, err := postgres.Open(ctx, postgres.Config{URL: d.RuntimeURL, EFSearch: ef})
+		if err != nil {
+			t.Fatal(err)
+		}
+		report("100k scope, ef_search "+strconv.Itoa(ef), measure(o, big, 100, true))
+		o.Close()
+	}
+}
