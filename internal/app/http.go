@@ -112,7 +112,7 @@ func (a *App) HTTPHandler(hc HTTPConfig) http.Handler {
 	g := newGuard(hc, a.Store, a.log)
 	a.closers = append(a.closers, g.close)
 	var keys *scope.APIKeyVerifier
-	if kr, ok := a.Store.(store.KeyResolver); ok && !hc.DisableAPIKeys {
+	if kr, ok := a.BaseStore().(store.KeyResolver); ok && !hc.DisableAPIKeys {
 		keys = &scope.APIKeyVerifier{Lookup: kr.LookupKey}
 	}
 	// A server of its own, so that the quota and audit middleware wraps

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -194,8 +195,9 @@ func newGuard(cfg HTTPConfig, st store.Store, log *slog.Logger) *guard {
 		calls: map[string]int64{}, storage: map[string]storageEntry{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
-	g.auditor, _ = st.(store.Auditor)
-	g.meter, _ = st.(store.UsageMeter)
+	base := baseStore(st)
+	g.auditor, _ = base.(store.Auditor)
+	g.meter, _ = base.(store.UsageMeter)
 	if g.auditor == nil {
 		log.Warn("this store keeps no audit log: writes and failed logins are only logged")
 	}
@@ -461,4 +463,36 @@ func (g *guard) toolMiddleware(next server.ToolHandlerFunc) server.ToolHandlerFu
 		g.audit(ev)
 		return res, nil
 	}
+}
+
+// BaseStore returns the store the App opened, under any wrapper (such as
+// the one that times store calls), so that its optional capabilities
+// ([store.KeyResolver], [store.Auditor], ...) can be found by type
+// assertion. A wrapper either has an Unwrap() store.Store method or embeds
+// the store as its field Store.
+func (a *App) BaseStore() store.Store { return baseStore(a.Store) }
+
+var storeType = reflect.TypeFor[store.Store]()
+
+func baseStore(s store.Store) store.Store {
+	for range 8 {
+		if u, ok := s.(interface{ Unwrap() store.Store }); ok {
+			s = u.Unwrap()
+			continue
+		}
+		v := reflect.ValueOf(s)
+		if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+			return s
+		}
+		f, ok := v.Elem().Type().FieldByName("Store")
+		if !ok || !f.Anonymous || f.Type != storeType {
+			return s
+		}
+		inner, ok := v.Elem().FieldByIndex(f.Index).Interface().(store.Store)
+		if !ok || inner == nil {
+			return s
+		}
+		s = inner
+	}
+	return s
 }
