@@ -40,8 +40,9 @@ func (c BatcherConfig) withDefaults() BatcherConfig {
 // the first one of a batch are sent together, identical texts once, and the
 // vectors are split back to their callers. With a model server, where one
 // request of 32 texts costs little more than one of a single text, this
-// multiplies throughput under concurrent load; a lone call waits at most
-// Window longer.
+// multiplies throughput under concurrent load. A call that arrives while no
+// merged call is in flight is sent at once, so a lone caller never waits
+// for the window; batches form only while the model server is busy.
 //
 // A caller whose context ends gets its context's error at once; the merged
 // call goes on for the others, and is cancelled only when every caller in it
@@ -63,6 +64,7 @@ type Batcher struct {
 	inflight sync.WaitGroup
 
 	calls atomic.Uint64 // merged calls made to next
+	busy  atomic.Int64  // merged calls in flight
 }
 
 // batchReq is one caller's Embed call waiting in the batcher.
@@ -163,7 +165,7 @@ func (b *Batcher) loop() {
 			}
 			batch = append(batch, r)
 			n += len(r.texts)
-			if n >= b.cfg.MaxBatch {
+			if n >= b.cfg.MaxBatch || (len(batch) == 1 && b.busy.Load() == 0) {
 				flush()
 			} else if len(batch) == 1 {
 				timer.Reset(b.cfg.Window)
@@ -195,8 +197,10 @@ func (b *Batcher) dispatch(batch []*batchReq) {
 		})
 	}
 	b.inflight.Add(1)
+	b.busy.Add(1)
 	go func() {
 		defer b.inflight.Done()
+		defer b.busy.Add(-1)
 		defer cancel()
 		defer func() {
 			for _, stop := range stops {
@@ -209,12 +213,6 @@ func (b *Batcher) dispatch(batch []*batchReq) {
 
 // run makes the merged call for batch and answers every caller.
 func (b *Batcher) run(ctx context.Context, batch []*batchReq) {
-	if len(batch) == 1 {
-		r := batch[0]
-		vecs, err := b.call(ctx, r.texts)
-		r.res <- batchRes{vecs, err}
-		return
-	}
 	var (
 		texts []string
 		index = make(map[string]int)
@@ -234,7 +232,7 @@ func (b *Batcher) run(ctx context.Context, batch []*batchReq) {
 	}
 	vecs, err := b.call(ctx, texts)
 	if err != nil {
-		if errors.Is(err, ErrInput) || errors.Is(err, ErrBadVector) {
+		if len(batch) > 1 && (errors.Is(err, ErrInput) || errors.Is(err, ErrBadVector)) {
 			// One caller's text may be to blame: give each its own call.
 			for _, r := range batch {
 				if r.ctx.Err() != nil {

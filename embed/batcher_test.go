@@ -132,6 +132,10 @@ func TestBatcherCancelledCallerLeavesOthers(t *testing.T) {
 		err  error
 	}
 	resB := make(chan result, 1)
+	// A first call keeps the upstream busy, so A and B gather into one
+	// batch instead of each being sent at once.
+	go b.Embed(context.Background(), []string{"keeps upstream busy"})
+	waitFor(t, func() bool { return len(rec.Calls()) == 1 })
 	go func() {
 		_, err := b.Embed(ctxA, []string{"from A"})
 		errA <- err
@@ -141,7 +145,7 @@ func TestBatcherCancelledCallerLeavesOthers(t *testing.T) {
 		resB <- result{v, err}
 	}()
 	// Wait until the merged call is upstream, then cancel A.
-	waitFor(t, func() bool { return len(rec.Calls()) == 1 })
+	waitFor(t, func() bool { return len(rec.Calls()) == 2 })
 	cancelA()
 	select {
 	case err := <-errA:
@@ -160,8 +164,8 @@ func TestBatcherCancelledCallerLeavesOthers(t *testing.T) {
 	if diff := cmp.Diff(want, r.vecs); diff != "" {
 		t.Errorf("other caller's vectors (-want +got):\n%s", diff)
 	}
-	if c := rec.Calls(); len(c) != 1 || len(c[0]) != 2 {
-		t.Errorf("upstream calls = %q, want one merged call of 2 texts", c)
+	if c := rec.Calls(); len(c) != 2 || len(c[1]) != 2 {
+		t.Errorf("upstream calls = %q, want the busy call, then one merged call of 2 texts", c)
 	}
 }
 
@@ -309,5 +313,17 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestBatcherSendsALoneCallAtOnce(t *testing.T) {
+	rec := newRecorder()
+	b := newBatcher(t, rec, embed.BatcherConfig{Window: time.Second})
+	start := time.Now()
+	if _, err := b.Embed(context.Background(), []string{"alone"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("a lone call took %v with a 1s window; want it sent at once", d)
 	}
 }
