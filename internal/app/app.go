@@ -39,8 +39,9 @@ type Config struct {
 	// DatabaseURL selects the PostgreSQL store.
 	DatabaseURL string
 	// MigrateURL, when set, is the PostgreSQL owner role's URL: migrations
-	// are applied with it at start, and the runtime role named in
-	// DatabaseURL is created (with its password) or checked.
+	// are applied with it at start, the runtime role named in DatabaseURL
+	// is created (with its password) or checked, and the janitor gives
+	// large scopes their own approximate index (postgres.Maintain).
 	MigrateURL string
 
 	// Embedder is "auto" (default), "ollama", "builtin" or "fake". Auto
@@ -319,6 +320,13 @@ func (a *App) runJanitor(ctx context.Context) {
 			a.log.Warn("janitor: removing expired memories failed", "err", err)
 		case n > 0:
 			a.log.Info("janitor: removed expired memories", "count", n)
+		}
+		if a.cfg.DatabaseURL != "" && a.cfg.MigrateURL != "" {
+			// With the owner's URL, large scopes get (and shrunk ones lose)
+			// their own approximate index; one replica does it at a time.
+			if _, err := postgres.Maintain(ctx, a.cfg.MigrateURL, postgres.MaintainOptions{Logger: a.log}); err != nil && ctx.Err() == nil {
+				a.log.Warn("janitor: maintaining per-scope indexes failed", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
