@@ -28,17 +28,18 @@ type CLI struct {
 	LogLevel  slog.Level `name:"log-level" env:"SCOPEMEM_LOG_LEVEL" default:"info" help:"Log level: debug, info, warn or error. Logs go to stderr."`
 	LogFormat string     `name:"log-format" env:"SCOPEMEM_LOG_FORMAT" enum:"text,json" default:"text" help:"Log format: text or json."`
 
-	Serve   ServeCmd   `cmd:"" help:"Serve MCP over stdio (default) or streamable HTTP (--http)."`
-	Migrate MigrateCmd `cmd:"" help:"Apply the PostgreSQL migrations and create the runtime role."`
-	Token   TokenCmd   `cmd:"" help:"Mint an HS256 token for development (production tokens come from your identity provider)."`
-	Version VersionCmd `cmd:"" help:"Print the version."`
-	Export  ExportCmd  `cmd:"" help:"Write the memories of one org (or one user or scope of it) as JSON lines."`
-	Import  ImportCmd  `cmd:"" help:"Read memories written by export; importing a file twice stores each memory once."`
-	Reindex ReindexCmd `cmd:"" help:"Re-embed every memory with another embedder, resumably, while searches go on."`
-	Doctor  DoctorCmd  `cmd:"" help:"Check the database, the embedder, the JWKS and the clock, and say how to fix what fails."`
-	Keys    KeysCmd    `cmd:"" help:"Create, list, revoke and rotate API keys for machine clients."`
-	Usage   UsageCmd   `cmd:"" help:"Show an org's stored memories, bytes and calls."`
-	Audit   AuditCmd   `cmd:"" help:"Show an org's audit log: writes, purges, failed logins, key changes."`
+	Serve    ServeCmd    `cmd:"" help:"Serve MCP over stdio (default) or streamable HTTP (--http)."`
+	Migrate  MigrateCmd  `cmd:"" help:"Apply the PostgreSQL migrations and create the runtime role."`
+	Maintain MaintainCmd `cmd:"" help:"Give large PostgreSQL scopes their own approximate index (serve does this with --migrate-database-url)."`
+	Token    TokenCmd    `cmd:"" help:"Mint an HS256 token for development (production tokens come from your identity provider)."`
+	Version  VersionCmd  `cmd:"" help:"Print the version."`
+	Export   ExportCmd   `cmd:"" help:"Write the memories of one org (or one user or scope of it) as JSON lines."`
+	Import   ImportCmd   `cmd:"" help:"Read memories written by export; importing a file twice stores each memory once."`
+	Reindex  ReindexCmd  `cmd:"" help:"Re-embed every memory with another embedder, resumably, while searches go on."`
+	Doctor   DoctorCmd   `cmd:"" help:"Check the database, the embedder, the JWKS and the clock, and say how to fix what fails."`
+	Keys     KeysCmd     `cmd:"" help:"Create, list, revoke and rotate API keys for machine clients."`
+	Usage    UsageCmd    `cmd:"" help:"Show an org's stored memories, bytes and calls."`
+	Audit    AuditCmd    `cmd:"" help:"Show an org's audit log: writes, purges, failed logins, key changes."`
 }
 
 func main() {
