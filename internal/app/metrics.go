@@ -164,6 +164,10 @@ type measuredStore struct {
 	m *metrics
 }
 
+// Unwrap returns the measured store, whose optional capabilities callers
+// find by type assertion (see [App.BaseStore]).
+func (s *measuredStore) Unwrap() store.Store { return s.Store }
+
 func (s *measuredStore) observe(op string, start time.Time, err error) {
 	o := outcome(err)
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) || errors.Is(err, scope.ErrForbidden) {
