@@ -57,7 +57,6 @@ type ServeCmd struct {
 	ClaimPermissions string        `name:"claim-permissions" env:"SCOPEMEM_CLAIM_PERMISSIONS" default:"scope" help:"Claim holding the permissions (scp is read when it is absent)." group:"HTTP"`
 	ShutdownTimeout  time.Duration `name:"shutdown-timeout" env:"SCOPEMEM_SHUTDOWN_TIMEOUT" default:"15s" help:"How long in-flight HTTP calls may take to finish on SIGTERM." group:"HTTP"`
 	MetricsAddr      string        `name:"metrics-addr" env:"SCOPEMEM_METRICS_ADDR" help:"Serve Prometheus /metrics on this separate address (e.g. 127.0.0.1:9090); off by default." placeholder:"ADDR" group:"HTTP"`
-	MetricsAddr      string        `name:"metrics-addr" env:"SCOPEMEM_METRICS_ADDR" help:"Serve Prometheus /metrics on this separate address (e.g. 127.0.0.1:9090); off by default." placeholder:"ADDR" group:"HTTP"`
 
 	httpSecurityFlags `embed:""`
 }
@@ -141,14 +140,6 @@ func (c *ServeCmd) serveHTTP(env *runEnv) error {
 	}
 	defer a.Close()
 	srv := a.NewHTTPServer(c.HTTP, hc)
-	srv.Handler = a.InstrumentHTTP(srv.Handler)
-	if c.MetricsAddr != "" {
-		stopMetrics, err := a.ServeMetrics(c.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		defer stopMetrics()
-	}
 	srv.Handler = a.InstrumentHTTP(srv.Handler)
 	if c.MetricsAddr != "" {
 		stopMetrics, err := a.ServeMetrics(c.MetricsAddr)
