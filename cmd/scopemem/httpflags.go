@@ -13,10 +13,11 @@ import (
 // internet: the canonical URL, OAuth discovery, browser origins, limits
 // and timeouts.
 type httpSecurityFlags struct {
-	PublicURL      string   `name:"public-url" env:"SCOPEMEM_PUBLIC_URL" help:"Canonical URL of the MCP endpoint as clients reach it (e.g. https://mem.example.com/mcp). Tokens must name it as their audience (RFC 8707). Required to listen on a non-loopback address." placeholder:"URL" group:"HTTP security"`
-	AuthServers    []string `name:"auth-server" env:"SCOPEMEM_AUTH_SERVERS" sep:"," help:"OAuth authorization server (issuer URL) named in /.well-known/oauth-protected-resource; repeatable." placeholder:"URL" group:"HTTP security"`
-	AllowedOrigins []string `name:"allowed-origins" env:"SCOPEMEM_ALLOWED_ORIGINS" sep:"," help:"Browser origins (scheme://host[:port]) allowed to call /mcp; any other Origin gets 403. The public URL's origin is always allowed; requests without Origin pass." placeholder:"ORIGIN,..." group:"HTTP security"`
-	NoAPIKeys      bool     `name:"no-api-keys" env:"SCOPEMEM_NO_API_KEYS" help:"Refuse API keys (smk_...); accept only JWTs." group:"HTTP security"`
+	PublicURL          string   `name:"public-url" env:"SCOPEMEM_PUBLIC_URL" help:"Canonical URL of the MCP endpoint as clients reach it (e.g. https://mem.example.com/mcp). Tokens must name it as their audience (RFC 8707). Required to listen on a non-loopback address." placeholder:"URL" group:"HTTP security"`
+	AuthServers        []string `name:"auth-server" env:"SCOPEMEM_AUTH_SERVERS" sep:"," help:"OAuth authorization server (issuer URL) named in /.well-known/oauth-protected-resource; repeatable." placeholder:"URL" group:"HTTP security"`
+	AllowedOrigins     []string `name:"allowed-origins" env:"SCOPEMEM_ALLOWED_ORIGINS" sep:"," help:"Browser origins (scheme://host[:port]) allowed to call /mcp; any other Origin gets 403. The public URL's origin is always allowed; requests without Origin pass." placeholder:"ORIGIN,..." group:"HTTP security"`
+	ConformanceFixture bool     `name:"conformance-fixture" hidden:"" help:"Add the always-failing tool test_error_handling for the MCP conformance suite (e2e/conformance.sh). Never in production." group:"HTTP security"`
+	NoAPIKeys          bool     `name:"no-api-keys" env:"SCOPEMEM_NO_API_KEYS" help:"Refuse API keys (smk_...); accept only JWTs." group:"HTTP security"`
 
 	RateLimit         float64       `name:"rate-limit" env:"SCOPEMEM_RATE_LIMIT" default:"20" help:"Requests per second each user may make on average (0: unlimited)." group:"HTTP limits"`
 	RateBurst         int           `name:"rate-burst" env:"SCOPEMEM_RATE_BURST" default:"40" help:"Burst of requests each user may make." group:"HTTP limits"`
@@ -38,7 +39,7 @@ type httpSecurityFlags struct {
 // HTTP configuration (without a verifier).
 func (f httpSecurityFlags) config(addr string) (app.HTTPConfig, error) {
 	hc := app.HTTPConfig{
-		AuthorizationServers: f.AuthServers, DisableAPIKeys: f.NoAPIKeys,
+		AuthorizationServers: f.AuthServers, DisableAPIKeys: f.NoAPIKeys, ConformanceFixture: f.ConformanceFixture,
 		MaxBodyBytes: f.MaxBodyBytes, MaxHeaderBytes: f.MaxHeaderBytes,
 		ReadHeaderTimeout: f.ReadHeaderTimeout, ReadTimeout: f.ReadTimeout, WriteTimeout: f.WriteTimeout, IdleTimeout: f.IdleTimeout,
 		AuthFailures: app.RateLimit{Rate: f.AuthFailures / 60, Burst: int(f.AuthFailures)},

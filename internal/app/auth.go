@@ -176,9 +176,17 @@ func isLoopbackName(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// originAllowed reports whether a browser Origin may call /mcp.
-func (p *protector) originAllowed(origin string) bool {
-	return slices.Contains(p.origins, strings.ToLower(origin))
+// originAllowed reports whether a browser Origin may call /mcp: one of
+// the allowed origins, or the request's own origin (a page served by the
+// host the request names; checkHost has already refused foreign Host
+// names on a loopback listener, which is what DNS rebinding needs).
+func (p *protector) originAllowed(origin string, r *http.Request) bool {
+	o := strings.ToLower(origin)
+	if slices.Contains(p.origins, o) {
+		return true
+	}
+	host := strings.ToLower(r.Host)
+	return host != "" && (o == "http://"+host || o == "https://"+host)
 }
 
 // cors answers a preflight from an allowed origin and decorates the
@@ -208,7 +216,7 @@ func (p *protector) protect(next http.Handler) http.Handler {
 		now := time.Now()
 		source := sourceAddr(r)
 		if origin := r.Header.Get("Origin"); origin != "" {
-			if !p.originAllowed(origin) {
+			if !p.originAllowed(origin, r) {
 				p.app.log.Info("refused a foreign Origin", "origin", origin, "remote", source)
 				writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "error_description": "Origin " + strconv.Quote(origin) + " is not allowed (add it with --allowed-origins)"})
 				return

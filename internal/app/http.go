@@ -53,6 +53,11 @@ type HTTPConfig struct {
 	// LimiterEntries bounds how many rate-limit buckets are kept (least
 	// recently used are dropped); default 100000.
 	LimiterEntries int
+	// ConformanceFixture adds the tool test_error_handling, which always
+	// fails, to the HTTP server: the fixture the MCP conformance suite's
+	// tools-call-error scenario calls (e2e/conformance.sh). Never set it
+	// in production.
+	ConformanceFixture bool
 	// FlushInterval is how often call counts and audit events are written
 	// to the store; default 1s. They are also written on Close.
 	FlushInterval time.Duration
@@ -119,6 +124,9 @@ func (a *App) HTTPHandler(hc HTTPConfig) http.Handler {
 	// only the calls that arrive over HTTP.
 	mcpServer := a.newMCPServer()
 	mcpServer.Use(g.toolMiddleware)
+	if hc.ConformanceFixture {
+		addConformanceFixture(mcpServer)
+	}
 	mcpHandler := server.NewStreamableHTTPServer(mcpServer,
 		server.WithSessionIdManager(&optionalSessionIDs{}),
 		server.WithDisableStreaming(true),

@@ -233,3 +233,40 @@ func TestLoadOrgLimits(t *testing.T) {
 		t.Errorf("LoadOrgLimits accepted an unknown key")
 	}
 }
+
+// TestHTTPOrigins checks the Origin rules: no Origin (a non-browser
+// client), the server's own origin and an allowed origin pass, with CORS
+// headers for the allowed one and its preflight; any other is 403.
+func TestHTTPOrigins(t *testing.T) {
+	a := newApp(t, nil)
+	f := newFortress(t, a, a.BaseStore().(store.KeyAdmin), nil)
+	list := mcpCall("list_scopes", nil)
+	for _, tc := range []struct {
+		name, method, origin string
+		status               int
+		cors                 bool
+	}{
+		{"no Origin", "POST", "", 200, false},
+		{"same origin", "POST", f.url, 200, true},
+		{"allowed origin", "POST", "https://app.example.com", 200, true},
+		{"allowed origin preflight", "OPTIONS", "https://app.example.com", 204, true},
+		{"foreign origin", "POST", "https://evil.example", 403, false},
+		{"foreign origin preflight", "OPTIONS", "https://evil.example", 403, false},
+		{"allowed host, other scheme", "POST", "http://app.example.com", 403, false},
+		{"localhost on another port", "POST", "http://localhost:1", 403, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := map[string]string{"Authorization": "Bearer " + f.keys["alice"]}
+			if tc.origin != "" {
+				h["Origin"] = tc.origin
+			}
+			resp, body := f.do(t, attackReq{method: tc.method, header: h, body: list})
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d; %s", resp.StatusCode, tc.status, body)
+			}
+			if got := tc.origin != "" && resp.Header.Get("Access-Control-Allow-Origin") == tc.origin; got != tc.cors {
+				t.Errorf("Access-Control-Allow-Origin = %q, want CORS %v", resp.Header.Get("Access-Control-Allow-Origin"), tc.cors)
+			}
+		})
+	}
+}
