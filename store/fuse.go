@@ -3,6 +3,10 @@ package store
 import (
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"gonum.org/v1/gonum/blas/gonum"
 )
 
 // Candidate is one row a backend found for a hybrid search, with the vector
@@ -24,12 +28,13 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 	if halves < 1 {
 		halves = 1
 	}
+	limit = max(limit, 0)
 	type acc struct {
 		c     Candidate
 		score float64
 	}
 	idx := make(map[string]int, len(byVector)+len(byText))
-	var all []acc
+	all := make([]acc, 0, len(byVector)+len(byText))
 	add := func(list []Candidate) {
 		for rank, c := range list {
 			s := 1 / float64(RRFK+rank+1)
@@ -50,7 +55,13 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 	for i := range all {
 		all[i].score /= top
 	}
-	slices.SortStableFunc(all, func(a, b acc) int {
+	// Sort positions rather than the candidates, which are large.
+	order := make([]int32, len(all))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortStableFunc(order, func(i, j int32) int {
+		a, b := &all[i], &all[j]
 		if a.score != b.score {
 			if a.score > b.score {
 				return -1
@@ -63,41 +74,47 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 		return b.c.CreatedAt.Compare(a.c.CreatedAt)
 	})
 	// Collapse near-identical hits to the narrowest scope: the kept hit takes
-	// the best score of its group.
+	// the best score of its group. Groups are made in score order, so the
+	// result is the first limit groups scoring at least minScore. Once they
+	// are made, a later hit can only change the result by replacing a
+	// group's memory with a narrower scope's, so only hits narrower than
+	// some kept group are compared, and only against the kept groups: the
+	// groups the full pairwise pass would add after them never show.
 	type group struct {
-		acc
-		key string
+		c     Candidate
+		score float64
+		rank  int // c.Scope.Kind.Rank()
 	}
-	var kept []group
-	for _, a := range all {
-		key := NormalizeContent(a.c.Content)
+	kept := make([]group, 0, min(limit, len(all)))
+	for _, i := range order {
+		a := &all[i]
+		rank := a.c.Scope.Kind.Rank()
+		canAdd := len(kept) < limit && a.score >= minScore
+		if !canAdd && !slices.ContainsFunc(kept, func(k group) bool { return k.rank > rank }) {
+			continue
+		}
 		merged := false
 		for i := range kept {
 			k := &kept[i]
 			if k.c.Scope == a.c.Scope {
 				continue
 			}
-			if k.key == key || (k.c.Vector != nil && a.c.Vector != nil && Dot(k.c.Vector, a.c.Vector) >= DuplicateSimilarity) {
-				if a.c.Scope.Kind.Rank() < k.c.Scope.Kind.Rank() {
-					k.c, k.key = a.c, key
+			if sameNormalized(k.c.Content, a.c.Content) ||
+				(k.c.Vector != nil && a.c.Vector != nil && nearDuplicate(k.c.Vector, a.c.Vector)) {
+				if rank < k.rank {
+					k.c, k.rank = a.c, rank
 				}
 				merged = true
 				break
 			}
 		}
-		if !merged {
-			kept = append(kept, group{a, key})
+		if !merged && canAdd {
+			kept = append(kept, group{c: a.c, score: a.score, rank: rank})
 		}
 	}
-	out := make([]Hit, 0, min(limit, len(kept)))
-	for _, k := range kept {
-		if len(out) == limit {
-			break
-		}
-		if k.score < minScore {
-			continue
-		}
-		out = append(out, Hit{Memory: k.c.Memory, Score: k.score, Similarity: k.c.Similarity})
+	out := make([]Hit, len(kept))
+	for i, k := range kept {
+		out[i] = Hit{Memory: k.c.Memory, Score: k.score, Similarity: k.c.Similarity}
 	}
 	return out
 }
@@ -108,22 +125,107 @@ func NormalizeContent(s string) string {
 	return strings.Join(strings.Fields(strings.ToLower(s)), " ")
 }
 
+// sameNormalized reports whether NormalizeContent(a) ==
+// NormalizeContent(b), without building either.
+func sameNormalized(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ra, rb := normReader{s: a}, normReader{s: b}
+	for {
+		ca, oka := ra.next()
+		cb, okb := rb.next()
+		if oka != okb || ca != cb {
+			return false
+		}
+		if !oka {
+			return true
+		}
+	}
+}
+
+// normReader reads the runes of NormalizeContent(s) one at a time.
+type normReader struct {
+	s              string
+	i              int
+	started, space bool
+}
+
+func (r *normReader) next() (rune, bool) {
+	for r.i < len(r.s) {
+		c, n, isSpace := rune(r.s[r.i]), 1, false
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			isSpace = c == ' ' || ('\t' <= c && c <= '\r')
+		} else {
+			c, n = utf8.DecodeRuneInString(r.s[r.i:])
+			c = unicode.ToLower(c)
+			isSpace = unicode.IsSpace(c)
+		}
+		if isSpace {
+			r.i += n
+			r.space = r.started
+			continue
+		}
+		if r.space {
+			r.space = false
+			return ' ', true // one space between words; c is read next
+		}
+		r.i += n
+		r.started = true
+		return c, true
+	}
+	return 0, false
+}
+
+// nearDupDist2 bounds the squared distance of near-duplicates: for unit
+// vectors |a-b|^2 = 2 - 2 a.b, so a.b >= DuplicateSimilarity means |a-b|^2
+// <= 2(1 - DuplicateSimilarity). The margin covers vectors that are unit
+// length only to float32 precision.
+const nearDupDist2 = 2*(1-DuplicateSimilarity) + 1e-3
+
+// nearDuplicate reports whether Dot(a, b) >= DuplicateSimilarity for unit
+// vectors a and b. It sums squared differences 64 dimensions at a time and
+// stops once they pass nearDupDist2, which unrelated vectors do within the
+// first blocks; only vectors that stay close get the full dot product.
+func nearDuplicate(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	const block = 64
+	var d2 float32
+	for i := 0; i < len(a); i += block {
+		x, y := a[i:min(i+block, len(a))], b[i:min(i+block, len(a))]
+		y = y[:len(x)]
+		var s0, s1, s2, s3 float32
+		j := 0
+		for ; j+4 <= len(x); j += 4 {
+			e0, e1, e2, e3 := x[j]-y[j], x[j+1]-y[j+1], x[j+2]-y[j+2], x[j+3]-y[j+3]
+			s0 += e0 * e0
+			s1 += e1 * e1
+			s2 += e2 * e2
+			s3 += e3 * e3
+		}
+		for ; j < len(x); j++ {
+			e := x[j] - y[j]
+			s0 += e * e
+		}
+		if d2 += s0 + s1 + s2 + s3; d2 > nearDupDist2 {
+			return false
+		}
+	}
+	return Dot(a, b) >= DuplicateSimilarity
+}
+
 // Dot returns the dot product of two vectors of equal length (cosine
-// similarity for unit vectors).
+// similarity for unit vectors), or 0 when their lengths differ. It runs
+// gonum's SIMD kernel.
 func Dot(a, b []float32) float64 {
 	if len(a) != len(b) {
 		return 0
 	}
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return float64(s0 + s1 + s2 + s3)
+	var blas gonum.Implementation
+	return float64(blas.Sdot(len(a), a, 1, b, 1))
 }

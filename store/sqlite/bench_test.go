@@ -2,91 +2,287 @@ package sqlite_test
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"sync/atomic"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/sqlite"
 	"github.com/scopemem/scopemem/store/storetest"
 )
 
-const (
-	benchMemories = 2000
-	benchDims     = 768
+const benchDims = 768
+
+// alicesScopes are the scopes the benchmark memories are spread over.
+var alicesScopes = []scope.Scope{{Kind: scope.KindUser, ID: "alice"}, {Kind: scope.KindTeam, ID: "api"}, {Kind: scope.KindOrg}}
+
+// fixture is a store holding n memories from a [corpus] that alice sees,
+// spread over her user scope, her team and the org, beside 2,000 memories
+// of another org that every search must skip.
+type fixture struct {
+	s     *sqlite.Store
+	path  string
+	alice scope.Identity
+	c     *corpus
+	recs  []store.Record // alice's memories
+}
+
+// template is a database file built once per test process and copied
+// for each fixture that needs its size.
+type template struct {
+	path string
+	recs []store.Record
+}
+
+var (
+	templatesMu  sync.Mutex
+	templates    = map[[2]int]*template{}
+	templatesDir string
 )
 
-// benchStore returns a store holding n memories of dims dimensions that
-// alice sees, spread over her user scope, her team and the org, and the
-// identity of alice.
-func benchStore(b *testing.B, n, dims int) (store.Store, scope.Identity) {
-	b.Helper()
-	s := openTemp(b)
-	if err := s.SetEmbedder(b.Context(), store.EmbedderInfo{Provider: "bench", Model: "random", Dimensions: dims}); err != nil {
-		b.Fatal(err)
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if templatesDir != "" {
+		os.RemoveAll(templatesDir)
 	}
-	alice := storetest.Member("acme", "alice", "api")
-	scopes := []scope.Scope{{Kind: scope.KindUser, ID: "alice"}, {Kind: scope.KindTeam, ID: "api"}, {Kind: scope.KindOrg}}
-	for i, sc := range scopes {
-		part := storetest.Corpus(n/len(scopes)+1, dims, sc, uint64(i+1))
-		for len(part) > 0 {
-			k := min(200, len(part))
-			if _, err := s.Add(b.Context(), alice, part[:k]); err != nil {
-				b.Fatal(err)
+	os.Exit(code)
+}
+
+// buildTemplate returns the template of n memories of dims dimensions,
+// building it on first use.
+func buildTemplate(tb testing.TB, n, dims int) *template {
+	tb.Helper()
+	templatesMu.Lock()
+	defer templatesMu.Unlock()
+	if t := templates[[2]int{n, dims}]; t != nil {
+		return t
+	}
+	if templatesDir == "" {
+		dir, err := os.MkdirTemp("", "scopemem-bench-")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		templatesDir = dir
+	}
+	t := &template{path: filepath.Join(templatesDir, fmt.Sprintf("%d-%d.db", n, dims))}
+	s, err := sqlite.Open(tb.Context(), sqlite.Config{Path: t.path})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.SetEmbedder(tb.Context(), store.EmbedderInfo{Provider: "bench", Model: "corpus", Dimensions: dims}); err != nil {
+		tb.Fatal(err)
+	}
+	t.recs = newCorpus(dims, 1).records(n, "acme", alicesScopes)
+	other := newCorpus(dims, 2).records(2000, "globex", []scope.Scope{{Kind: scope.KindUser, ID: "alice"}, {Kind: scope.KindOrg}})
+	for _, batch := range []struct {
+		org  string
+		recs []store.Record
+	}{{"acme", t.recs}, {"globex", other}} {
+		admin := storetest.Admin(batch.org, "admin")
+		for rs := batch.recs; len(rs) > 0; {
+			k := min(1000, len(rs))
+			if _, err := s.Import(tb.Context(), admin, rs[:k]); err != nil {
+				tb.Fatal(err)
 			}
-			part = part[k:]
+			rs = rs[k:]
 		}
 	}
-	// Another org's memories, which a search must skip.
-	bob := storetest.Member("globex", "bob")
-	if _, err := s.Add(b.Context(), bob, storetest.Corpus(200, dims, scope.Scope{Kind: scope.KindUser, ID: "bob"}, 99)); err != nil {
+	if err := s.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	templates[[2]int{n, dims}] = t
+	return t
+}
+
+func newFixture(tb testing.TB, n, dims int) *fixture {
+	tb.Helper()
+	t := buildTemplate(tb, n, dims)
+	path := filepath.Join(tb.TempDir(), "bench.db")
+	src, err := os.ReadFile(t.path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, src, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return &fixture{s: openAt(tb, sqlite.Config{Path: path}), path: path, alice: storetest.Member("acme", "alice", "api"),
+		c: newCorpus(dims, 3), recs: t.recs}
+}
+
+// queries returns n queries of the given mode ("vector", "hybrid" or
+// "text") drawn from the fixture's corpus.
+func (f *fixture) queries(mode string, n int) []store.Query {
+	out := make([]store.Query, n)
+	for i := range out {
+		q := store.Query{Limit: 10}
+		if mode != "text" {
+			q.Vector = f.c.vector()
+		}
+		if mode != "vector" {
+			q.Text = f.c.question()
+		}
+		out[i] = q
+	}
+	return out
+}
+
+// benchSearch runs the queries in turn, as one session would.
+func benchSearch(b *testing.B, f *fixture, mode string) {
+	qs := f.queries(mode, 512)
+	// Warm the cache, as a running server's would be.
+	if _, err := f.s.Search(b.Context(), f.alice, qs[0]); err != nil {
 		b.Fatal(err)
 	}
-	return s, alice
+	i := 0
+	for b.Loop() {
+		hits, err := f.s.Search(b.Context(), f.alice, qs[i%len(qs)])
+		if err != nil || (mode != "text" && len(hits) == 0) {
+			b.Fatalf("Search = %d hits, %v", len(hits), err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "searches/s")
 }
 
-// BenchmarkSearch measures searches per second at 2,000 memories of 768
-// dimensions, with both cores searching.
+// BenchmarkSearch measures one session's searches per second at 2,000
+// memories of 768 dimensions.
 func BenchmarkSearch(b *testing.B) {
-	s, alice := benchStore(b, benchMemories, benchDims)
+	f := newFixture(b, 2000, benchDims)
 	for _, mode := range []string{"vector", "hybrid", "text"} {
-		b.Run(mode, func(b *testing.B) {
-			var seed atomic.Uint64
-			b.RunParallel(func(pb *testing.PB) {
-				r := rand.New(rand.NewPCG(seed.Add(1), 3))
-				for pb.Next() {
-					q := store.Query{Limit: 10}
-					if mode != "text" {
-						q.Vector = storetest.RandomVector(r.Uint64(), benchDims)
-					}
-					if mode != "vector" {
-						q.Text = "deploy friday oauth token"
-					}
-					hits, err := s.Search(b.Context(), alice, q)
-					if err != nil || len(hits) == 0 {
-						b.Errorf("Search = %d hits, %v", len(hits), err)
-						return
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "searches/s")
-		})
+		b.Run(mode, func(b *testing.B) { benchSearch(b, f, mode) })
 	}
 }
 
-// BenchmarkAdd measures single-memory adds per second into a store of 2,000
-// memories of 768 dimensions (each add checks its scope for duplicates).
+// BenchmarkSearch50k measures one session's searches per second at 50,000
+// memories of 768 dimensions, and reports the recall@10 of vector searches
+// against an exact scan.
+func BenchmarkSearch50k(b *testing.B) {
+	f := newFixture(b, 50000, benchDims)
+	for _, mode := range []string{"vector", "hybrid", "text"} {
+		b.Run(mode, func(b *testing.B) { benchSearch(b, f, mode) })
+	}
+	b.Run("recall", func(b *testing.B) {
+		var recall float64
+		for b.Loop() {
+			recall = f.recall(b, 50)
+		}
+		b.ReportMetric(recall, "recall@10")
+	})
+}
+
+// BenchmarkAdd measures one session's single-memory adds per second into a
+// store of 2,000 memories of 768 dimensions (each add checks its scope for
+// duplicates).
 func BenchmarkAdd(b *testing.B) {
-	s, alice := benchStore(b, benchMemories, benchDims)
-	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	f := newFixture(b, 2000, benchDims)
+	if _, err := f.s.Search(b.Context(), f.alice, store.Query{Vector: f.c.vector()}); err != nil {
+		b.Fatal(err)
+	}
 	i := 0
 	for b.Loop() {
 		i++
-		m := store.NewMemory{Scope: user, Content: fmt.Sprintf("benchmark memory %d about latency", i),
-			Vector: storetest.RandomVector(uint64(1e9+i), benchDims)}
-		if _, err := s.Add(b.Context(), alice, []store.NewMemory{m}); err != nil {
+		m := store.NewMemory{Scope: alicesScopes[i%len(alicesScopes)], Content: fmt.Sprintf("%s (%d)", f.c.sentence(), i), Vector: f.c.vector()}
+		if _, err := f.s.Add(b.Context(), f.alice, []store.NewMemory{m}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "adds/s")
+}
+
+// BenchmarkOpen measures opening an existing file of 2,000 memories, and
+// opening it plus its first search, which loads the vectors.
+func BenchmarkOpen(b *testing.B) {
+	f := newFixture(b, 2000, benchDims)
+	q := f.queries("hybrid", 1)[0]
+	for _, first := range []bool{false, true} {
+		b.Run(map[bool]string{false: "open", true: "open+search"}[first], func(b *testing.B) {
+			for b.Loop() {
+				s, err := sqlite.Open(b.Context(), sqlite.Config{Path: f.path})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if first {
+					if _, err := s.Search(b.Context(), f.alice, q); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// recall returns the mean recall@10 of n vector searches against an exact
+// scan of the fixture's memories.
+func (f *fixture) recall(tb testing.TB, n int) float64 {
+	tb.Helper()
+	var sum float64
+	for _, q := range f.queries("vector", n) {
+		hits, err := f.s.Search(tb.Context(), f.alice, q)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		want := exactTop(f.recs, q.Vector, 10)
+		found := 0
+		for _, h := range hits {
+			if slices.Contains(want, h.ID) {
+				found++
+			}
+		}
+		sum += float64(found) / float64(len(want))
+	}
+	return sum / float64(n)
+}
+
+// exactTop returns the ids of the k records most similar to v.
+func exactTop(recs []store.Record, v []float32, k int) []string {
+	type scored struct {
+		id  string
+		sim float64
+	}
+	top := make([]scored, 0, k+1)
+	for _, r := range recs {
+		var s float64
+		for i, x := range r.Vector {
+			s += float64(x) * float64(v[i])
+		}
+		if len(top) == k && s <= top[k-1].sim {
+			continue
+		}
+		top = append(top, scored{r.ID, s})
+		slices.SortFunc(top, func(a, b scored) int {
+			if a.sim > b.sim {
+				return -1
+			}
+			if a.sim < b.sim {
+				return 1
+			}
+			return 0
+		})
+		top = top[:min(len(top), k)]
+	}
+	out := make([]string, len(top))
+	for i, s := range top {
+		out[i] = s.id
+	}
+	return out
+}
+
+// TestRecall checks that vector searches find the exact scan's top ten at
+// a size where the scan is approximate.
+func TestRecall(t *testing.T) {
+	n := 12000
+	if testing.Short() {
+		n = 4000
+	}
+	f := newFixture(t, n, benchDims)
+	if got := f.recall(t, 40); got < 0.95 {
+		t.Errorf("recall@10 at %d memories = %.3f, want at least 0.95", n, got)
+	}
 }

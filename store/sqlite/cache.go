@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"gonum.org/v1/gonum/blas/gonum"
 
@@ -26,30 +28,44 @@ type scopeKey struct {
 
 func keyOf(org string, s scope.Scope) scopeKey { return scopeKey{org: org, kind: s.Kind, id: s.ID} }
 
-// vecCache keeps the decoded vectors of each scope this process has
-// searched, so that a search scans memory instead of decoding blobs.
+// vecCache keeps the rows of each scope this process has searched or
+// written, decoded, with a binary code per vector and a full-text index, so
+// that a search reads no rows from SQLite.
 //
 // Every write transaction bumps the scope's row in scope_versions. An entry
 // remembers the version it reflects; a search compares it with the
 // database and reloads a scope another process changed. This process's own
 // writes are applied to the entry directly when it was current before the
-// write (deltas are idempotent, so applying one twice is harmless).
+// write.
+//
+// The cache holds about budget bytes: after loading a scope, the least
+// recently used scopes are dropped until it fits again. Scopes a search is
+// using are never dropped by that search, so one search that needs more
+// than the budget still works (and the budget is exceeded until the next
+// load).
 type vecCache struct {
 	mu      sync.Mutex
 	entries map[scopeKey]*scopeVecs
+	budget  int64
+	clock   int64 // bumped on every use, for LRU order
 }
 
-func newVecCache() *vecCache { return &vecCache{entries: map[scopeKey]*scopeVecs{}} }
+func newVecCache(budget int64) *vecCache {
+	return &vecCache{entries: map[scopeKey]*scopeVecs{}, budget: budget}
+}
 
-// entry returns the entry of k, creating an empty one at version -1.
+// entry returns the entry of k, creating an empty one at version -1, and
+// marks it used.
 func (c *vecCache) entry(k scopeKey) *scopeVecs {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[k]
 	if e == nil {
-		e = &scopeVecs{version: -1, index: map[int64]int{}}
+		e = newScopeVecs()
 		c.entries[k] = e
 	}
+	c.clock++
+	e.used.Store(c.clock)
 	return e
 }
 
@@ -60,26 +76,47 @@ func (c *vecCache) lookup(k scopeKey) *scopeVecs {
 	return c.entries[k]
 }
 
-// scopeVecs holds one scope's live and expired rows as parallel slices:
-// vectors for the scan and the memories themselves, so that the vector half
-// of a search needs no query beyond the version check.
-// Readers hold mu.RLock while scanning; writers replace or patch under
-// mu.Lock.
-type scopeVecs struct {
-	mu      sync.RWMutex
-	version int64 // the scope_versions value it reflects; -1: never loaded
-	dims    int
-	rids    []int64
-	vecs    []float32 // len(rids)*dims
-	expires []int64   // unix nanoseconds; 0: never
-	mems    []store.Memory
-	index   map[int64]int // rid -> position
+// trim drops least recently used entries, other than keep, until the
+// cache fits its budget.
+func (c *vecCache) trim(keep []*scopeVecs) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		var total int64
+		var victim scopeKey
+		var oldest *scopeVecs
+		for k, e := range c.entries {
+			b := e.size.Load()
+			total += b
+			if slices.Contains(keep, e) {
+				continue
+			}
+			if oldest == nil || e.used.Load() < oldest.used.Load() {
+				victim, oldest = k, e
+			}
+		}
+		if total <= c.budget || oldest == nil {
+			return
+		}
+		delete(c.entries, victim)
+	}
+}
+
+// bytes returns the cache's approximate size.
+func (c *vecCache) bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var total int64
+	for _, e := range c.entries {
+		total += e.size.Load()
+	}
+	return total
 }
 
 // cachedRow is one row as the cache holds it.
 type cachedRow struct {
 	rid     int64
-	vec     []float32
+	vec     []float32 // never written once cached: hits may share it
 	expires int64
 	mem     store.Memory
 }
@@ -92,6 +129,75 @@ func newCachedRow(rid int64, vec []float32, m store.Memory) cachedRow {
 		r.expires = m.ExpiresAt.UnixNano()
 	}
 	return r
+}
+
+// delta is what one write transaction did to one scope.
+type delta struct {
+	upserts []cachedRow
+	removed []int64
+}
+
+// scopeVecs holds one scope's live and expired rows in slots. A slot keeps
+// its row until the row is removed; freed slots are reused. Besides each
+// row's vector and memory it keeps:
+//
+//   - a binary code of the vector: one bit per dimension, set where the
+//     vector exceeds the scope's mean vector (centring makes the bits
+//     informative for embeddings, which share a large common component).
+//     Hamming distances between codes pick the candidates that an exact
+//     dot product then ranks.
+//   - a full-text index: per term, the slots holding it with their term
+//     frequencies, for BM25 ranking.
+//
+// Readers hold mu.RLock while scanning; writers change it under mu.Lock.
+// A row's vector slice is never written after it is cached, so a search
+// may keep it after unlocking.
+type scopeVecs struct {
+	mu      sync.RWMutex
+	version int64 // the scope_versions value it reflects; -1: never loaded
+	dims    int
+	words   int // uint64 words of a code
+
+	rids    []int64 // 0: free slot
+	vecs    [][]float32
+	codes   []uint64 // words per slot
+	expires []int64  // unix nanoseconds; 0: never
+	mems    []store.Memory
+	gens    []uint16 // bumped when a slot is reused, to spot stale postings
+	lens    []uint32 // tokens per row
+	free    []int32
+	index   map[int64]int32 // rid -> slot
+	live    int
+
+	mean  []float32 // the centre the codes are taken around
+	meanN int       // live rows when mean was computed
+
+	terms  map[string]*postings
+	tokens int64 // tokens of live rows
+	stale  int   // postings of freed slots not yet compacted away
+	posts  int   // postings, stale included
+	tk     tokenizer
+	buf    []float32 // scratch for encodeCode under mu.Lock
+
+	size atomic.Int64 // approximate bytes, for the cache budget
+	used atomic.Int64 // the cache clock at last use
+}
+
+// postings lists the slots holding one term.
+type postings struct {
+	df   int // live rows holding the term
+	list []posting
+}
+
+// posting is one row holding a term: valid while gens[slot] == gen.
+type posting struct {
+	slot int32
+	gen  uint16
+	tf   uint16
+}
+
+func newScopeVecs() *scopeVecs {
+	return &scopeVecs{version: -1, index: map[int64]int32{}, terms: map[string]*postings{}}
 }
 
 // replace installs rows loaded at version v, unless the entry is already
@@ -114,29 +220,141 @@ func (e *scopeVecs) force(v int64, dims int, rows []cachedRow) {
 }
 
 func (e *scopeVecs) install(v int64, dims int, rows []cachedRow) {
-	e.version, e.dims = v, dims
+	e.version, e.dims, e.words = v, dims, codeBits(dims)/64
+	e.buf = make([]float32, codeBits(dims))
+	e.index, e.terms, e.free, e.live = make(map[int64]int32, len(rows)), map[string]*postings{}, nil, 0
+	e.tokens, e.stale, e.posts = 0, 0, 0
 	e.rids = make([]int64, 0, len(rows))
-	e.vecs = make([]float32, 0, len(rows)*dims)
+	e.vecs = make([][]float32, 0, len(rows))
+	e.codes = make([]uint64, 0, len(rows)*e.words)
 	e.expires = make([]int64, 0, len(rows))
 	e.mems = make([]store.Memory, 0, len(rows))
-	e.index = make(map[int64]int, len(rows))
+	e.gens = make([]uint16, 0, len(rows))
+	e.lens = make([]uint32, 0, len(rows))
+	e.mean = make([]float32, dims)
 	for _, r := range rows {
-		e.appendRow(r)
+		if len(r.vec) == dims {
+			axpy(1, r.vec, e.mean)
+		}
 	}
+	if len(rows) > 0 {
+		scal(1/float32(len(rows)), e.mean)
+	}
+	e.meanN = len(rows)
+	for _, r := range rows {
+		e.add(r)
+	}
+	e.resize()
 }
 
-func (e *scopeVecs) appendRow(r cachedRow) {
-	e.index[r.rid] = len(e.rids)
-	e.rids = append(e.rids, r.rid)
-	e.vecs = append(e.vecs, r.vec...)
-	e.expires = append(e.expires, r.expires)
-	e.mems = append(e.mems, r.mem)
+// resize recomputes the entry's approximate size.
+func (e *scopeVecs) resize() {
+	n := int64(len(e.rids))
+	b := n * int64(4*e.dims+8*e.words+8+8+2+4+200)
+	for i := range e.mems {
+		b += int64(len(e.mems[i].Content) + len(e.mems[i].Metadata) + len(e.mems[i].ID))
+	}
+	b += int64(e.posts)*8 + int64(len(e.terms))*80
+	e.size.Store(b)
 }
 
-// delta is what one write transaction did to one scope.
-type delta struct {
-	upserts []cachedRow
-	removed []int64
+// add stores r in a free slot.
+func (e *scopeVecs) add(r cachedRow) {
+	var slot int32
+	if n := len(e.free); n > 0 {
+		slot = e.free[n-1]
+		e.free = e.free[:n-1]
+		e.rids[slot], e.vecs[slot], e.expires[slot], e.mems[slot] = r.rid, r.vec, r.expires, r.mem
+		e.gens[slot]++
+	} else {
+		slot = int32(len(e.rids))
+		e.rids = append(e.rids, r.rid)
+		e.vecs = append(e.vecs, r.vec)
+		e.codes = append(e.codes, make([]uint64, e.words)...)
+		e.expires = append(e.expires, r.expires)
+		e.mems = append(e.mems, r.mem)
+		e.gens = append(e.gens, 0)
+		e.lens = append(e.lens, 0)
+	}
+	e.index[r.rid] = slot
+	e.live++
+	encodeCode(r.vec, e.mean, e.codes[int(slot)*e.words:int(slot+1)*e.words], e.buf)
+	e.indexText(slot, r.mem.Content)
+}
+
+// remove frees the slot of rid, if it holds one.
+func (e *scopeVecs) remove(rid int64) {
+	slot, ok := e.index[rid]
+	if !ok {
+		return
+	}
+	delete(e.index, rid)
+	e.tk.terms(e.mems[slot].Content, func(t []byte, tf int) {
+		if p := e.terms[string(t)]; p != nil {
+			p.df--
+			e.stale++
+		}
+	})
+	e.tokens -= int64(e.lens[slot])
+	e.rids[slot], e.vecs[slot], e.expires[slot], e.mems[slot], e.lens[slot] = 0, nil, 0, store.Memory{}, 0
+	e.free = append(e.free, slot)
+	e.live--
+}
+
+// indexText adds the terms of content, held by slot, to the text index.
+func (e *scopeVecs) indexText(slot int32, content string) {
+	n := 0
+	e.tk.terms(content, func(t []byte, tf int) {
+		p := e.terms[string(t)]
+		if p == nil {
+			p = &postings{}
+			e.terms[string(t)] = p
+		}
+		p.df++
+		p.list = append(p.list, posting{slot: slot, gen: e.gens[slot], tf: uint16(min(tf, math.MaxUint16))})
+		e.posts++
+		n += tf
+	})
+	e.lens[slot] = uint32(n)
+	e.tokens += int64(n)
+}
+
+// compact drops stale postings once they outnumber the live ones.
+func (e *scopeVecs) compact() {
+	if e.stale < 1024 || e.stale < e.posts-e.stale {
+		return
+	}
+	for t, p := range e.terms {
+		p.list = slices.DeleteFunc(p.list, func(x posting) bool { return e.rids[x.slot] == 0 || e.gens[x.slot] != x.gen })
+		if len(p.list) == 0 {
+			delete(e.terms, t)
+		}
+	}
+	e.posts -= e.stale
+	e.stale = 0
+}
+
+// recentre recomputes the mean and every code once the live rows have
+// doubled since the mean was taken, so that an entry grown one add at a
+// time is centred like one loaded whole. Amortized, it costs O(dims) per
+// add.
+func (e *scopeVecs) recentre() {
+	if e.live < 64 || e.live < 2*e.meanN {
+		return
+	}
+	clear(e.mean)
+	for slot, v := range e.vecs {
+		if e.rids[slot] != 0 {
+			axpy(1, v, e.mean)
+		}
+	}
+	scal(1/float32(e.live), e.mean)
+	e.meanN = e.live
+	for slot, v := range e.vecs {
+		if e.rids[slot] != 0 {
+			encodeCode(v, e.mean, e.codes[slot*e.words:(slot+1)*e.words], e.buf)
+		}
+	}
 }
 
 // apply patches the entry with d if it reflected version v-1, so that it
@@ -151,37 +369,83 @@ func (e *scopeVecs) apply(v int64, dims int, d *delta) {
 		}
 		return
 	}
-	dims = e.dims
 	for _, rid := range d.removed {
-		i, ok := e.index[rid]
-		if !ok {
-			continue
-		}
-		last := len(e.rids) - 1
-		if i != last {
-			e.rids[i] = e.rids[last]
-			copy(e.vecs[i*dims:(i+1)*dims], e.vecs[last*dims:(last+1)*dims])
-			e.expires[i] = e.expires[last]
-			e.mems[i] = e.mems[last]
-			e.index[e.rids[i]] = i
-		}
-		e.rids = e.rids[:last]
-		e.vecs = e.vecs[:last*dims]
-		e.expires = e.expires[:last]
-		e.mems[last] = store.Memory{}
-		e.mems = e.mems[:last]
-		delete(e.index, rid)
+		e.remove(rid)
 	}
 	for _, r := range d.upserts {
-		if i, ok := e.index[r.rid]; ok {
-			copy(e.vecs[i*dims:(i+1)*dims], r.vec)
-			e.expires[i] = r.expires
-			e.mems[i] = r.mem
-			continue
-		}
-		e.appendRow(r)
+		e.remove(r.rid)
+		e.add(r)
 	}
+	e.recentre()
+	e.compact()
 	e.version = v
+	e.resize()
+}
+
+// codeBits returns the bits of a code for dims dimensions: the next power
+// of two, at least 64.
+func codeBits(dims int) int {
+	n := 64
+	for n < dims {
+		n *= 2
+	}
+	return n
+}
+
+// encodeCode writes the code of v around mean into code, using buf (of
+// codeBits(len(v)) floats) as scratch. The centred vector is multiplied by
+// random signs and rotated by a Walsh-Hadamard transform before its signs
+// are taken: every bit is then the side of a random hyperplane (SimHash),
+// so the Hamming distance of two codes estimates the angle of the centred
+// vectors whatever the variance of each dimension. The signs come from a
+// fixed seed: every code of every process agrees.
+func encodeCode(v, mean []float32, code []uint64, buf []float32) {
+	clear(code)
+	if len(v) != len(mean) {
+		return
+	}
+	buf = buf[:codeBits(len(v))]
+	clear(buf)
+	s := uint64(0x9e3779b97f4a7c15)
+	for i, x := range v {
+		if i&63 == 0 {
+			s = s*6364136223846793005 + 1442695040888963407
+		}
+		d := x - mean[i]
+		if (s>>(i&63))&1 == 1 {
+			d = -d
+		}
+		buf[i] = d
+	}
+	fwht(buf)
+	for i, x := range buf {
+		if x > 0 {
+			code[i>>6] |= 1 << (i & 63)
+		}
+	}
+}
+
+// fwht applies the (unnormalized) Walsh-Hadamard transform to a, whose
+// length is a power of two.
+func fwht(a []float32) {
+	for h := 1; h < len(a); h *= 2 {
+		for i := 0; i < len(a); i += 2 * h {
+			x, y := a[i:i+h], a[i+h:i+2*h]
+			for j := range x {
+				x[j], y[j] = x[j]+y[j], x[j]-y[j]
+			}
+		}
+	}
+}
+
+// hamming returns the number of differing bits of two codes.
+func hamming(a, b []uint64) int {
+	n := 0
+	b = b[:len(a)]
+	for i, x := range a {
+		n += bits.OnesCount64(x ^ b[i])
+	}
+	return n
 }
 
 // scopeVersion reads the change counter of k; 0 when the scope was never
@@ -262,4 +526,58 @@ func hasTags(have, want []string) bool {
 func dot(a, b []float32) float32 {
 	var blas gonum.Implementation
 	return blas.Sdot(len(a), a, 1, b[:len(a)], 1)
+}
+
+func axpy(alpha float32, x, y []float32) {
+	var blas gonum.Implementation
+	blas.Saxpy(len(x), alpha, x, 1, y[:len(x)], 1)
+}
+
+func scal(alpha float32, x []float32) {
+	var blas gonum.Implementation
+	blas.Sscal(len(x), alpha, x, 1)
+}
+
+// dupCandidates is how many rows, nearest by code, the near-duplicate
+// check of an add compares exactly in a scope too large to scan whole. A
+// near-duplicate (similarity 0.97 or more) differs from the new vector in
+// a few percent of the code's bits, so it ranks among the nearest few
+// codes unless the scope holds dozens of rows as close.
+const dupCandidates = 64
+
+// dupExact is the largest scope the near-duplicate check scans whole.
+const dupExact = 1024
+
+// nearest returns the slots of e's live rows (unexpired at now) worth
+// comparing exactly with vec: all of them in a small scope, else the
+// dupCandidates whose codes are nearest vec's. The caller holds e.mu.
+func (e *scopeVecs) nearest(vec []float32, now int64, c int) []int32 {
+	live := func(slot int) bool {
+		return e.rids[slot] != 0 && (e.expires[slot] == 0 || e.expires[slot] > now)
+	}
+	var out []int32
+	if e.live <= max(c, dupExact) || len(vec) != e.dims {
+		for slot := range e.rids {
+			if live(slot) && len(e.vecs[slot]) == len(vec) {
+				out = append(out, int32(slot))
+			}
+		}
+		return out
+	}
+	code := make([]uint64, e.words)
+	encodeCode(vec, e.mean, code, make([]float32, codeBits(e.dims)))
+	top := &topK{k: c, h: make([]hit, 0, c)}
+	for slot := range e.rids {
+		if !live(slot) {
+			continue
+		}
+		d := float64(-hamming(code, e.codes[slot*e.words:(slot+1)*e.words]))
+		if top.beats(d, e.rids[slot]) {
+			top.offer(hit{score: d, rid: e.rids[slot], slot: int32(slot)})
+		}
+	}
+	for _, h := range top.h {
+		out = append(out, h.slot)
+	}
+	return out
 }

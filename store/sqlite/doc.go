@@ -23,18 +23,37 @@
 //
 // # Search
 //
-// The full-text half turns the query into an FTS5 expression in which every
-// word is quoted and the words are ORed, so no input is a syntax error. The
-// vector half is an exact cosine scan in Go of the caller's visible scopes,
-// keeping the best candidates in a bounded heap; the two are fused by
-// [store.Fuse]. Every query filters by the caller's org and visible
-// (org, scope_kind, scope_id) with bound parameters.
+// A search reads an in-process cache of each visible (org, scope): its
+// rows, decoded vectors, a binary code per vector and a full-text index.
+// Every query filters by the caller's org and visible (org, scope_kind,
+// scope_id): only those scopes' cache entries are read, and the cache is
+// filled by queries bound to them.
 //
-// The scan reads an in-process cache of decoded vectors and rows per
-// (org, scope). Every write transaction bumps that scope's counter in
-// scope_versions; a search compares the counters with the cache and reloads
-// any scope that another connection or process changed, while this
-// process's own writes patch the cache directly.
+// The vector half is exact for small scopes. In a scope of more than
+// 4 x the candidates wanted (200 for ten hits), the binary codes pick
+// max(200, rows/64) candidates, whose exact cosine similarity ranks them.
+// A code has one bit per dimension (rounded up to a power of two): the
+// vector minus the scope's mean, multiplied by fixed random signs and
+// rotated by a Walsh-Hadamard transform, then its signs. Its Hamming
+// distances estimate angles whatever the variance of each dimension, so
+// the candidates hold the exact top ten (recall@10 of 1.0 on 50,000
+// clustered, anisotropic vectors in the benchmarks).
+//
+// The full-text half is BM25 (k1 = 1.2, b = 0.75, as FTS5 computes it)
+// over the visible scopes' rows, with the statistics (row count, average
+// length, rows per term) of those scopes only. Text is split into words
+// of letters, digits and marks, lower-cased, with Latin diacritics
+// removed; any input is a valid query. Terms held by half the rows or more
+// (BM25 floors their weight) are only used when the other terms match
+// fewer rows than the candidates wanted. The two halves are fused by
+// [store.Fuse]. The FTS5 table over the content is still kept in step by
+// triggers, for tools that query the file directly.
+//
+// Every write transaction bumps the scope's counter in scope_versions; a
+// search compares the counters with the cache and reloads any scope that
+// another connection or process changed, while this process's own writes
+// patch the cache directly. The cache holds about [Config.CacheBytes] and
+// drops the least recently used scopes beyond it.
 //
 // # Several processes
 //

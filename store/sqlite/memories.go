@@ -203,6 +203,7 @@ func (s *Store) scopeInTx(ctx context.Context, tx *sql.Tx, k scopeKey, dims int)
 			return nil, s.translate(err)
 		}
 		e.force(v, dims, rows)
+		s.cache.trim([]*scopeVecs{e})
 	}
 	return e, nil
 }
@@ -355,12 +356,9 @@ func (s *Store) findDuplicate(ctx context.Context, tx *sql.Tx, k scopeKey, hash 
 	}
 	bestRid, best := int64(0), float32(-2)
 	e.mu.RLock()
-	for i, rid := range e.rids {
-		if !live(e.expires[i]) {
-			continue
-		}
-		if d := dot(vec, e.vecs[i*dims:(i+1)*dims]); d > best {
-			bestRid, best = rid, d
+	for _, slot := range e.nearest(vec, now, dupCandidates) {
+		if d := dot(vec, e.vecs[slot]); d > best {
+			bestRid, best = e.rids[slot], d
 		}
 	}
 	e.mu.RUnlock()

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,14 @@ type Config struct {
 	// MaxReaders bounds the connections used for reads. Zero means
 	// max(4, GOMAXPROCS).
 	MaxReaders int
+	// CacheBytes is about how much memory the in-process cache of
+	// searched scopes (decoded vectors, their binary codes, the rows and
+	// a full-text index) may hold; the least recently used scopes are
+	// dropped beyond it and reloaded from the file when next searched.
+	// A 768-dimension memory of a few hundred bytes of text takes about
+	// 3.7 KiB. One search always holds every scope it reads, even beyond
+	// the budget. Zero means 256 MiB.
+	CacheBytes int64
 }
 
 func (c Config) withDefaults() Config {
@@ -52,6 +61,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxReaders <= 0 {
 		c.MaxReaders = max(4, runtime.GOMAXPROCS(0))
 	}
+	if c.CacheBytes <= 0 {
+		c.CacheBytes = 256 << 20
+	}
 	return c
 }
 
@@ -63,7 +75,9 @@ type Store struct {
 	wdb   *sql.DB // one connection; every transaction is BEGIN IMMEDIATE
 	rdb   *sql.DB // readers
 	cache *vecCache
-	dims  atomic.Int64 // recorded embedder dimensions, 0 until known
+	// scratch holds *scratch buffers for searches.
+	scratch sync.Pool
+	dims    atomic.Int64 // recorded embedder dimensions, 0 until known
 }
 
 var _ store.Store = (*Store)(nil)
@@ -86,7 +100,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	} else if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create the directory of %s: %w", path, err)
 	}
-	s := &Store{cfg: cfg, path: path, cache: newVecCache()}
+	s := &Store{cfg: cfg, path: path, cache: newVecCache(cfg.CacheBytes)}
+	s.scratch.New = func() any { return new(scratch) }
 	if s.wdb, err = sql.Open("sqlite", s.dsn(true)); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -156,6 +171,12 @@ func (s *Store) setup(ctx context.Context) error {
 			return fmt.Errorf("sqlite: %s cannot use WAL mode (journal mode is %q); put the file on a local file system: %w",
 				s.path, mode, store.ErrUnavailable)
 		}
+	}
+	// Most opens find the schema current: check without the write lock,
+	// so that a start does not queue behind another process's writes.
+	var v int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err == nil && v == len(migrations()) {
+		return nil
 	}
 	return s.migrate(ctx)
 }
