@@ -286,3 +286,25 @@ func TestRecall(t *testing.T) {
 		t.Errorf("recall@10 at %d memories = %.3f, want at least 0.95", n, got)
 	}
 }
+
+// TestNearDuplicateLargeScope checks the near-duplicate check of Add in
+// scopes large enough that it compares only the rows whose codes are
+// nearest.
+func TestNearDuplicateLargeScope(t *testing.T) {
+	f := newFixture(t, 2000, benchDims)
+	for _, i := range []int{5, 1000, 1999} {
+		r := f.recs[i]
+		near := storetest.Mix(r.Vector, f.c.vector(), 0.1)
+		got, err := f.s.Add(t.Context(), f.alice, []store.NewMemory{{Scope: r.Scope, Content: "reworded: " + r.Content, Vector: near}})
+		if err != nil {
+			t.Fatalf("Add = %v", err)
+		}
+		if !got[0].Duplicate || got[0].ID != r.ID {
+			t.Errorf("Add(near-copy of %s in %s) = %s duplicate %v, want a duplicate of %s", r.ID, r.Scope.Qualified(), got[0].ID, got[0].Duplicate, r.ID)
+		}
+		fresh, err := f.s.Add(t.Context(), f.alice, []store.NewMemory{{Scope: r.Scope, Content: "unrelated: " + r.Content, Vector: f.c.vector()}})
+		if err != nil || fresh[0].Duplicate {
+			t.Errorf("Add(unrelated vector) = duplicate %v, %v; want a new memory", fresh[0].Duplicate, err)
+		}
+	}
+}

@@ -546,7 +546,7 @@ func scal(alpha float32, x []float32) {
 const dupCandidates = 64
 
 // dupExact is the largest scope the near-duplicate check scans whole.
-const dupExact = 1024
+const dupExact = 256
 
 // nearest returns the slots of e's live rows (unexpired at now) worth
 // comparing exactly with vec: all of them in a small scope, else the
