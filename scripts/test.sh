@@ -14,7 +14,9 @@ if [ "$#" -eq 0 ]; then
 fi
 go vet ./...
 if [ "$*" = "./..." ]; then
-	# The official TypeScript SDK client against the real binary.
+	# The official TypeScript SDK client against the real binary, then the
+	# official MCP conformance suite.
 	e2e/run.sh
+	e2e/conformance.sh
 fi
 exec scripts/testdb.sh run -- go test -race -count=1 -timeout 20m "$@"
