@@ -100,7 +100,7 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 				continue
 			}
 			if sameNormalized(k.c.Content, a.c.Content) ||
-				(k.c.Vector != nil && a.c.Vector != nil && nearDuplicate(k.c.Vector, a.c.Vector)) {
+				(k.c.Vector != nil && a.c.Vector != nil && NearDuplicate(k.c.Vector, a.c.Vector)) {
 				if rank < k.rank {
 					k.c, k.rank = a.c, rank
 				}
@@ -186,11 +186,11 @@ func (r *normReader) next() (rune, bool) {
 // length only to float32 precision.
 const nearDupDist2 = 2*(1-DuplicateSimilarity) + 1e-3
 
-// nearDuplicate reports whether Dot(a, b) >= DuplicateSimilarity for unit
-// vectors a and b. It sums squared differences 64 dimensions at a time and
+// NearDuplicate reports whether Dot(a, b) >= DuplicateSimilarity for unit
+// vectors a and b: whether a backend must treat them as the same memory. It sums squared differences 64 dimensions at a time and
 // stops once they pass nearDupDist2, which unrelated vectors do within the
 // first blocks; only vectors that stay close get the full dot product.
-func nearDuplicate(a, b []float32) bool {
+func NearDuplicate(a, b []float32) bool {
 	if len(a) != len(b) {
 		return false
 	}

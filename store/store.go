@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/scopemem/scopemem/scope"
@@ -74,6 +75,26 @@ type Query struct {
 	Limit int // 1..100; 0 means 10
 	// MinScore drops hits whose fused score is below it (0..1).
 	MinScore float64
+}
+
+// Check validates q the same way for every backend and returns the number
+// of hits to return (Limit, or DefaultLimit when it is 0). Errors wrap
+// ErrInvalid.
+func (q Query) Check() (limit int, err error) {
+	limit = q.Limit
+	if limit == 0 {
+		limit = DefaultLimit
+	}
+	if limit < 0 || limit > MaxLimit {
+		return 0, fmt.Errorf("%w: limit %d is outside 1..%d", ErrInvalid, q.Limit, MaxLimit)
+	}
+	if math.IsNaN(q.MinScore) || q.MinScore < 0 || q.MinScore > 1 {
+		return 0, fmt.Errorf("%w: min score %v is outside 0..1", ErrInvalid, q.MinScore)
+	}
+	if q.Vector == nil && strings.TrimSpace(q.Text) == "" {
+		return 0, fmt.Errorf("%w: a search needs query text or a query vector", ErrInvalid)
+	}
+	return limit, nil
 }
 
 // Hit is one search result.

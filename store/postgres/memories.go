@@ -208,7 +208,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 			}
 			for _, j := range ins {
 				if ms[j].Scope == ms[i].Scope && (string(hashes[j]) == string(hashes[i]) ||
-					nearDuplicate(vecs[j].Slice(), vecs[i].Slice())) {
+					store.NearDuplicate(vecs[j].Slice(), vecs[i].Slice())) {
 					firstOf[i] = j
 					break
 				}
@@ -362,15 +362,9 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 	if err := checkIdentity(id); err != nil {
 		return nil, err
 	}
-	limit := q.Limit
-	if limit == 0 {
-		limit = store.DefaultLimit
-	}
-	if limit < 0 || limit > store.MaxLimit {
-		return nil, fmt.Errorf("%w: limit %d is outside 1..%d", store.ErrInvalid, q.Limit, store.MaxLimit)
-	}
-	if strings.TrimSpace(q.Text) == "" && q.Vector == nil {
-		return nil, fmt.Errorf("%w: a search needs text or a vector", store.ErrInvalid)
+	limit, err := q.Check()
+	if err != nil {
+		return nil, err
 	}
 	var vec *pgvector.Vector
 	if q.Vector != nil {
@@ -402,7 +396,7 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 	var byVec, byText []store.Candidate
 	halves := 0
 	now := time.Now()
-	err := s.readBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
+	err = s.readBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
 		if vec != nil {
 			halves++
 			b.Queue(vectorSearchSQL(len(vec.Slice()), len(scopes)), vectorSearchArgs(id.Org, now, tags, *vec, n, scopes)...).Query(func(rows pgx.Rows) error {

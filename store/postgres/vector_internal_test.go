@@ -40,15 +40,15 @@ func TestNearDuplicate(t *testing.T) {
 				dups++
 			}
 			total++
-			if got := nearDuplicate(a, b); got != want {
-				t.Fatalf("nearDuplicate(dims %d, dot %v) = %v, want %v", dims, store.Dot(a, b), got, want)
+			if got := store.NearDuplicate(a, b); got != want {
+				t.Fatalf("store.NearDuplicate(dims %d, dot %v) = %v, want %v", dims, store.Dot(a, b), got, want)
 			}
 		}
 	}
 	if dups < total/5 || dups > total*4/5 {
 		t.Fatalf("%d of %d pairs are duplicates: the test does not straddle the threshold", dups, total)
 	}
-	if nearDuplicate([]float32{1, 0}, []float32{1, 0, 0}) {
+	if store.NearDuplicate([]float32{1, 0}, []float32{1, 0, 0}) {
 		t.Error("nearDuplicate of vectors of different lengths = true, want false")
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
@@ -20,18 +19,9 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 	if err := checkIdentity(id); err != nil {
 		return nil, err
 	}
-	limit := q.Limit
-	if limit == 0 {
-		limit = store.DefaultLimit
-	}
-	if limit < 0 || limit > store.MaxLimit {
-		return nil, fmt.Errorf("%w: limit %d is outside 1..%d", store.ErrInvalid, q.Limit, store.MaxLimit)
-	}
-	if math.IsNaN(q.MinScore) || q.MinScore < 0 || q.MinScore > 1 {
-		return nil, fmt.Errorf("%w: min score %v is outside 0..1", store.ErrInvalid, q.MinScore)
-	}
-	if q.Vector == nil && strings.TrimSpace(q.Text) == "" {
-		return nil, fmt.Errorf("%w: a search needs query text or a query vector", store.ErrInvalid)
+	limit, err := q.Check()
+	if err != nil {
+		return nil, err
 	}
 	dims := int(s.dims.Load())
 	if dims == 0 {
