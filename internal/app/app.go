@@ -139,6 +139,8 @@ type App struct {
 	cancel   context.CancelFunc
 	janitor  chan struct{}
 	metrics  *metrics // Prometheus series; see metrics.go
+	// embedReady tells /readyz whether the embedder answers; see ready.go.
+	embedReady *embedderCheck
 }
 
 // New opens the store and embedder and builds the MCP server. ctx bounds
@@ -159,6 +161,13 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.Embedder = e
 	if c, ok := e.(interface{ Close() }); ok {
 		a.closers = append(a.closers, c.Close)
+	}
+	if a.embedReady, err = newEmbedderCheck(cfg, e); err != nil {
+		for _, c := range a.closers {
+			c()
+		}
+		st.Close()
+		return nil, err
 	}
 	a.instrument()
 	a.MCP = a.newMCPServer()

@@ -156,12 +156,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// ready answers 200 when the store answers; it reveals nothing else.
+// ready answers 200 when the store answers and the embedder is reachable
+// (see [embedderCheck]); it reveals nothing else, not even which of them
+// failed: that goes to the log.
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, _, err := a.Store.Embedder(ctx); err != nil {
-		a.log.Warn("readiness check failed", "err", err)
+		a.log.WarnContext(ctx, "readiness check failed: store", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+		return
+	}
+	if err := a.embedReady.check(ctx); err != nil {
+		a.log.WarnContext(ctx, "readiness check failed: embedder", "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 		return
 	}
