@@ -20,6 +20,8 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/scopemem/scopemem/internal/app"
 )
 
 // CLI is the command line: every flag can also come from the environment
@@ -68,10 +70,13 @@ type runEnv struct {
 	log *slog.Logger
 }
 
+// newLogger logs to stderr in format, adding the request id of the call a
+// record belongs to (see app.LogHandler).
 func newLogger(level slog.Level, format string) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(app.LogHandler(h))
 }

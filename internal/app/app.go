@@ -301,6 +301,7 @@ func (a *App) newMCPServer() *server.MCPServer {
 		server.WithResourceCapabilities(false, false),
 		server.WithRecovery(),
 		server.WithToolHandlerMiddleware(a.metrics.toolMiddleware),
+		server.WithToolHandlerMiddleware(callIDMiddleware),
 		server.WithResourceRecovery(),
 		server.WithInstructions("scopemem is your long-term memory. Call search_memory before answering anything that may depend on "+
 			"earlier conversations, the user's preferences or past decisions; call add_memory when you learn a durable fact. "+

@@ -217,7 +217,7 @@ func (p *protector) protect(next http.Handler) http.Handler {
 		source := sourceAddr(r)
 		if origin := r.Header.Get("Origin"); origin != "" {
 			if !p.originAllowed(origin, r) {
-				p.app.log.Info("refused a foreign Origin", "origin", origin, "remote", source)
+				p.app.log.InfoContext(r.Context(), "refused a foreign Origin", "origin", origin, "remote", source)
 				writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "error_description": "Origin " + strconv.Quote(origin) + " is not allowed (add it with --allowed-origins)"})
 				return
 			}
@@ -248,7 +248,7 @@ func (p *protector) protect(next http.Handler) http.Handler {
 			case errors.Is(err, scope.ErrInvalidToken):
 				reason = err.Error()
 			default:
-				p.app.log.Error("credential check failed", "err", err)
+				p.app.log.ErrorContext(r.Context(), "credential check failed", "err", err)
 			}
 			org := ""
 			var kf *scope.KeyFailure
@@ -302,9 +302,9 @@ func (p *protector) verify(r *http.Request, token string) (scope.Identity, error
 // the address's failed-login limit allows) and counts it against the
 // address.
 func (p *protector) fail(w http.ResponseWriter, r *http.Request, source string, now time.Time, code, reason, org string) {
-	p.app.log.Info("rejected credentials", "remote", source, "reason", reason)
+	p.app.log.InfoContext(r.Context(), "rejected credentials", "remote", source, "reason", reason)
 	if p.guard.authFailed(source, now) {
-		p.guard.audit(store.AuditEvent{Org: org, Action: store.AuditAuthFailure, Source: source, Detail: reason})
+		p.guard.audit(r.Context(), store.AuditEvent{Org: org, Action: store.AuditAuthFailure, Source: source, Detail: reason})
 	}
 	p.challenge(w, r, code, reason)
 }

@@ -103,8 +103,9 @@ func (c HTTPConfig) withDefaults() HTTPConfig {
 }
 
 // HTTPHandler returns the HTTP routes: /mcp (streamable HTTP, bearer
-// token required), /.well-known/oauth-protected-resource (RFC 9728, also
-// under /mcp), /healthz and /readyz. Its background work (flushing call
+// token required, each request given an id, see [RequestID]),
+// /.well-known/oauth-protected-resource (RFC 9728, also under /mcp),
+// /healthz and /readyz. Its background work (flushing call
 // counts and audit events) stops when the App is closed.
 //
 // The transport is stateless: the server keeps no per-session state, so
@@ -138,7 +139,7 @@ func (a *App) HTTPHandler(hc HTTPConfig) http.Handler {
 	p := &protector{app: a, cfg: hc, guard: g, keys: keys}
 	p.init()
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", p.protect(mcpHandler))
+	mux.Handle("/mcp", withRequestID(p.protect(mcpHandler)))
 	for _, path := range p.metadataPaths() {
 		mux.HandleFunc("GET "+path, p.metadata)
 	}

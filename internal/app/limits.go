@@ -250,12 +250,12 @@ func (g *guard) flush(ctx context.Context) {
 	}
 }
 
-// audit buffers an event and logs it.
-func (g *guard) audit(e store.AuditEvent) {
+// audit buffers an event and logs it with the request's id from ctx.
+func (g *guard) audit(ctx context.Context, e store.AuditEvent) {
 	if e.At.IsZero() {
 		e.At = time.Now()
 	}
-	g.log.Info("audit", "org", e.Org, "actor", e.Actor, "agent", e.Agent, "action", e.Action, "scope", e.Scope, "target", e.Target, "count", e.Count, "source", e.Source, "detail", e.Detail)
+	g.log.InfoContext(ctx, "audit", "org", e.Org, "actor", e.Actor, "agent", e.Agent, "action", e.Action, "scope", e.Scope, "target", e.Target, "count", e.Count, "source", e.Source, "detail", e.Detail)
 	g.mu.Lock()
 	g.events = append(g.events, e)
 	g.mu.Unlock()
@@ -414,10 +414,10 @@ func (g *guard) toolMiddleware(next server.ToolHandlerFunc) server.ToolHandlerFu
 			switch {
 			case errors.As(err, &qe):
 				ev.Action, ev.Detail = store.AuditQuotaExceeded, qe.Quota
-				g.audit(ev)
+				g.audit(ctx, ev)
 				return mcp.NewToolResultError(qe.Error()), nil
 			case err != nil:
-				g.log.Error("quota check failed", "org", id.Org, "err", err)
+				g.log.ErrorContext(ctx, "quota check failed", "org", id.Org, "err", err)
 				return mcp.NewToolResultError("the server could not check your organization's quota; try again later"), nil
 			}
 		}
@@ -460,7 +460,7 @@ func (g *guard) toolMiddleware(next server.ToolHandlerFunc) server.ToolHandlerFu
 		default:
 			g.forget(id.Org)
 		}
-		g.audit(ev)
+		g.audit(ctx, ev)
 		return res, nil
 	}
 }
