@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scopemem/scopemem/internal/app"
 	"github.com/scopemem/scopemem/scope"
@@ -59,10 +60,12 @@ type ServeCmd struct {
 	MetricsAddr      string        `name:"metrics-addr" env:"SCOPEMEM_METRICS_ADDR" help:"Serve Prometheus /metrics on this separate address (e.g. 127.0.0.1:9090); off by default." placeholder:"ADDR" group:"HTTP"`
 
 	httpSecurityFlags `embed:""`
+	telemetryFlags    `embed:""`
 }
 
-func (c *ServeCmd) appConfig(env *runEnv) app.Config {
+func (c *ServeCmd) appConfig(env *runEnv, tp trace.TracerProvider) app.Config {
 	return app.Config{
+		TracerProvider: tp, TraceTenants: c.OTLPTenantAttributes,
 		DBPath: c.DB, DatabaseURL: c.DatabaseURL, MigrateURL: c.MigrateURL,
 		Embedder: c.Embedder, OllamaHost: c.OllamaHost, Model: c.Model, FakeDims: c.FakeDims, FakeDelay: c.FakeDelay,
 		DefaultScope: c.DefaultScope, ReadOnly: c.ReadOnly,
@@ -73,13 +76,18 @@ func (c *ServeCmd) appConfig(env *runEnv) app.Config {
 
 // Run serves until the client goes away (stdio) or a signal arrives.
 func (c *ServeCmd) Run(env *runEnv) error {
-	if c.HTTP == "" {
-		return c.serveStdio(env)
+	tp, stopTracing, err := c.tracerProvider(env.ctx, env.log)
+	if err != nil {
+		return err
 	}
-	return c.serveHTTP(env)
+	defer stopTracing()
+	if c.HTTP == "" {
+		return c.serveStdio(env, tp)
+	}
+	return c.serveHTTP(env, tp)
 }
 
-func (c *ServeCmd) serveStdio(env *runEnv) error {
+func (c *ServeCmd) serveStdio(env *runEnv, tp trace.TracerProvider) error {
 	perms, err := scope.ParsePermissions(joinList(c.Permissions))
 	if err != nil {
 		return err
@@ -89,7 +97,7 @@ func (c *ServeCmd) serveStdio(env *runEnv) error {
 	if err != nil {
 		return err
 	}
-	cfg := c.appConfig(env)
+	cfg := c.appConfig(env, tp)
 	cfg.DefaultScope = ac.DefaultScopeName()
 	a, err := app.New(env.ctx, cfg)
 	if err != nil {
@@ -100,7 +108,7 @@ func (c *ServeCmd) serveStdio(env *runEnv) error {
 	return a.ServeStdio(env.ctx, id, os.Stdin, os.Stdout)
 }
 
-func (c *ServeCmd) serveHTTP(env *runEnv) error {
+func (c *ServeCmd) serveHTTP(env *runEnv, tp trace.TracerProvider) error {
 	hc, err := c.httpSecurityFlags.config(c.HTTP)
 	if err != nil {
 		return err
@@ -134,7 +142,7 @@ func (c *ServeCmd) serveHTTP(env *runEnv) error {
 	} else {
 		env.log.Info("no --jwt-secret-file or --jwks-url: accepting API keys only (scopemem keys create)")
 	}
-	a, err := app.New(env.ctx, c.appConfig(env))
+	a, err := app.New(env.ctx, c.appConfig(env, tp))
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mark3labs/mcp-go/server"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scopemem/scopemem/embed"
 	"github.com/scopemem/scopemem/resources"
@@ -77,6 +78,14 @@ type Config struct {
 	// JanitorInterval is how often expired memories are removed; default
 	// 5m; negative disables the janitor.
 	JanitorInterval time.Duration
+
+	// TracerProvider, when set, receives OpenTelemetry spans: one per tool
+	// call ("tools/call <tool>") with children for embedding ("embed") and
+	// store calls ("store.<op>"). Nil: no spans and no wrapping at all.
+	TracerProvider trace.TracerProvider
+	// TraceTenants adds the caller's org and user to tool call spans
+	// (scopemem.org, enduser.id); off by default.
+	TraceTenants bool
 
 	// Logger receives the server's logs; default discard. It must not write
 	// to stdout when serving stdio.
@@ -139,6 +148,7 @@ type App struct {
 	cancel   context.CancelFunc
 	janitor  chan struct{}
 	metrics  *metrics // Prometheus series; see metrics.go
+	tracing  *tracing // nil unless Config.TracerProvider; see tracing.go
 	// embedReady tells /readyz whether the embedder answers; see ready.go.
 	embedReady *embedderCheck
 }
@@ -170,6 +180,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	a.instrument()
+	a.instrumentTracing()
 	a.MCP = a.newMCPServer()
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -296,17 +307,23 @@ func probeOllama(ctx context.Context, cfg Config) (*embed.Ollama, bool) {
 }
 
 func (a *App) newMCPServer() *server.MCPServer {
-	s := server.NewMCPServer("scopemem", Version,
+	opts := []server.ServerOption{
 		server.WithToolCapabilities(false),
 		server.WithResourceCapabilities(false, false),
 		server.WithRecovery(),
-		server.WithToolHandlerMiddleware(a.metrics.toolMiddleware),
 		server.WithToolHandlerMiddleware(callIDMiddleware),
+	}
+	if a.tracing != nil {
+		opts = append(opts, server.WithToolHandlerMiddleware(a.tracing.toolMiddleware))
+	}
+	opts = append(opts,
+		server.WithToolHandlerMiddleware(a.metrics.toolMiddleware),
 		server.WithResourceRecovery(),
 		server.WithInstructions("scopemem is your long-term memory. Call search_memory before answering anything that may depend on "+
 			"earlier conversations, the user's preferences or past decisions; call add_memory when you learn a durable fact. "+
 			"Memories live in scopes: session (this run), agent, user, team:<id> and org; list_scopes shows yours."),
 	)
+	s := server.NewMCPServer("scopemem", Version, opts...)
 	tools.Register(s, &tools.Handlers{
 		Store: a.Store, Embedder: a.Embedder, Log: a.log, Limits: a.cfg.Limits, DefaultScope: a.cfg.DefaultScope,
 	}, tools.Options{ReadOnly: a.cfg.ReadOnly})
