@@ -27,6 +27,9 @@ COPY --from=build /out/scopemem /usr/local/bin/scopemem
 # nonroot is uid/gid 65532 in distroless.
 COPY --from=build --chown=65532:65532 /out/data /data
 ENV XDG_DATA_HOME=/data
+# Listening beyond loopback needs the URL clients use, which tokens must name
+# as their audience: override it with -e SCOPEMEM_PUBLIC_URL=https://...
+ENV SCOPEMEM_PUBLIC_URL=http://127.0.0.1:8080/mcp
 VOLUME /data
 USER 65532:65532
 EXPOSE 8080 9090
