@@ -1,0 +1,411 @@
+package app_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/scopemem/scopemem/internal/pgtest"
+	"github.com/scopemem/scopemem/scope"
+	"github.com/scopemem/scopemem/store/sqlite"
+)
+
+// distinctFact returns the i-th of a series of memories that share no
+// words, so that none is taken for a near-duplicate of another.
+func distinctFact(prefix string, i int) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s-%d", prefix, i))
+	return fmt.Sprintf("%s %d: the code word is %x and the room is %x", prefix, i, h[:6], h[6:12])
+}
+
+// lockedBuffer is a bytes.Buffer safe for a child process to write to
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// proc is a scopemem child process.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	done   chan struct{} // closed when the process has exited
+	err    error         // cmd.Wait's error, set before done is closed
+}
+
+// start starts cmd, collecting its stderr, and kills it when the test ends
+// if it is still running.
+func start(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start scopemem: %v", err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// wait waits at most d for the process to exit and returns its exit error.
+func (p *proc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(d):
+		t.Fatalf("scopemem still running %s later; stderr:\n%s", d, p.stderr.String())
+		return nil
+	}
+}
+
+// freeAddr returns a loopback address with a port nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// startHTTPBinary runs `scopemem serve --http` on a free loopback port with
+// HS256 tokens signed by testSecret and no rate limits, and returns it with
+// its base URL once /healthz answers.
+func startHTTPBinary(t *testing.T, args ...string) (*proc, string) {
+	t.Helper()
+	secret := writeFile(t, t.TempDir(), "jwt.secret", string(testSecret))
+	addr := freeAddr(t)
+	base := []string{"serve", "--http", addr, "--jwt-secret-file", secret, "--jwt-issuer", "test-issuer", "--jwt-audience", "scopemem-test",
+		"--rate-limit", "0", "--org-rate-limit", "0", "--auth-failures-per-minute", "0"}
+	p := start(t, exec.Command(binary, append(base, args...)...))
+	url := "http://" + addr
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, url
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("scopemem exited before serving (%v); stderr:\n%s", p.err, p.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scopemem did not answer /healthz within a minute; stderr:\n%s", p.stderr.String())
+		}
+	}
+}
+
+// tryCall calls a tool and returns the transport error instead of failing
+// the test: the server may be gone.
+func tryCall(ctx context.Context, c *client.Client, tool string, args map[string]any) (*mcp.CallToolResult, error) {
+	req := mcp.CallToolRequest{}
+	req.Params.Name = tool
+	req.Params.Arguments = args
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	return c.CallTool(ctx, req)
+}
+
+// addedID returns the id of the memory an add_memory result names.
+func addedID(t *testing.T, res *mcp.CallToolResult) string {
+	t.Helper()
+	var a addOut
+	decode(t, res, &a)
+	if a.ID == "" {
+		t.Fatalf("add_memory succeeded without an id: %s", text(res))
+	}
+	return a.ID
+}
+
+var alice = scope.Identity{Org: "acme", User: "alice", Permissions: scope.AllPermissions}
+
+// TestSIGKILLWhileAddingSQLite kills a stdio server with SIGKILL while a
+// client keeps four adds in flight, then checks the file: it passes
+// integrity_check, every acknowledged add is in it with its vector, and a
+// new process serves it.
+func TestSIGKILLWhileAddingSQLite(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "killed.db")
+	cmd := exec.Command(binary, "serve", "--db", db, "--embedder", "builtin")
+	cmd.Env = append(os.Environ(), "SCOPEMEM_ORG=acme", "SCOPEMEM_USER=alice")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, cmd)
+
+	var wmu sync.Mutex
+	send := func(line string) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_, err := io.WriteString(stdin, line+"\n")
+		return err
+	}
+	if err := send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	if !sc.Scan() {
+		t.Fatalf("no answer to initialize; stderr:\n%s", p.stderr.String())
+	}
+	if err := send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`); err != nil {
+		t.Fatal(err)
+	}
+
+	// Four adds in flight at a time, until the process is killed.
+	const inFlight, killAfter = 4, 60
+	slots := make(chan struct{}, inFlight)
+	stop := make(chan struct{})
+	sent := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { sent <- n }()
+		for {
+			select {
+			case slots <- struct{}{}:
+			case <-stop:
+				return
+			}
+			req := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"add_memory","arguments":{"content":%q}}}`,
+				100+n, distinctFact("killed", n))
+			if send(req) != nil {
+				return
+			}
+			n++
+		}
+	}()
+	var acked []string
+	for sc.Scan() {
+		var resp struct {
+			ID     int `json:"id"`
+			Result struct {
+				IsError           bool   `json:"isError"`
+				StructuredContent addOut `json:"structuredContent"`
+				Content           []any  `json:"content"`
+			} `json:"result"`
+			Error *struct{ Message string } `json:"error"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &resp); err != nil {
+			t.Fatalf("bad response %q: %v", sc.Text(), err)
+		}
+		if resp.Error != nil || resp.Result.IsError || resp.Result.StructuredContent.ID == "" {
+			t.Errorf("add %d failed before the kill: %s", resp.ID, sc.Text())
+		} else {
+			acked = append(acked, resp.Result.StructuredContent.ID)
+		}
+		<-slots
+		if len(acked) == killAfter {
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(stop)
+	n := <-sent
+	var exit *exec.ExitError
+	if err := p.wait(t, 10*time.Second); !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("scopemem exited with %v, want killed by SIGKILL; stderr:\n%s", err, p.stderr.String())
+	}
+	if len(acked) < killAfter {
+		t.Fatalf("only %d adds acknowledged before the kill", len(acked))
+	}
+	t.Logf("%d adds sent, %d acknowledged before SIGKILL", n, len(acked))
+
+	// The file as the killed process left it: no repair, no orphan rows.
+	raw, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var integrity string
+	if err := raw.QueryRow(`PRAGMA integrity_check`).Scan(&integrity); err != nil || integrity != "ok" {
+		t.Errorf("integrity_check = %q, %v; want ok", integrity, err)
+	}
+	var rows, orphans int
+	if err := raw.QueryRow(`SELECT count(*) FROM memories`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.QueryRow(`SELECT count(*) FROM memories m WHERE NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.rid = m.rid)`).Scan(&orphans); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	if orphans != 0 {
+		t.Errorf("%d memories without a vector", orphans)
+	}
+	if rows < len(acked) || rows > n {
+		t.Errorf("%d memories stored; %d were acknowledged and %d sent", rows, len(acked), n)
+	}
+
+	st, err := sqlite.Open(t.Context(), sqlite.Config{Path: db})
+	if err != nil {
+		t.Fatalf("reopen the killed file: %v", err)
+	}
+	for _, id := range acked {
+		if _, err := st.Get(t.Context(), alice, id); err != nil {
+			t.Errorf("acknowledged memory %s: %v", id, err)
+		}
+	}
+	st.Close()
+
+	// A new process serves the file and writes to it.
+	c := stdioClient(t, []string{"SCOPEMEM_DB=" + db, "SCOPEMEM_EMBEDDER=builtin", "SCOPEMEM_ORG=acme", "SCOPEMEM_USER=alice"})
+	ok[addOut](t, c, "add_memory", map[string]any{"content": "written after the restart"})
+	ls := ok[scopesOut](t, c, "list_scopes", map[string]any{})
+	total := 0
+	for _, s := range ls.Scopes {
+		total += s.Count
+	}
+	if total != rows+1 {
+		t.Errorf("list_scopes counts %d memories after the restart, want %d", total, rows+1)
+	}
+}
+
+// TestSIGKILLWhileAddingPostgres kills an HTTP server on PostgreSQL with
+// SIGKILL while four clients add, restarts it on the same database, and
+// checks that every acknowledged add is there once, with its vector.
+func TestSIGKILLWhileAddingPostgres(t *testing.T) {
+	d := pgtest.NewDatabase(t)
+	args := []string{"--database-url", d.RuntimeURL, "--migrate-database-url", d.OwnerURL, "--embedder", "builtin"}
+	p, url := startHTTPBinary(t, args...)
+	tok := token(t, "acme", "alice", nil, allPerms...)
+
+	const clients, killAfter = 4, 60
+	var (
+		mu      sync.Mutex
+		acked   []string
+		sent    int
+		wg      sync.WaitGroup
+		killed  = make(chan struct{})
+		killErr error
+		once    sync.Once
+	)
+	for i := range clients {
+		c := connect(t, url, tok)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; ; j++ {
+				mu.Lock()
+				sent++
+				mu.Unlock()
+				res, err := tryCall(t.Context(), c, "add_memory", map[string]any{"content": distinctFact(fmt.Sprintf("client %d", i), j)})
+				if err != nil {
+					select {
+					case <-killed:
+					default:
+						t.Errorf("add failed before the kill: %v", err)
+					}
+					return
+				}
+				if res.IsError {
+					t.Errorf("add failed: %s", text(res))
+					return
+				}
+				mu.Lock()
+				acked = append(acked, addedID(t, res))
+				if len(acked) >= killAfter {
+					once.Do(func() {
+						close(killed)
+						killErr = p.cmd.Process.Signal(syscall.SIGKILL)
+					})
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if killErr != nil {
+		t.Fatal(killErr)
+	}
+	p.wait(t, 10*time.Second)
+	t.Logf("%d adds sent, %d acknowledged before SIGKILL", sent, len(acked))
+
+	p2, url2 := startHTTPBinary(t, args...)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, d.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, id := range acked {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM memories WHERE id = $1 AND embedding IS NOT NULL`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("acknowledged memory %s stored %d times with its vector, want once", id, n)
+		}
+	}
+	var rows, noVector int
+	if err := conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE embedding IS NULL) FROM memories`).Scan(&rows, &noVector); err != nil {
+		t.Fatal(err)
+	}
+	if noVector != 0 {
+		t.Errorf("%d memories without a vector", noVector)
+	}
+	if rows < len(acked) || rows > sent {
+		t.Errorf("%d memories stored; %d were acknowledged and %d sent", rows, len(acked), sent)
+	}
+	c := connect(t, url2, tok)
+	ok[addOut](t, c, "add_memory", map[string]any{"content": "written after the restart"})
+	ls := ok[scopesOut](t, c, "list_scopes", map[string]any{})
+	total := 0
+	for _, s := range ls.Scopes {
+		total += s.Count
+	}
+	if total != rows+1 {
+		t.Errorf("list_scopes counts %d memories after the restart, want %d", total, rows+1)
+	}
+	_ = p2
+}
