@@ -26,6 +26,7 @@ import (
 
 	"github.com/scopemem/scopemem/internal/pgtest"
 	"github.com/scopemem/scopemem/scope"
+	"github.com/scopemem/scopemem/store"
 	"github.com/scopemem/scopemem/store/sqlite"
 )
 
@@ -408,4 +409,78 @@ func TestSIGKILLWhileAddingPostgres(t *testing.T) {
 		t.Errorf("list_scopes counts %d memories after the restart, want %d", total, rows+1)
 	}
 	_ = p2
+}
+
+// TestSIGTERMDrainsHTTP sends SIGTERM to an HTTP server while a slow add is
+// in flight: the add completes and is stored, a new connection is refused,
+// and the process exits 0 within the shutdown timeout.
+func TestSIGTERMDrainsHTTP(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "m.db")
+	const delay = 3 * time.Second
+	p, url := startHTTPBinary(t, "--db", db, "--embedder", "fake", "--fake-dims", "8", "--fake-delay", delay.String(),
+		"--shutdown-timeout", "20s")
+	tok := token(t, "acme", "alice", nil, allPerms...)
+	c := connect(t, url, tok)
+
+	type result struct {
+		res *mcp.CallToolResult
+		err error
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		res, err := tryCall(t.Context(), c, "add_memory", map[string]any{"content": "sent just before SIGTERM"})
+		inflight <- result{res, err}
+	}()
+	time.Sleep(delay / 3)
+	sigAt := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+
+	// Once the server is draining, a new connection is refused.
+	refused := false
+	for !refused && time.Since(sigAt) < delay/2 {
+		tr := &http.Transport{DisableKeepAlives: true}
+		resp, err := (&http.Client{Transport: tr, Timeout: time.Second}).Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		// Refused: no new connection, or one accepted in the instant the
+		// listener closed and then closed unanswered.
+		var op *net.OpError
+		if !(errors.As(err, &op) && op.Op == "dial") && !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("new request after SIGTERM: %v, want the connection refused", err)
+		}
+		refused = true
+	}
+	if !refused {
+		t.Errorf("new requests still answered %s after SIGTERM, while a call was in flight", delay/2)
+	}
+
+	r := <-inflight
+	if r.err != nil {
+		t.Fatalf("in-flight add: %v; stderr:\n%s", r.err, p.stderr.String())
+	}
+	if r.res.IsError {
+		t.Fatalf("in-flight add failed: %s", text(r.res))
+	}
+	id := addedID(t, r.res)
+	if err := p.wait(t, 20*time.Second); err != nil {
+		t.Fatalf("scopemem exited with %v after SIGTERM, want 0; stderr:\n%s", err, p.stderr.String())
+	}
+	t.Logf("exited %s after SIGTERM", time.Since(sigAt).Round(time.Millisecond))
+
+	st, err := sqlite.Open(t.Context(), sqlite.Config{Path: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Get(t.Context(), alice, id); err != nil {
+		t.Errorf("the add answered during the drain is not stored: %v", err)
+	}
+	if _, err := st.Get(t.Context(), alice, "00000000-0000-0000-0000-000000000000"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get of an unknown id = %v, want ErrNotFound", err)
+	}
 }
