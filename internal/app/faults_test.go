@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -24,6 +25,8 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/scopemem/scopemem/embed/ollamatest"
+	"github.com/scopemem/scopemem/internal/app"
 	"github.com/scopemem/scopemem/internal/pgtest"
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
@@ -483,4 +486,120 @@ func TestSIGTERMDrainsHTTP(t *testing.T) {
 	if _, err := st.Get(t.Context(), alice, "00000000-0000-0000-0000-000000000000"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Get of an unknown id = %v, want ErrNotFound", err)
 	}
+}
+
+// postTool sends one tools/call request to /mcp without the MCP handshake
+// (the transport is stateless) and returns the response status, or the
+// transport error.
+func postTool(ctx context.Context, hc *http.Client, url, tok, tool string, args map[string]any) (int, error) {
+	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": map[string]any{"name": tool, "arguments": args}})
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/mcp", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
+}
+
+// TestClientDisconnectCancelsWork cancels HTTP requests whose add_memory
+// waits on a stalled embedder: the stalled embedding requests end, and the
+// goroutine count falls back to where it was before the calls.
+func TestClientDisconnectCancelsWork(t *testing.T) {
+	ollama := ollamatest.NewServer(t, ollamatest.Config{Dims: 16, Model: "nomic-embed-text"})
+	a := newApp(t, func(c *app.Config) { c.Embedder = "ollama"; c.OllamaHost = ollama.URL })
+	ts := httpServer(t, a)
+	tok := token(t, "acme", "alice", nil, allPerms...)
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	t.Cleanup(hc.CloseIdleConnections)
+
+	// Warm up every path once, so that lazily started goroutines count in
+	// the baseline.
+	if code, err := postTool(t.Context(), hc, ts.URL, tok, "add_memory", map[string]any{"content": "warm-up memory"}); err != nil || code != http.StatusOK {
+		t.Fatalf("warm-up add: %d, %v", code, err)
+	}
+	base := settledGoroutines(0)
+
+	ollama.SetMode(ollamatest.Stall)
+	const calls = 8
+	before := ollama.Requests()
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(t.Context())
+	errs := make(chan error, calls)
+	for i := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := postTool(ctx, hc, ts.URL, tok, "add_memory", map[string]any{"content": distinctFact("abandoned", i)})
+			errs <- err
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ollama.Requests() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the adds never reached the embedder")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // let the other calls reach it too
+	if n := runtime.NumGoroutine(); n <= base {
+		t.Fatalf("%d goroutines with %d calls stalled, no more than the %d before: the count cannot show a leak", n, calls, base)
+	}
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("abandoned call ended with %v, want context.Canceled", err)
+		}
+	}
+
+	if n := settledGoroutines(base); n > base {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Errorf("%d goroutines 10s after the clients went away, %d before the calls:\n%s", n, base, buf)
+	}
+	// Nothing was stored half-way, and the server still serves.
+	ollama.SetMode(ollamatest.OK)
+	c := connect(t, ts.URL, tok)
+	ls := ok[scopesOut](t, c, "list_scopes", map[string]any{})
+	total := 0
+	for _, s := range ls.Scopes {
+		total += s.Count
+	}
+	if total != 1 {
+		t.Errorf("%d memories stored, want only the warm-up one", total)
+	}
+}
+
+// settledGoroutines waits up to 10s for the goroutine count to fall to at
+// most target (0: until it stops changing for a while) and returns it.
+func settledGoroutines(target int) int {
+	n, stable := runtime.NumGoroutine(), 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		m := runtime.NumGoroutine()
+		if target > 0 && m <= target {
+			return m
+		}
+		if m == n {
+			stable++
+			if target == 0 && stable >= 10 {
+				return m
+			}
+		} else {
+			n, stable = m, 0
+		}
+	}
+	return runtime.NumGoroutine()
 }
