@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -602,4 +603,123 @@ func settledGoroutines(target int) int {
 		}
 	}
 	return runtime.NumGoroutine()
+}
+
+// TestPostgresConnectionsKilled ends the runtime role's connections with
+// pg_terminate_backend again and again while four HTTP clients add. Each
+// add either succeeds and is stored once with its vector, or fails with the
+// "store unavailable, retry" tool error and is not stored; once the killing
+// stops, the pool serves again without a restart.
+func TestPostgresConnectionsKilled(t *testing.T) {
+	d := pgtest.NewDatabase(t)
+	a := newApp(t, func(c *app.Config) { c.DatabaseURL, c.MigrateURL = d.RuntimeURL, d.OwnerURL })
+	ts := httpServer(t, a)
+	tok := token(t, "acme", "alice", nil, allPerms...)
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, d.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+
+	const clients, killFor, killEvery = 4, 3 * time.Second, 100 * time.Millisecond
+	stop := make(chan struct{})
+	killed := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { killed <- n }()
+		t := time.NewTicker(killEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			var k int
+			if err := admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1`, d.RuntimeRole).Scan(&k); err != nil {
+				return
+			}
+			n += k
+		}
+	}()
+
+	type outcome struct {
+		content string
+		id      string // empty: the add failed
+	}
+	var (
+		mu       sync.Mutex
+		outcomes []outcome
+		wg       sync.WaitGroup
+	)
+	for i := range clients {
+		c := connect(t, ts.URL, tok)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				content := distinctFact(fmt.Sprintf("client %d", i), j)
+				res, err := tryCall(t.Context(), c, "add_memory", map[string]any{"content": content})
+				if err != nil {
+					t.Errorf("add: %v", err)
+					return
+				}
+				o := outcome{content: content}
+				if res.IsError {
+					if msg := text(res); !strings.HasPrefix(msg, "store unavailable, retry") {
+						t.Errorf("add failed with %q, want the store unavailable, retry error", msg)
+					}
+				} else {
+					o.id = addedID(t, res)
+				}
+				mu.Lock()
+				outcomes = append(outcomes, o)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(killFor)
+	close(stop)
+	wg.Wait()
+	nKilled := <-killed
+	failed := 0
+	for _, o := range outcomes {
+		if o.id == "" {
+			failed++
+		}
+	}
+	t.Logf("%d adds, %d failed, %d connections terminated", len(outcomes), failed, nKilled)
+	if nKilled == 0 {
+		t.Fatal("no connection was terminated: the test proved nothing")
+	}
+
+	for _, o := range outcomes {
+		var n, withVector int
+		if err := admin.QueryRow(ctx, `SELECT count(*), count(embedding) FROM memories WHERE content = $1`, o.content).Scan(&n, &withVector); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case withVector != n:
+			t.Errorf("%q stored %d times, %d of them with a vector", o.content, n, withVector)
+		case o.id != "" && n != 1:
+			t.Errorf("acknowledged add %s (%q) stored %d times, want once", o.id, o.content, n)
+		case o.id == "" && n != 0:
+			t.Errorf("add of %q failed with \"nothing was changed\" but is stored %d times", o.content, n)
+		}
+	}
+
+	// The pool recovers by itself.
+	c := connect(t, ts.URL, tok)
+	for i := range 10 {
+		ok[addOut](t, c, "add_memory", map[string]any{"content": distinctFact("after the kills", i)})
+	}
+	ok[searchOut](t, c, "search_memory", map[string]any{"query": "code word"})
 }
