@@ -723,3 +723,140 @@ func TestPostgresConnectionsKilled(t *testing.T) {
 	}
 	ok[searchOut](t, c, "search_memory", map[string]any{"query": "code word"})
 }
+
+// mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted when
+// the test ends; it skips the test when mounting is not permitted (it needs
+// root, which CI's test container has).
+func mountTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mounting a tmpfs needs root: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// TestSQLiteDiskFull fills the file system under the SQLite file: writes
+// fail with the store unavailable error (store.ErrUnavailable from the
+// store), reads keep working and return everything stored, writes work
+// again once space is freed, and the file passes integrity_check.
+func TestSQLiteDiskFull(t *testing.T) {
+	dir := mountTmpfs(t, 4<<20)
+	db := filepath.Join(dir, "m.db")
+	a, err := app.New(t.Context(), app.Config{DBPath: db, Embedder: "builtin", JanitorInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			a.Close()
+		}
+	})
+	ts := httpServer(t, a)
+	tok := token(t, "acme", "alice", nil, allPerms...)
+	c := connect(t, ts.URL, tok)
+	var acked []string
+	for i := range 20 {
+		acked = append(acked, ok[addOut](t, c, "add_memory", map[string]any{"content": distinctFact("before", i)}).ID)
+	}
+	userScope, err := alice.Resolve("user", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// writeFails adds until one fails (the file system may still take a
+	// few pages) and checks the tool error and the store's own error.
+	writeFails := func(what string) {
+		t.Helper()
+		for i := 0; ; i++ {
+			if i == 200 {
+				t.Fatalf("%s: 200 adds of 8 KiB all succeeded", what)
+			}
+			content := distinctFact(what, i) + strings.Repeat(fmt.Sprintf(" filler %s %d", what, i), 400)
+			res := call(t, c, "add_memory", map[string]any{"content": content})
+			if !res.IsError {
+				acked = append(acked, addedID(t, res))
+				continue
+			}
+			if msg := text(res); !strings.HasPrefix(msg, "store unavailable, retry") {
+				t.Errorf("%s: add failed with %q, want the store unavailable, retry error", what, msg)
+			}
+			vecs, err := a.Embedder.Embed(t.Context(), []string{content})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = a.Store.Add(t.Context(), alice, []store.NewMemory{{Scope: userScope, Content: content, Vector: vecs[0]}})
+			if !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("%s: store Add = %v, want ErrUnavailable", what, err)
+			}
+			t.Logf("%s: store error after %d more adds: %v", what, i, err)
+			return
+		}
+	}
+	// readsWork checks that search and list_scopes still see every
+	// acknowledged memory.
+	readsWork := func(what string) {
+		t.Helper()
+		ls := ok[scopesOut](t, c, "list_scopes", map[string]any{})
+		total := 0
+		for _, s := range ls.Scopes {
+			total += s.Count
+		}
+		if total != len(acked) {
+			t.Errorf("%s: list_scopes counts %d memories, %d were acknowledged", what, total, len(acked))
+		}
+		s := ok[searchOut](t, c, "search_memory", map[string]any{"query": distinctFact("before", 7)})
+		if len(s.Results) == 0 || s.Results[0].ID != acked[7] {
+			t.Errorf("%s: search = %v, want %s first", what, ids(s.Results), acked[7])
+		}
+	}
+
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := filler.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fill the disk: %v", err)
+			}
+			break
+		}
+	}
+	filler.Close()
+	writeFails("disk full")
+	readsWork("disk full")
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	acked = append(acked, ok[addOut](t, c, "add_memory", map[string]any{"content": "written once space was freed"}).ID)
+
+	for _, id := range acked {
+		if _, err := a.Store.Get(t.Context(), alice, id); err != nil {
+			t.Errorf("acknowledged memory %s: %v", id, err)
+		}
+	}
+	closed = true
+	if err := a.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	raw, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var integrity string
+	if err := raw.QueryRow(`PRAGMA integrity_check`).Scan(&integrity); err != nil || integrity != "ok" {
+		t.Errorf("integrity_check = %q, %v; want ok", integrity, err)
+	}
+	var rows int
+	if err := raw.QueryRow(`SELECT count(*) FROM memories`).Scan(&rows); err != nil || rows != len(acked) {
+		t.Errorf("%d memories in the file (%v), %d acknowledged", rows, err, len(acked))
+	}
+}
