@@ -860,3 +860,90 @@ func TestSQLiteDiskFull(t *testing.T) {
 		t.Errorf("%d memories in the file (%v), %d acknowledged", rows, err, len(acked))
 	}
 }
+
+// TestSQLiteReadOnlyFile serves a SQLite file marked immutable (chattr +i:
+// root writes to a file whatever its mode, not to an immutable one) in a
+// writable directory: the server starts, reads return what is stored, and
+// writes fail with the store unavailable error, the store's error saying
+// the file is read-only.
+func TestSQLiteReadOnlyFile(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "m.db")
+	a, err := app.New(t.Context(), app.Config{DBPath: db, Embedder: "builtin", JanitorInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acked []string
+	func() {
+		ts := httpServer(t, a)
+		c := connect(t, ts.URL, token(t, "acme", "alice", nil, allPerms...))
+		for i := range 10 {
+			acked = append(acked, ok[addOut](t, c, "add_memory", map[string]any{"content": distinctFact("stored", i)}).ID)
+		}
+		ts.Close()
+	}()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chattr", "+i", db).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i needs root and a file system with attributes: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("chattr", "-i", db).CombinedOutput(); err != nil {
+			t.Errorf("chattr -i: %v: %s", err, out)
+		}
+	})
+	if f, err := os.OpenFile(db, os.O_WRONLY, 0); err == nil {
+		f.Close()
+		t.Fatal("the immutable file opened for writing")
+	}
+
+	a, err = app.New(t.Context(), app.Config{DBPath: db, Embedder: "builtin", JanitorInterval: -1})
+	if err != nil {
+		t.Fatalf("start on a read-only file: %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	ts := httpServer(t, a)
+	c := connect(t, ts.URL, token(t, "acme", "alice", nil, allPerms...))
+	s := ok[searchOut](t, c, "search_memory", map[string]any{"query": distinctFact("stored", 3)})
+	if len(s.Results) == 0 || s.Results[0].ID != acked[3] {
+		t.Errorf("search = %v, want %s first", ids(s.Results), acked[3])
+	}
+	ls := ok[scopesOut](t, c, "list_scopes", map[string]any{})
+	total := 0
+	for _, sc := range ls.Scopes {
+		total += sc.Count
+	}
+	if total != len(acked) {
+		t.Errorf("list_scopes counts %d memories, want %d", total, len(acked))
+	}
+	for _, call := range []struct {
+		tool string
+		args map[string]any
+	}{
+		{"add_memory", map[string]any{"content": "cannot be written"}},
+		{"update_memory", map[string]any{"id": acked[0], "tags": []string{"x"}}},
+		{"delete_memory", map[string]any{"id": acked[1]}},
+	} {
+		if msg := fails(t, c, call.tool, call.args); !strings.HasPrefix(msg, "store unavailable, retry") {
+			t.Errorf("%s on a read-only file failed with %q, want the store unavailable, retry error", call.tool, msg)
+		}
+	}
+	userScope, err := alice.Resolve("user", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vecs, err := a.Embedder.Embed(t.Context(), []string{"cannot be written"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Store.Add(t.Context(), alice, []store.NewMemory{{Scope: userScope, Content: "cannot be written", Vector: vecs[0]}}); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("store Add on a read-only file = %v, want ErrUnavailable", err)
+	} else {
+		t.Logf("store error: %v", err)
+	}
+	for _, id := range acked {
+		if _, err := a.Store.Get(t.Context(), alice, id); err != nil {
+			t.Errorf("Get %s after the failed writes: %v", id, err)
+		}
+	}
+}
