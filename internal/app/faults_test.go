@@ -375,7 +375,7 @@ func TestSIGKILLWhileAddingPostgres(t *testing.T) {
 	p.wait(t, 10*time.Second)
 	t.Logf("%d adds sent, %d acknowledged before SIGKILL", sent, len(acked))
 
-	p2, url2 := startHTTPBinary(t, args...)
+	_, url2 := startHTTPBinary(t, args...)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, d.AdminURL)
@@ -412,7 +412,6 @@ func TestSIGKILLWhileAddingPostgres(t *testing.T) {
 	if total != rows+1 {
 		t.Errorf("list_scopes counts %d memories after the restart, want %d", total, rows+1)
 	}
-	_ = p2
 }
 
 // TestSIGTERMDrainsHTTP sends SIGTERM to an HTTP server while a slow add is
