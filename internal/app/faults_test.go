@@ -946,3 +946,59 @@ func TestSQLiteReadOnlyFile(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledEmbedderBlocksNothingElse stalls the embedder under adds that
+// wait on it, and checks on each backend that list_scopes, delete_memory,
+// update_memory (tags only) and purge answer at once meanwhile.
+func TestStalledEmbedderBlocksNothingElse(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ollama := ollamatest.NewServer(t, ollamatest.Config{Dims: 16, Model: "nomic-embed-text"})
+			a := newApp(t, func(c *app.Config) {
+				b.setup(t, c)
+				c.Embedder, c.OllamaHost, c.EmbedTimeout = "ollama", ollama.URL, 30*time.Second
+			})
+			ts := httpServer(t, a)
+			tok := token(t, "acme", "alice", nil, allPerms...)
+			c := connect(t, ts.URL, tok)
+			first := ok[addOut](t, c, "add_memory", map[string]any{"content": distinctFact("kept", 1)})
+			second := ok[addOut](t, c, "add_memory", map[string]any{"content": distinctFact("kept", 2)})
+
+			ollama.SetMode(ollamatest.Stall)
+			before := ollama.Requests()
+			ctx, cancel := context.WithCancel(t.Context())
+			var wg sync.WaitGroup
+			for i := range 3 {
+				sc := connect(t, ts.URL, tok)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					tryCall(ctx, sc, "add_memory", map[string]any{"content": distinctFact("stalled", i)})
+				}()
+			}
+			defer func() {
+				cancel()
+				wg.Wait()
+			}()
+			for deadline := time.Now().Add(10 * time.Second); ollama.Requests() == before; {
+				if time.Now().After(deadline) {
+					t.Fatal("the adds never reached the embedder")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+
+			timed := func(tool string, args map[string]any) {
+				t.Helper()
+				start := time.Now()
+				okRes(t, c, tool, args)
+				if d := time.Since(start); d > 2*time.Second {
+					t.Errorf("%s took %v while adds waited on a stalled embedder", tool, d)
+				}
+			}
+			timed("list_scopes", map[string]any{})
+			timed("update_memory", map[string]any{"id": second.ID, "tags": []string{"kept"}})
+			timed("delete_memory", map[string]any{"id": first.ID})
+			timed("purge", map[string]any{"scope": "user", "confirm": "user"})
+		})
+	}
+}
