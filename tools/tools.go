@@ -215,7 +215,7 @@ func (h *Handlers) toolError(ctx context.Context, tool string, id scope.Identity
 		errors.Is(err, embed.ErrBadVector), errors.Is(err, embed.ErrInput):
 		msg = "embedding failed, nothing was stored: " + err.Error()
 	case errors.Is(err, store.ErrUnavailable):
-		msg = "store unavailable, retry in a few seconds; nothing was changed by this call"
+		msg = "store unavailable, retry in a few seconds; if this call was a write it may or may not have been applied, so search before repeating it"
 	case errors.Is(err, context.DeadlineExceeded):
 		msg = "the call timed out; nothing was changed if it was a write that did not return"
 	case errors.Is(err, context.Canceled):
