@@ -212,10 +212,7 @@ func (c *KeysRevokeCmd) Run(env *runEnv) error {
 		return err
 	}
 	defer closeFn()
-	old, err := ka.LookupKey(env.ctx, id)
-	if errors.Is(err, scope.ErrUnknownAPIKey) {
-		return fmt.Errorf("no API key has id %q (see scopemem keys list)", id)
-	}
+	old, err := lookupExisting(env, ka, id)
 	if err != nil {
 		return err
 	}
@@ -225,6 +222,16 @@ func (c *KeysRevokeCmd) Run(env *runEnv) error {
 	auditOp(env.ctx, env, ka, store.AuditEvent{Org: old.Identity.Org, Action: store.AuditKeyRevoke, Target: id})
 	fmt.Fprintf(os.Stderr, "revoked API key %s (%s/%s)\n", id, old.Identity.Org, old.Identity.User)
 	return nil
+}
+
+// lookupExisting returns the key with id, or an error saying there is
+// none and where to look.
+func lookupExisting(env *runEnv, ka store.KeyAdmin, id string) (scope.APIKey, error) {
+	k, err := ka.LookupKey(env.ctx, id)
+	if errors.Is(err, scope.ErrUnknownAPIKey) {
+		return k, fmt.Errorf("no API key has id %q (see scopemem keys list)", id)
+	}
+	return k, err
 }
 
 // keyID accepts a key id, or a whole key (whose id is then used; the
@@ -255,10 +262,7 @@ func (c *KeysRotateCmd) Run(env *runEnv) error {
 		return err
 	}
 	defer closeFn()
-	old, err := ka.LookupKey(env.ctx, id)
-	if errors.Is(err, scope.ErrUnknownAPIKey) {
-		return fmt.Errorf("no API key has id %q (see scopemem keys list)", id)
-	}
+	old, err := lookupExisting(env, ka, id)
 	if err != nil {
 		return err
 	}
