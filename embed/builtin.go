@@ -189,19 +189,17 @@ func (f *featurizer) vector(text string, dims int) []float32 {
 	return v
 }
 
-// tokenize fills f.words with the lower-cased words of text. A text with no
-// letters or digits (e.g. "?!") is split on white space instead, so that it
-// still has features.
-func (f *featurizer) tokenize(text string) {
-	f.words = f.words[:0]
-	f.buf = f.buf[:0]
-	// Build all words in one buffer, then slice it: one allocation per text.
-	type span struct{ from, to int }
-	var spans [64]span
-	sp := spans[:0]
+// span is a word's place in featurizer.buf.
+type span struct{ from, to int }
+
+func isWordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) }
+
+// split appends to f.buf the lower-cased runs of runes of text for which in
+// is true, and to sp their places in f.buf.
+func (f *featurizer) split(sp []span, text string, in func(rune) bool) []span {
 	start := -1
 	for _, r := range text {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) {
+		if in(r) {
 			if start < 0 {
 				start = len(f.buf)
 			}
@@ -216,24 +214,20 @@ func (f *featurizer) tokenize(text string) {
 	if start >= 0 {
 		sp = append(sp, span{start, len(f.buf)})
 	}
+	return sp
+}
+
+// tokenize fills f.words with the lower-cased words of text. A text with no
+// letters or digits (e.g. "?!") is split on white space instead, so that it
+// still has features.
+func (f *featurizer) tokenize(text string) {
+	f.words = f.words[:0]
+	f.buf = f.buf[:0]
+	// Build all words in one buffer, then slice it: one allocation per text.
+	var spans [64]span
+	sp := f.split(spans[:0], text, isWordRune)
 	if len(sp) == 0 {
-		start = -1
-		for _, r := range text {
-			if !unicode.IsSpace(r) {
-				if start < 0 {
-					start = len(f.buf)
-				}
-				f.buf = utf8.AppendRune(f.buf, unicode.ToLower(r))
-				continue
-			}
-			if start >= 0 {
-				sp = append(sp, span{start, len(f.buf)})
-				start = -1
-			}
-		}
-		if start >= 0 {
-			sp = append(sp, span{start, len(f.buf)})
-		}
+		sp = f.split(sp, text, func(r rune) bool { return !unicode.IsSpace(r) })
 	}
 	all := string(f.buf)
 	for _, s := range sp {
