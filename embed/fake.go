@@ -34,6 +34,13 @@ type FakeConfig struct {
 	// measure the server without it (0) or with a model's latency (e.g.
 	// 20ms) and see what micro-batching gains.
 	Delay time.Duration
+	// Parallel is how many calls the fake model server answers at once;
+	// further calls queue for a slot, their context still bounding the
+	// wait. 0 means no limit. 1 is how a model server with one worker (an
+	// Ollama default) behaves: one-text-per-request embedding then runs at
+	// 1/Delay texts a second, whatever the number of callers, while batched
+	// requests carry many texts per Delay.
+	Parallel int
 }
 
 // Fake is a deterministic stand-in for an embedding model, for load tests
@@ -57,11 +64,12 @@ type FakeConfig struct {
 type Fake struct {
 	dims   int
 	delay  time.Duration
-	topics [][]float32 // fakeTopics unit vectors
+	slots  chan struct{} // nil: no limit on calls at once
+	topics [][]float32   // fakeTopics unit vectors
 }
 
-// NewFake returns a fake embedder. A negative Dims or Delay counts as 0
-// (the default dimension, no delay).
+// NewFake returns a fake embedder. A negative Dims, Delay or Parallel counts
+// as 0 (the default dimension, no delay, no limit).
 func NewFake(cfg FakeConfig) *Fake {
 	if cfg.Dims <= 0 {
 		cfg.Dims = DefaultFakeDimensions
@@ -70,6 +78,9 @@ func NewFake(cfg FakeConfig) *Fake {
 		cfg.Delay = 0
 	}
 	f := &Fake{dims: cfg.Dims, delay: cfg.Delay, topics: make([][]float32, fakeTopics)}
+	if cfg.Parallel > 0 {
+		f.slots = make(chan struct{}, cfg.Parallel)
+	}
 	for k := range f.topics {
 		v := make([]float32, cfg.Dims)
 		fillNoise(v, fakeTopicSeed+uint64(k))
@@ -84,12 +95,21 @@ func (f *Fake) Info() Info {
 	return Info{Provider: "fake", Model: "fake-v1", Dimensions: f.dims}
 }
 
-// Embed sleeps the configured delay once, then returns one unit-length
+// Embed waits for a free slot when Parallel is set, sleeps the configured
+// delay once, then returns one unit-length
 // vector per text. Errors: ErrInput for an empty, blank or invalid UTF-8
 // text; the context's error when ctx ends first.
 func (f *Fake) Embed(ctx context.Context, texts []string) ([][]float32, error) {
 	if err := checkTexts(texts); err != nil {
 		return nil, err
+	}
+	if f.slots != nil {
+		select {
+		case f.slots <- struct{}{}:
+			defer func() { <-f.slots }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	if f.delay > 0 {
 		t := time.NewTimer(f.delay)

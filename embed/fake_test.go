@@ -167,6 +167,53 @@ func TestFakeDelay(t *testing.T) {
 	}
 }
 
+// TestFakeParallel checks that Parallel bounds the calls in flight: four
+// concurrent calls through one slot take four delays, through four slots
+// about one, and a caller queued for a slot leaves when its context ends.
+func TestFakeParallel(t *testing.T) {
+	const delay = 40 * time.Millisecond
+	tests := []struct {
+		parallel int
+		min, max time.Duration
+	}{
+		{parallel: 1, min: 4 * delay, max: time.Hour},
+		{parallel: 4, min: delay, max: 3 * delay},
+		{parallel: 0, min: delay, max: 3 * delay},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint("parallel=", tt.parallel), func(t *testing.T) {
+			f := embed.NewFake(embed.FakeConfig{Dims: 16, Delay: delay, Parallel: tt.parallel})
+			start := time.Now()
+			errs := make(chan error, 4)
+			for i := range 4 {
+				go func() {
+					_, err := f.Embed(t.Context(), []string{fmt.Sprint("text ", i)})
+					errs <- err
+				}()
+			}
+			for range 4 {
+				if err := <-errs; err != nil {
+					t.Fatalf("Embed: %v", err)
+				}
+			}
+			if el := time.Since(start); el < tt.min || el > tt.max {
+				t.Errorf("4 concurrent calls took %v, want between %v and %v", el, tt.min, tt.max)
+			}
+		})
+	}
+
+	f := embed.NewFake(embed.FakeConfig{Dims: 16, Delay: time.Hour, Parallel: 1})
+	busy, stop := context.WithCancel(t.Context())
+	defer stop()
+	go func() { _, _ = f.Embed(busy, []string{"holds the slot"}) }()
+	time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := f.Embed(ctx, []string{"queued"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Embed queued behind a busy slot, context ended: error = %v, want context.DeadlineExceeded", err)
+	}
+}
+
 func BenchmarkFake(b *testing.B) {
 	f := embed.NewFake(embed.FakeConfig{})
 	texts := []string{"The staging database is called pluto and it runs postgres 15 on two cores with replication to a warm standby"}
