@@ -27,6 +27,10 @@ var (
 	// ErrUnavailable: the database cannot be reached or is read-only; the
 	// caller may retry later.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrReadOnly: the database refuses writes (a read-only file, directory,
+	// mount or store, or a full disk) while reads keep working. The message
+	// says why and what to do. It wraps ErrUnavailable.
+	ErrReadOnly = fmt.Errorf("%w: writes refused", ErrUnavailable)
 )
 
 // Memory is one stored memory.

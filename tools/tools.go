@@ -214,6 +214,10 @@ func (h *Handlers) toolError(ctx context.Context, tool string, id scope.Identity
 	case errors.Is(err, embed.ErrModelNotFound), errors.Is(err, embed.ErrUnavailable),
 		errors.Is(err, embed.ErrBadVector), errors.Is(err, embed.ErrInput):
 		msg = "embedding failed, nothing was stored: " + err.Error()
+	case errors.Is(err, store.ErrReadOnly):
+		// The store's message says why (a read-only file or a full disk)
+		// and what to do; a retry alone will not help.
+		msg = "the memory store refuses writes, searches still work: " + err.Error()
 	case errors.Is(err, store.ErrUnavailable):
 		msg = "store unavailable, retry in a few seconds; if this call was a write it may or may not have been applied, so search before repeating it"
 	case errors.Is(err, context.DeadlineExceeded):

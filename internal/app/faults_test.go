@@ -741,9 +741,10 @@ func mountTmpfs(t *testing.T, size int) string {
 }
 
 // TestSQLiteDiskFull fills the file system under the SQLite file: writes
-// fail with the store unavailable error (store.ErrUnavailable from the
-// store), reads keep working and return everything stored, writes work
-// again once space is freed, and the file passes integrity_check.
+// fail with the refused-writes error saying the disk is full
+// (store.ErrReadOnly from the store), reads keep working and return
+// everything stored, writes work again once space is freed, and the file
+// passes integrity_check.
 func TestSQLiteDiskFull(t *testing.T) {
 	dir := mountTmpfs(t, 4<<20)
 	db := filepath.Join(dir, "m.db")
@@ -782,8 +783,8 @@ func TestSQLiteDiskFull(t *testing.T) {
 				acked = append(acked, addedID(t, res))
 				continue
 			}
-			if msg := text(res); !strings.HasPrefix(msg, "store unavailable, retry") {
-				t.Errorf("%s: add failed with %q, want the store unavailable, retry error", what, msg)
+			if msg := text(res); !strings.HasPrefix(msg, "the memory store refuses writes") || !strings.Contains(msg, "is full") {
+				t.Errorf("%s: add failed with %q, want the refused-writes error saying the disk is full", what, msg)
 			}
 			vecs, err := a.Embedder.Embed(t.Context(), []string{content})
 			if err != nil {
@@ -863,8 +864,7 @@ func TestSQLiteDiskFull(t *testing.T) {
 // TestSQLiteReadOnlyFile serves a SQLite file marked immutable (chattr +i:
 // root writes to a file whatever its mode, not to an immutable one) in a
 // writable directory: the server starts, reads return what is stored, and
-// writes fail with the store unavailable error, the store's error saying
-// the file is read-only.
+// writes fail with the refused-writes error saying the file is read-only.
 func TestSQLiteReadOnlyFile(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "m.db")
 	a, err := app.New(t.Context(), app.Config{DBPath: db, Embedder: "builtin", JanitorInterval: -1})
@@ -923,8 +923,8 @@ func TestSQLiteReadOnlyFile(t *testing.T) {
 		{"update_memory", map[string]any{"id": acked[0], "tags": []string{"x"}}},
 		{"delete_memory", map[string]any{"id": acked[1]}},
 	} {
-		if msg := fails(t, c, call.tool, call.args); !strings.HasPrefix(msg, "store unavailable, retry") {
-			t.Errorf("%s on a read-only file failed with %q, want the store unavailable, retry error", call.tool, msg)
+		if msg := fails(t, c, call.tool, call.args); !strings.HasPrefix(msg, "the memory store refuses writes") || !strings.Contains(msg, "is read-only") {
+			t.Errorf("%s on a read-only file failed with %q, want the refused-writes error saying the file is read-only", call.tool, msg)
 		}
 	}
 	userScope, err := alice.Resolve("user", "")

@@ -35,7 +35,7 @@ type Config struct {
 	// Zero means 10 seconds.
 	BusyTimeout time.Duration
 	// ReadOnly opens the file for reading only: searches and reads work,
-	// writes fail with store.ErrUnavailable. The file must exist and hold a
+	// writes fail with store.ErrReadOnly (which wraps store.ErrUnavailable). The file must exist and hold a
 	// current schema.
 	ReadOnly bool
 	// MaxReaders bounds the connections used for reads. Zero means
@@ -78,12 +78,23 @@ type Store struct {
 	// scratch holds *scratch buffers for searches.
 	scratch sync.Pool
 	dims    atomic.Int64 // recorded embedder dimensions, 0 until known
+	// immutable: the file was opened read-only as immutable (see Open).
+	immutable bool
+	// readOnlyWhy says why a read-only store is read-only, for the error
+	// a write gets.
+	readOnlyWhy string
 }
 
 var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database at cfg.Path, sets it to WAL
 // mode and applies any pending schema migrations.
+//
+// When the file exists but cannot be opened for writing (it, its directory
+// or its file system is read-only, so SQLite cannot create its -wal and
+// -shm files beside it), Open logs a warning and opens it read-only, as
+// [Config.ReadOnly] does: reads work, and writes fail with an error
+// wrapping [store.ErrReadOnly] that says why and what to do.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if cfg.Path == "" {
@@ -97,11 +108,86 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("sqlite: open %s read-only: %w", path, err)
 		}
-	} else if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return open(ctx, cfg, path, false, "it was opened read-only")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create the directory of %s: %w", path, err)
 	}
-	s := &Store{cfg: cfg, path: path, cache: newVecCache(cfg.CacheBytes)}
+	s, err := open(ctx, cfg, path, false, "")
+	if err == nil || !(errors.Is(err, errCantOpen) || errors.Is(err, store.ErrReadOnly)) {
+		return s, err
+	}
+	if fi, serr := os.Stat(path); serr != nil || !fi.Mode().IsRegular() {
+		return nil, err
+	}
+	why, unwritable := writeCheck(path)
+	if !unwritable {
+		return nil, err
+	}
+	s, roErr := openReadOnly(ctx, cfg, path, why)
+	if roErr != nil {
+		return nil, fmt.Errorf("%w; read-only, it cannot be opened either: %v", err, roErr)
+	}
+	cfg.Logger.Warn("the memory database cannot be written: serving it read-only; searches work, writes fail until "+
+		"the file and its directory are writable and scopemem restarts", "path", path, "reason", s.readOnlyWhy)
+	return s, nil
+}
+
+// openReadOnly opens an existing file that could not be opened for
+// writing because of why. A WAL-mode file needs its -shm file, which SQLite cannot create
+// in a read-only directory; then, as long as no write-ahead log holds
+// changes, the file is opened as immutable: nobody can write it without
+// creating a -wal or -journal file beside it, which the directory refuses.
+func openReadOnly(ctx context.Context, cfg Config, path, why string) (*Store, error) {
+	cfg.ReadOnly = true
+	s, err := open(ctx, cfg, path, false, why)
+	if err == nil || !errors.Is(err, errCantOpen) {
+		return s, err
+	}
+	if fi, serr := os.Stat(path + "-wal"); serr == nil && fi.Size() > 0 {
+		return nil, fmt.Errorf("its write-ahead log %s-wal holds changes not yet in the file, which SQLite cannot read "+
+			"without creating %s-shm: make the directory writable once, then start scopemem: %w", path, path, err)
+	}
+	return open(ctx, cfg, path, true, why)
+}
+
+// writeCheck reports whether path cannot be written, and why: its
+// directory refuses a new file, or the file refuses to open for writing.
+func writeCheck(path string) (why string, unwritable bool) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".scopemem-write-check-*")
+	if err != nil {
+		return fmt.Sprintf("its directory %s cannot be written (%v), so SQLite cannot create its -wal and -shm files there",
+			dir, cause(err)), true
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	f, err = os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Sprintf("the file cannot be opened for writing (%v)", cause(err)), true
+	}
+	f.Close()
+	return "", false
+}
+
+// cause returns the reason of a *os.PathError (e.g. "read-only file
+// system"), or err.
+func cause(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// open opens the file at path with cfg. immutable tells SQLite that
+// nothing can change the file (read-only only); readOnlyWhy is what a
+// refused write reports as the reason.
+func open(ctx context.Context, cfg Config, path string, immutable bool, readOnlyWhy string) (*Store, error) {
+	s := &Store{cfg: cfg, path: path, immutable: immutable, readOnlyWhy: readOnlyWhy, cache: newVecCache(cfg.CacheBytes)}
 	s.scratch.New = func() any { return new(scratch) }
+	var err error
 	if s.wdb, err = sql.Open("sqlite", s.dsn(true)); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -121,7 +207,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	cfg.Logger.Debug("sqlite store open", "path", path, "read_only", cfg.ReadOnly)
+	cfg.Logger.Debug("sqlite store open", "path", path, "read_only", cfg.ReadOnly, "immutable", immutable)
 	return s, nil
 }
 
@@ -138,6 +224,9 @@ func (s *Store) dsn(writer bool) string {
 	q.Add("_pragma", "mmap_size(268435456)")
 	if s.cfg.ReadOnly {
 		q.Set("mode", "ro")
+	}
+	if s.immutable {
+		q.Set("immutable", "1")
 	}
 	if writer {
 		q.Set("_txlock", "immediate")
@@ -253,9 +342,15 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // write can retry them. It unwraps to store.ErrUnavailable.
 var errBusy = fmt.Errorf("database is locked: %w", store.ErrUnavailable)
 
+// errCantOpen marks translated SQLITE_CANTOPEN, SQLITE_PERM and
+// SQLITE_AUTH errors, so that Open can retry read-only. It unwraps to
+// store.ErrUnavailable.
+var errCantOpen = fmt.Errorf("cannot open the database: %w", store.ErrUnavailable)
+
 // translate turns driver errors into the store's sentinels: sql.ErrNoRows
-// into ErrNotFound; busy, read-only, full and unreadable databases into
-// ErrUnavailable with a message saying what to do. Context errors and
+// into ErrNotFound; read-only and full databases into ErrReadOnly; busy and
+// unreadable ones into ErrUnavailable; each with a message saying what to
+// do. Context errors and
 // others pass through.
 func (s *Store) translate(err error) error {
 	if err == nil {
@@ -273,12 +368,18 @@ func (s *Store) translate(err error) error {
 		return fmt.Errorf("%s stayed locked by another connection or process for longer than %s (%v): %w",
 			s.path, s.cfg.BusyTimeout, err, errBusy)
 	case sqlite3.SQLITE_READONLY:
-		return fmt.Errorf("%s is read-only (%v); reads still work, writes need a writable file and directory: %w",
-			s.path, err, store.ErrUnavailable)
+		why := s.readOnlyWhy
+		if why == "" {
+			why = "the file, its directory or its file system refuses writes"
+		}
+		return fmt.Errorf("the memory database at %s is read-only: %s (%v); searches still work; to add, change or delete "+
+			"memories, make the file and its directory writable (or move the file somewhere writable), then restart scopemem: %w",
+			s.path, why, err, store.ErrReadOnly)
 	case sqlite3.SQLITE_FULL:
-		return fmt.Errorf("the disk holding %s is full (%v); free some space and retry: %w", s.path, err, store.ErrUnavailable)
+		return fmt.Errorf("the disk holding the memory database at %s is full (%v); searches still work; free some space "+
+			"and retry the write: %w", s.path, err, store.ErrReadOnly)
 	case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH:
-		return fmt.Errorf("cannot open %s (%v); check the path and its permissions: %w", s.path, err, store.ErrUnavailable)
+		return fmt.Errorf("cannot open %s (%v); check the path and its permissions: %w", s.path, err, errCantOpen)
 	case sqlite3.SQLITE_IOERR:
 		return fmt.Errorf("I/O error on %s (%v): %w", s.path, err, store.ErrUnavailable)
 	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
