@@ -35,8 +35,8 @@ type Config struct {
 	// Zero means 10 seconds.
 	BusyTimeout time.Duration
 	// ReadOnly opens the file for reading only: searches and reads work,
-	// writes fail with store.ErrReadOnly (which wraps store.ErrUnavailable). The file must exist and hold a
-	// current schema.
+	// writes fail with store.ErrReadOnly (which wraps store.ErrUnavailable).
+	// The file must exist and hold a current schema.
 	ReadOnly bool
 	// MaxReaders bounds the connections used for reads. Zero means
 	// max(4, GOMAXPROCS).
