@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -32,6 +34,10 @@ type Config struct {
 	MaxConns int32
 	// MinConns connections are kept open even when idle. Zero means none.
 	MinConns int32
+	// ConnectTimeout bounds opening one connection (TCP, TLS and
+	// start-up). Zero means the URL's connect_timeout (or
+	// PGCONNECT_TIMEOUT), else DefaultConnectTimeout.
+	ConnectTimeout time.Duration
 	// EFSearch is hnsw.ef_search for searches that go through a large
 	// scope's approximate index (see [Maintain]): how many neighbours the
 	// graph search keeps, trading time for recall. Zero means
@@ -45,6 +51,20 @@ type Config struct {
 
 // DefaultEFSearch is the hnsw.ef_search used when Config.EFSearch is zero.
 const DefaultEFSearch = 100
+
+// Pool settings that make the store fail fast while the database is away
+// and recover by itself once it is back; see Open.
+const (
+	// DefaultConnectTimeout is the Config.ConnectTimeout used when neither
+	// it nor the URL sets one.
+	DefaultConnectTimeout = 5 * time.Second
+	// pingTimeout bounds the ping of a connection taken from the pool
+	// after being idle (pool_ping_timeout in the URL overrides it).
+	pingTimeout = 2 * time.Second
+	// healthCheckPeriod is how often idle connections are checked and
+	// MinConns restored (pool_health_check_period in the URL overrides it).
+	healthCheckPeriod = 15 * time.Second
+)
 
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
@@ -90,6 +110,27 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.MinConns > 0 {
 		pc.MinConns = cfg.MinConns
+	}
+	// Fail fast and recover alone when the database goes away (a restart,
+	// a failover, a network cut). A connect that gets no answer gives up
+	// after the connect timeout instead of pgxpool's two minutes, so it
+	// neither outlives the caller's deadline by much nor holds a pool slot
+	// long after the database is back. A connection idle for over a second
+	// is pinged before it is handed out (pgxpool's default), and one whose
+	// ping gets no answer within pingTimeout is discarded for another; a
+	// connection that failed is closed and never returns to the pool. The
+	// health check restores MinConns soon after an outage.
+	switch {
+	case cfg.ConnectTimeout > 0:
+		pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	case pc.ConnConfig.ConnectTimeout <= 0:
+		pc.ConnConfig.ConnectTimeout = DefaultConnectTimeout
+	}
+	if !strings.Contains(cfg.URL, "pool_ping_timeout") {
+		pc.PingTimeout = pingTimeout
+	}
+	if !strings.Contains(cfg.URL, "pool_health_check_period") {
+		pc.HealthCheckPeriod = healthCheckPeriod
 	}
 	if pc.ConnConfig.RuntimeParams == nil {
 		pc.ConnConfig.RuntimeParams = map[string]string{}
