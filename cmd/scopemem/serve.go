@@ -27,6 +27,7 @@ type ServeCmd struct {
 	DB              string        `name:"db" env:"SCOPEMEM_DB" help:"SQLite file (default: scopemem/memories.db under the user's data directory)." placeholder:"PATH" group:"Storage"`
 	DatabaseURL     string        `name:"database-url" env:"SCOPEMEM_DATABASE_URL" help:"PostgreSQL URL; selects the PostgreSQL store instead of SQLite." placeholder:"URL" group:"Storage"`
 	MigrateURL      string        `name:"migrate-database-url" env:"SCOPEMEM_MIGRATE_DATABASE_URL" help:"PostgreSQL URL of the schema owner: apply migrations at start and create the runtime role of --database-url (with its password) if missing." placeholder:"URL" group:"Storage"`
+	StoreTimeout    time.Duration `name:"store-timeout" env:"SCOPEMEM_STORE_TIMEOUT" default:"10s" help:"Longest a tool waits for the store; a database that has not answered by then gives the 'store unavailable, retry' tool error instead of a call that hangs (0: no limit). Must exceed the slowest call expected, such as purging a large scope." group:"Storage"`
 	Embedder        string        `env:"SCOPEMEM_EMBEDDER" enum:"auto,ollama,builtin,fake" default:"auto" help:"auto: keep what the store records, else Ollama when it answers, else built-in. ollama or builtin force one. fake: meaningless deterministic vectors, for load tests only." group:"Embedding"`
 	FakeDims        int           `name:"fake-dims" env:"SCOPEMEM_FAKE_DIMS" help:"Dimensions of the fake embedder's vectors (default: what the store records, else 768)." group:"Embedding"`
 	FakeDelay       time.Duration `name:"fake-delay" env:"SCOPEMEM_FAKE_DELAY" default:"0s" help:"How long each fake embedder call sleeps, standing for a model's latency." group:"Embedding"`
@@ -68,7 +69,7 @@ func (c *ServeCmd) appConfig(env *runEnv, tp trace.TracerProvider) app.Config {
 		TracerProvider: tp, TraceTenants: c.OTLPTenantAttributes,
 		DBPath: c.DB, DatabaseURL: c.DatabaseURL, MigrateURL: c.MigrateURL,
 		Embedder: c.Embedder, OllamaHost: c.OllamaHost, Model: c.Model, FakeDims: c.FakeDims, FakeDelay: c.FakeDelay,
-		DefaultScope: c.DefaultScope, ReadOnly: c.ReadOnly,
+		DefaultScope: c.DefaultScope, ReadOnly: c.ReadOnly, StoreTimeout: storeTimeout(c.StoreTimeout),
 		Limits: tools.Limits{MaxContentBytes: c.MaxContentBytes, SessionTTL: c.SessionTTL},
 		Logger: env.log,
 	}
@@ -76,6 +77,9 @@ func (c *ServeCmd) appConfig(env *runEnv, tp trace.TracerProvider) app.Config {
 
 // Run serves until the client goes away (stdio) or a signal arrives.
 func (c *ServeCmd) Run(env *runEnv) error {
+	if c.StoreTimeout < 0 {
+		return fmt.Errorf("--store-timeout %s is negative: give a duration such as 10s, or 0 for no limit", c.StoreTimeout)
+	}
 	tp, stopTracing, err := c.tracerProvider(env.ctx, env.log)
 	if err != nil {
 		return err
@@ -178,6 +182,15 @@ func (c *ServeCmd) serveHTTP(env *runEnv, tp trace.TracerProvider) error {
 		return err
 	}
 	return nil
+}
+
+// storeTimeout maps --store-timeout to app.Config.StoreTimeout, where zero
+// means the default and a negative value no limit.
+func storeTimeout(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 func joinList(xs []string) string {

@@ -78,6 +78,12 @@ type Config struct {
 	// JanitorInterval is how often expired memories are removed; default
 	// 5m; negative disables the janitor.
 	JanitorInterval time.Duration
+	// StoreTimeout bounds each store call of a tool, a resource or
+	// /readyz; a store that has not answered by then gives
+	// store.ErrUnavailable (the "store unavailable, retry" tool error)
+	// instead of a call that hangs. Default 10s; negative disables it. It
+	// must exceed the slowest call expected, such as purging a large scope.
+	StoreTimeout time.Duration
 
 	// TracerProvider, when set, receives OpenTelemetry spans: one per tool
 	// call ("tools/call <tool>") with children for embedding ("embed") and
@@ -113,6 +119,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.JanitorInterval == 0 {
 		c.JanitorInterval = 5 * time.Minute
+	}
+	if c.StoreTimeout == 0 {
+		c.StoreTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -181,6 +190,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.instrument()
 	a.instrumentTracing()
+	if cfg.StoreTimeout > 0 {
+		// Outermost, so that the deadline covers the traced and measured
+		// call and the metrics see the store's own outcome.
+		a.Store = &deadlineStore{Store: a.Store, timeout: cfg.StoreTimeout}
+	}
 	a.MCP = a.newMCPServer()
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
