@@ -14,6 +14,22 @@
 # password-less sudo; uses apt-get, and builds pgvector from Debian's source
 # package when no binary package is available).
 #
+#   scripts/testdb.sh cluster create DIR    (prints the superuser URL)
+#   scripts/testdb.sh cluster stop DIR      (pg_ctl stop -m fast)
+#   scripts/testdb.sh cluster start DIR     (again, on the same port)
+#   scripts/testdb.sh cluster freeze DIR    (SIGSTOP every server process)
+#   scripts/testdb.sh cluster thaw DIR      (SIGCONT them)
+#   scripts/testdb.sh cluster destroy DIR
+#
+# manage a private cluster in DIR for a test that must stop, restart or
+# freeze its database (internal/app's restart test) without touching the
+# shared one. DIR must not exist yet or be empty, and its parent must be
+# traversable by the cluster's user (a directory under /tmp is). create
+# needs PostgreSQL and pgvector installed already (scripts/testdb.sh
+# install) and prints the URL of a superuser and the database
+# scopemem_test on stdout; the cluster keeps running, with the settings of
+# the throwaway one, until destroy.
+#
 # The URL names a superuser of the throwaway cluster: tests create their own
 # databases, owner and runtime roles from it. The cluster runs as a
 # non-root user (scopemem-test, created when running as root), listens on a
@@ -43,10 +59,13 @@ usage() {
 	cat >&2 <<'EOF'
 usage: scripts/testdb.sh run -- <command> [args...]
        scripts/testdb.sh install
+       scripts/testdb.sh cluster create|stop|start|freeze|thaw|destroy DIR
 
 run      start a throwaway PostgreSQL with pgvector, run the command with
          SCOPEMEM_TEST_DATABASE_URL set, then remove the cluster
 install  only install PostgreSQL 15 and pgvector when missing
+cluster  a private cluster in DIR that a test stops, restarts or freezes:
+         create prints its superuser URL; destroy stops it and removes DIR
 EOF
 	exit 2
 }
@@ -195,29 +214,35 @@ cleanup() {
 	fi
 }
 
-start_cluster() {
-	run_user
-	CLUSTER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/scopemem-pg.XXXXXX")
-	chmod 0755 "$CLUSTER_DIR"
-	[ "$(id -u)" -eq 0 ] && chown "$RUN_USER" "$CLUSTER_DIR"
-	trap cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
-
-	local password
-	password=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
-	printf '%s\n' "$password" | as_run_user tee "$CLUSTER_DIR/pwfile" >/dev/null
+# init_cluster creates a cluster in $CLUSTER_DIR/data, owned by $RUN_USER,
+# with a random superuser password (set in PASSWORD) and the settings of
+# a throwaway test cluster in postgresql.conf, so that a later pg_ctl
+# start needs no options.
+init_cluster() {
+	PASSWORD=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
+	printf '%s\n' "$PASSWORD" | as_run_user tee "$CLUSTER_DIR/pwfile" >/dev/null
 	as_run_user "$PG_BIN/initdb" -D "$CLUSTER_DIR/data" -U postgres --pwfile="$CLUSTER_DIR/pwfile" \
 		--auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-sync >"$CLUSTER_DIR/initdb.log" 2>&1 ||
 		{ cat "$CLUSTER_DIR/initdb.log" >&2; die "initdb failed"; }
 	rm -f "$CLUSTER_DIR/pwfile"
+	printf '%s\n' "# scopemem test cluster: fast, not durable" \
+		"listen_addresses = '127.0.0.1'" "unix_socket_directories = '$CLUSTER_DIR'" \
+		"fsync = off" "synchronous_commit = off" "full_page_writes = off" \
+		"max_connections = 300" "shared_buffers = 128MB" |
+		as_run_user tee -a "$CLUSTER_DIR/data/postgresql.conf" >/dev/null
+}
 
-	local port tries=0
+# start_new_cluster starts the cluster of init_cluster on a free loopback
+# port (set in PORT and kept in postgresql.conf for later starts) and
+# creates the database scopemem_test.
+start_new_cluster() {
+	local tries=0
 	while :; do
 		tries=$((tries + 1))
-		port=$((20000 + RANDOM % 40000))
-		if as_run_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w -t 30 start \
-			-o "-c listen_addresses=127.0.0.1 -c port=$port -k $CLUSTER_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB" >/dev/null 2>&1; then
+		PORT=$((20000 + RANDOM % 40000))
+		# The last setting in the file wins: each try appends its port.
+		echo "port = $PORT" | as_run_user tee -a "$CLUSTER_DIR/data/postgresql.conf" >/dev/null
+		if as_run_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w -t 30 start >/dev/null 2>&1; then
 			PG_STARTED=1
 			break
 		fi
@@ -227,11 +252,88 @@ start_cluster() {
 		fi
 		: >"$CLUSTER_DIR/server.log"
 	done
-
-	as_run_user "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$CLUSTER_DIR" -p "$port" -U postgres -d postgres \
+	as_run_user "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$CLUSTER_DIR" -p "$PORT" -U postgres -d postgres \
 		-c 'CREATE DATABASE scopemem_test' >&2
-	export SCOPEMEM_TEST_DATABASE_URL="postgres://postgres:$password@127.0.0.1:$port/scopemem_test?sslmode=disable"
-	log "PostgreSQL $PG_MAJOR with pgvector on 127.0.0.1:$port ($CLUSTER_DIR)"
+}
+
+start_cluster() {
+	run_user
+	CLUSTER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/scopemem-pg.XXXXXX")
+	chmod 0755 "$CLUSTER_DIR"
+	[ "$(id -u)" -eq 0 ] && chown "$RUN_USER" "$CLUSTER_DIR"
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+
+	init_cluster
+	start_new_cluster
+	export SCOPEMEM_TEST_DATABASE_URL="postgres://postgres:$PASSWORD@127.0.0.1:$PORT/scopemem_test?sslmode=disable"
+	log "PostgreSQL $PG_MAJOR with pgvector on 127.0.0.1:$PORT ($CLUSTER_DIR)"
+}
+
+# server_pids prints the pid of the cluster's postmaster, then those of its
+# children.
+server_pids() {
+	local pid
+	pid=$(head -n1 "$CLUSTER_DIR/data/postmaster.pid" 2>/dev/null) || die "no server running in $CLUSTER_DIR"
+	{ [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; } || die "no server running in $CLUSTER_DIR"
+	echo "$pid"
+	ps -o pid= --ppid "$pid" || true
+}
+
+# cmd_cluster manages the private cluster of `scripts/testdb.sh cluster`.
+cmd_cluster() {
+	[ $# -eq 2 ] || usage
+	local action=$1
+	CLUSTER_DIR=$2
+	case "$CLUSTER_DIR" in
+	/*) ;;
+	*) CLUSTER_DIR=$PWD/$CLUSTER_DIR ;;
+	esac
+	run_user
+	case "$action" in
+	create)
+		{ [ -x "$PG_BIN/postgres" ] && [ -x "$PG_BIN/initdb" ] && pgvector_installed; } ||
+			die "PostgreSQL $PG_MAJOR with pgvector is not installed in $PG_BIN: run scripts/testdb.sh install"
+		mkdir -p "$CLUSTER_DIR"
+		[ -z "$(ls -A "$CLUSTER_DIR")" ] || die "$CLUSTER_DIR is not empty: give a new or empty directory"
+		chmod 0755 "$CLUSTER_DIR"
+		if [ "$(id -u)" -eq 0 ]; then
+			chown "$RUN_USER" "$CLUSTER_DIR"
+		fi
+		as_run_user test -w "$CLUSTER_DIR" ||
+			die "$RUN_USER cannot write to $CLUSTER_DIR: put it under a directory every user may traverse, such as /tmp"
+		init_cluster
+		start_new_cluster
+		echo "postgres://postgres:$PASSWORD@127.0.0.1:$PORT/scopemem_test?sslmode=disable"
+		;;
+	stop)
+		as_run_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w -t 30 stop >/dev/null
+		;;
+	start)
+		as_run_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w -t 30 start >/dev/null ||
+			{ tail -n 20 "$CLUSTER_DIR/server.log" >&2; die "could not start PostgreSQL in $CLUSTER_DIR"; }
+		;;
+	freeze)
+		# The postmaster first, so that it forks no new backend meanwhile.
+		# shellcheck disable=SC2046 # one pid per word
+		as_run_user kill -STOP $(server_pids)
+		;;
+	thaw)
+		# shellcheck disable=SC2046
+		as_run_user kill -CONT $(server_pids)
+		;;
+	destroy)
+		if [ -f "$CLUSTER_DIR/data/postmaster.pid" ]; then
+			# A frozen server would not act on the stop request.
+			# shellcheck disable=SC2046
+			as_run_user kill -CONT $(server_pids) 2>/dev/null || true
+			as_run_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+		fi
+		rm -rf "$CLUSTER_DIR"
+		;;
+	*) usage ;;
+	esac
 }
 
 cmd_run() {
@@ -263,6 +365,7 @@ main() {
 		ensure_postgres
 		ensure_pgvector
 		;;
+	cluster) cmd_cluster "$@" ;;
 	*) usage ;;
 	esac
 }
