@@ -282,7 +282,9 @@ func TestRecall(t *testing.T) {
 		n = 4000
 	}
 	f := newFixture(t, n, benchDims)
-	if got := f.recall(t, 40); got < 0.95 {
+	got := f.recall(t, 40)
+	t.Logf("recall@10 at %d memories over %d scopes: %.3f", n, len(alicesScopes), got)
+	if got < 0.95 {
 		t.Errorf("recall@10 at %d memories = %.3f, want at least 0.95", n, got)
 	}
 }

@@ -452,8 +452,7 @@ func hamming(a, b []uint64) int {
 // written.
 func scopeVersion(ctx context.Context, q querier, k scopeKey) (int64, error) {
 	var v int64
-	err := q.QueryRowContext(ctx, `SELECT version FROM scope_versions WHERE org_id = ? AND scope_kind = ? AND scope_id = ?`,
-		k.org, string(k.kind), k.id).Scan(&v)
+	err := q.QueryRowContext(ctx, sqlScopeVersion, k.org, string(k.kind), k.id).Scan(&v)
 	if err == sql.ErrNoRows {
 		return 0, nil
 	}

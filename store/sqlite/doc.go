@@ -17,9 +17,9 @@
 // random UUIDv7 id, a SHA-256 of its normalized content for exact-duplicate
 // checks, its tags (a JSON array, mirrored in memory_tags for filtering) and
 // metadata. Its vector, normalized to unit length, is a little-endian
-// float32 blob in memory_vectors. An FTS5 table over the content, kept in
-// step by triggers, serves the full-text half of a search. The meta table
-// records the embedder.
+// float32 blob in memory_vectors. The meta table records the embedder.
+// The statements of the add path are prepared once on the writer
+// connection, those of the search path once per reader connection.
 //
 // # Search
 //
@@ -29,9 +29,12 @@
 // scope_id): only those scopes' cache entries are read, and the cache is
 // filled by queries bound to them.
 //
-// The vector half is exact for small scopes. In a scope of more than
-// 4 x the candidates wanted (200 for ten hits), the binary codes pick
-// max(200, rows/64) candidates, whose exact cosine similarity ranks them.
+// The vector half is exact for small scopes. Over the visible scopes'
+// rows it re-ranks max(4 x the candidates wanted, rows/64) rows exactly
+// (200 for ten hits), shared among the scopes by their sizes with at
+// least the candidates wanted per scope; a scope holding no more than its
+// share is scanned whole, in a larger one the binary codes pick its share
+// of candidates, whose exact cosine similarity ranks them.
 // A code has one bit per dimension (rounded up to a power of two): the
 // vector minus the scope's mean, multiplied by fixed random signs and
 // rotated by a Walsh-Hadamard transform, then its signs. Its Hamming
@@ -46,8 +49,8 @@
 // removed; any input is a valid query. Terms held by half the rows or more
 // (BM25 floors their weight) are only used when the other terms match
 // fewer rows than the candidates wanted. The two halves are fused by
-// [store.Fuse]. The FTS5 table over the content is still kept in step by
-// triggers, for tools that query the file directly.
+// [store.Fuse]. (Files before schema version 4 also kept an FTS5 table in
+// step by triggers; the migration to 4 drops it, as nothing reads it.)
 //
 // Every write transaction bumps the scope's counter in scope_versions; a
 // search compares the counters with the cache and reloads any scope that

@@ -165,9 +165,7 @@ func (s *Store) bump(ctx context.Context, tx *sql.Tx, w *writeState) (map[scopeK
 	out := make(map[scopeKey]int64, len(w.deltas))
 	for k := range w.deltas {
 		var v int64
-		err := tx.QueryRowContext(ctx, `INSERT INTO scope_versions (org_id, scope_kind, scope_id, version) VALUES (?, ?, ?, 1)
-			ON CONFLICT (org_id, scope_kind, scope_id) DO UPDATE SET version = version + 1 RETURNING version`,
-			k.org, string(k.kind), k.id).Scan(&v)
+		err := s.prep(tx).QueryRowContext(ctx, sqlBumpVersion, k.org, string(k.kind), k.id).Scan(&v)
 		if err != nil {
 			return nil, fmt.Errorf("bump scope version: %w", s.translate(err))
 		}
@@ -189,7 +187,7 @@ func (s *Store) publish(w *writeState, versions map[scopeKey]int64) {
 // write transaction tx, which holds the write lock, so nothing can change
 // the scope until it ends.
 func (s *Store) scopeInTx(ctx context.Context, tx *sql.Tx, k scopeKey, dims int) (*scopeVecs, error) {
-	v, err := scopeVersion(ctx, tx, k)
+	v, err := scopeVersion(ctx, s.prep(tx), k)
 	if err != nil {
 		return nil, s.translate(err)
 	}
@@ -253,7 +251,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 	out := make([]store.Added, len(ms))
 	w := &writeState{}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		dims, err := s.storedDims(ctx, tx)
+		dims, err := s.storedDims(ctx, s.prep(tx))
 		if err != nil {
 			return err
 		}
@@ -295,8 +293,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 			if prep[i].meta != nil {
 				meta = string(prep[i].meta)
 			}
-			res, err := tx.ExecContext(ctx, `INSERT INTO memories (id, org_id, scope_kind, scope_id, content, content_hash, tags,
-				metadata, created_by, created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			res, err := s.prep(tx).ExecContext(ctx, sqlInsertMemory,
 				mem.ID, id.Org, string(m.Scope.Kind), m.Scope.ID, mem.Content, hash, encodeTags(mem.Tags),
 				meta, id.User, now, now, expires)
 			if err != nil {
@@ -306,7 +303,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 			if err != nil {
 				return fmt.Errorf("insert memory: %w", s.translate(err))
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO memory_vectors (rid, vector) VALUES (?, ?)`, rid, encodeVector(vecs[i])); err != nil {
+			if _, err := s.prep(tx).ExecContext(ctx, sqlInsertVector, rid, encodeVector(vecs[i])); err != nil {
 				return fmt.Errorf("insert vector: %w", s.translate(err))
 			}
 			if err := s.insertTags(ctx, tx, rid, mem.Tags); err != nil {
@@ -341,9 +338,7 @@ func (s *Store) findDuplicate(ctx context.Context, tx *sql.Tx, k scopeKey, hash 
 			return p.m, true, nil
 		}
 	}
-	_, m, err := scanMemory(tx.QueryRowContext(ctx, `SELECT `+memoryCols+` FROM memories
-		WHERE org_id = ? AND scope_kind = ? AND scope_id = ? AND content_hash = ? AND `+liveSQL+` ORDER BY rid LIMIT 1`,
-		k.org, string(k.kind), k.id, hash, now))
+	_, m, err := scanMemory(s.prep(tx).QueryRowContext(ctx, sqlDuplicateByHash, k.org, string(k.kind), k.id, hash, now))
 	if err == nil {
 		return m, true, nil
 	}
@@ -377,7 +372,7 @@ func (s *Store) findDuplicate(ctx context.Context, tx *sql.Tx, k scopeKey, hash 
 	if bestPending != nil {
 		return bestPending.m, true, nil
 	}
-	_, m, err = scanMemory(tx.QueryRowContext(ctx, `SELECT `+memoryCols+` FROM memories WHERE rid = ? AND org_id = ?`, bestRid, k.org))
+	_, m, err = scanMemory(s.prep(tx).QueryRowContext(ctx, sqlMemoryByRid, bestRid, k.org))
 	if err != nil {
 		return m, false, fmt.Errorf("read the near-duplicate: %w", s.translate(err))
 	}
@@ -386,7 +381,7 @@ func (s *Store) findDuplicate(ctx context.Context, tx *sql.Tx, k scopeKey, hash 
 
 func (s *Store) insertTags(ctx context.Context, tx *sql.Tx, rid int64, tags []string) error {
 	for _, t := range tags {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO memory_tags (rid, tag) VALUES (?, ?)`, rid, t); err != nil {
+		if _, err := s.prep(tx).ExecContext(ctx, sqlInsertTag, rid, t); err != nil {
 			return fmt.Errorf("insert tags: %w", s.translate(err))
 		}
 	}
@@ -729,7 +724,7 @@ func (s *Store) SetEmbedder(ctx context.Context, info store.EmbedderInfo) error 
 }
 
 func readEmbedder(ctx context.Context, q querier) (store.EmbedderInfo, bool, error) {
-	rows, err := q.QueryContext(ctx, `SELECT key, value FROM meta WHERE key IN ('embedder_provider', 'embedder_model', 'embedder_dimensions')`)
+	rows, err := q.QueryContext(ctx, sqlReadEmbedder)
 	if err != nil {
 		return store.EmbedderInfo{}, false, err
 	}

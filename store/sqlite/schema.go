@@ -11,8 +11,8 @@ import (
 // migration is never edited, a change is a new one appended.
 func migrations() []string {
 	return []string{
-		// 1: memories, their full-text index, per-scope change counters and
-		// store metadata.
+		// 1: memories, their full-text index (dropped by 4), per-scope
+		// change counters and store metadata.
 		`
 CREATE TABLE meta (
 	key   TEXT PRIMARY KEY,
@@ -125,6 +125,16 @@ CREATE TABLE usage_calls (
 	calls  INTEGER NOT NULL,
 	PRIMARY KEY (org_id, day)
 ) WITHOUT ROWID;
+`,
+		// 4: searches rank text with BM25 over an index kept in memory
+		// (cache.go), so nothing reads the FTS5 table any more; dropping it
+		// and its triggers takes its share off every insert, update and
+		// delete.
+		`
+DROP TRIGGER memories_fts_insert;
+DROP TRIGGER memories_fts_delete;
+DROP TRIGGER memories_fts_update;
+DROP TABLE memories_fts;
 `,
 	}
 }

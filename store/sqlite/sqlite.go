@@ -83,6 +83,9 @@ type Store struct {
 	// readOnlyWhy says why a read-only store is read-only, for the error
 	// a write gets.
 	readOnlyWhy string
+	// stmts holds the prepared statements of the hot paths (stmts.go).
+	stmtMu sync.Mutex
+	stmts  map[stmtKey]*sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -207,6 +210,9 @@ func open(ctx context.Context, cfg Config, path string, immutable bool, readOnly
 		s.Close()
 		return nil, err
 	}
+	if !cfg.ReadOnly {
+		s.prepareWriter(ctx)
+	}
 	cfg.Logger.Debug("sqlite store open", "path", path, "read_only", cfg.ReadOnly, "immutable", immutable)
 	return s, nil
 }
@@ -274,6 +280,12 @@ func (s *Store) setup(ctx context.Context) error {
 // returned.
 func (s *Store) Close() error {
 	var errs []error
+	s.stmtMu.Lock()
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
+	s.stmts = nil
+	s.stmtMu.Unlock()
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
 	}

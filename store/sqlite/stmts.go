@@ -1,0 +1,136 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+)
+
+// The statements of the add path, prepared on the writer connection when
+// the store opens (see writerStmts).
+const (
+	sqlReadEmbedder = `SELECT key, value FROM meta WHERE key IN ('embedder_provider', 'embedder_model', 'embedder_dimensions')`
+	sqlScopeVersion = `SELECT version FROM scope_versions WHERE org_id = ? AND scope_kind = ? AND scope_id = ?`
+	sqlBumpVersion  = `INSERT INTO scope_versions (org_id, scope_kind, scope_id, version) VALUES (?, ?, ?, 1)
+			ON CONFLICT (org_id, scope_kind, scope_id) DO UPDATE SET version = version + 1 RETURNING version`
+	sqlDuplicateByHash = `SELECT ` + memoryCols + ` FROM memories
+		WHERE org_id = ? AND scope_kind = ? AND scope_id = ? AND content_hash = ? AND ` + liveSQL + ` ORDER BY rid LIMIT 1`
+	sqlMemoryByRid  = `SELECT ` + memoryCols + ` FROM memories WHERE rid = ? AND org_id = ?`
+	sqlInsertMemory = `INSERT INTO memories (id, org_id, scope_kind, scope_id, content, content_hash, tags,
+				metadata, created_by, created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertVector = `INSERT INTO memory_vectors (rid, vector) VALUES (?, ?)`
+	sqlInsertTag    = `INSERT OR IGNORE INTO memory_tags (rid, tag) VALUES (?, ?)`
+)
+
+// writerStmts are prepared on the writer connection by prepareWriter.
+var writerStmts = []string{
+	sqlReadEmbedder, sqlScopeVersion, sqlBumpVersion, sqlDuplicateByHash, sqlMemoryByRid,
+	sqlInsertMemory, sqlInsertVector, sqlInsertTag,
+}
+
+// stmtKey names a prepared statement: its pool (writer or readers) and
+// its text.
+type stmtKey struct {
+	writer bool
+	query  string
+}
+
+// prepareWriter prepares writerStmts on the writer connection. One that
+// fails to prepare (it should not) runs unprepared, and reports its error
+// where it runs.
+func (s *Store) prepareWriter(ctx context.Context) {
+	for _, q := range writerStmts {
+		st, err := s.wdb.PrepareContext(ctx, q)
+		if err != nil {
+			s.cfg.Logger.Debug("sqlite: statement not prepared", "path", s.path, "err", err)
+			continue
+		}
+		s.stmtMu.Lock()
+		if s.stmts == nil {
+			s.stmts = map[stmtKey]*sql.Stmt{}
+		}
+		s.stmts[stmtKey{true, q}] = st
+		s.stmtMu.Unlock()
+	}
+}
+
+// stmt returns query prepared: on the readers, preparing it on first use
+// (database/sql prepares it again on each reader connection it runs on,
+// once); on the writer, only what prepareWriter prepared, or nil. The
+// writer pool has one connection, held by the transaction that asks:
+// preparing on the pool would wait for it forever.
+func (s *Store) stmt(ctx context.Context, writer bool, query string) *sql.Stmt {
+	k := stmtKey{writer, query}
+	s.stmtMu.Lock()
+	st := s.stmts[k]
+	s.stmtMu.Unlock()
+	if st != nil || writer {
+		return st
+	}
+	st, err := s.rdb.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if old := s.stmts[k]; old != nil {
+		st.Close()
+		return old
+	}
+	if s.stmts == nil {
+		s.stmts = map[stmtKey]*sql.Stmt{}
+	}
+	s.stmts[k] = st
+	return st
+}
+
+// prepared is a [querier] that runs statements prepared through
+// [Store.stmt], in the write transaction tx or, when tx is nil, on the
+// readers. A statement that is not prepared runs unprepared, so that any
+// error comes back where it runs.
+type prepared struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+// prep returns the prepared querier of tx (nil: the readers).
+func (s *Store) prep(tx *sql.Tx) prepared { return prepared{s: s, tx: tx} }
+
+func (p prepared) get(ctx context.Context, query string) *sql.Stmt {
+	st := p.s.stmt(ctx, p.tx != nil, query)
+	if st != nil && p.tx != nil {
+		// Already prepared on the transaction's connection: reused.
+		return p.tx.StmtContext(ctx, st)
+	}
+	return st
+}
+
+func (p prepared) unprepared() querier {
+	if p.tx != nil {
+		return p.tx
+	}
+	return p.s.rdb
+}
+
+// ExecContext runs a statement that returns no rows.
+func (p prepared) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := p.get(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return p.unprepared().ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs a query.
+func (p prepared) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := p.get(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return p.unprepared().QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs a query expected to return at most one row.
+func (p prepared) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := p.get(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return p.unprepared().QueryRowContext(ctx, query, args...)
+}
