@@ -128,11 +128,19 @@ func handle[In, Out any](h *Handlers, name string, fn func(context.Context, scop
 		if err != nil {
 			return h.toolError(ctx, name, id, err), nil
 		}
-		text, err := json.Marshal(out)
+		text, err := encodeOutput(out)
 		if err != nil {
 			return h.toolError(ctx, name, id, err), nil
 		}
-		return mcp.NewToolResultStructured(out, string(text)), nil
+		// The result carries the JSON twice, as the text block clients
+		// without structured content read and as structuredContent;
+		// encoding it once and handing mcp-go the bytes spares a second
+		// encoding of out.
+		return &mcp.CallToolResult{
+			Content:              []mcp.Content{mcp.NewTextContent(string(text))},
+			StructuredContent:    json.RawMessage(text),
+			RawStructuredContent: text,
+		}, nil
 	}
 }
 
