@@ -19,7 +19,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/scopemem/scopemem/internal/view"
-	"github.com/scopemem/scopemem/tools"
 )
 
 // Config is one load run. Run fills in nothing: every field is as given.
@@ -162,7 +161,7 @@ func (w *worker) call(ctx context.Context, op string, rec *recorder, measure boo
 	}
 	cctx, cancel := context.WithTimeout(withIdent(ctx, ident), w.cfg.CallTimeout)
 	start := time.Now()
-	res, err := w.sess.c.CallTool(cctx, req)
+	res, err := w.sess.callTool(cctx, req)
 	d := time.Since(start)
 	cancel()
 	msg := ""
@@ -172,19 +171,18 @@ func (w *worker) call(ctx context.Context, op string, rec *recorder, measure boo
 			return // the run was stopped: not the server's failure
 		}
 		msg = "protocol: " + err.Error()
-	case res.IsError:
-		msg = "tool: " + resultText(res)
+	case res.isError:
+		msg = "tool: " + res.text
 	}
 	if msg != "" {
 		rec.errs[op+": "+normalizeError(msg)]++
 		rec.opErrs[op]++
 	} else if op == opAdd {
-		var out tools.AddMemoryOutput
-		if derr := decodeStructured(res, &out); derr != nil || out.ID == "" {
+		if res.id == "" {
 			rec.errs[op+": result without an id"]++
 			rec.opErrs[op]++
 		} else {
-			rec.acks = append(rec.acks, ack{ident: ident, id: out.ID, content: content, duplicate: out.Duplicate})
+			rec.acks = append(rec.acks, ack{ident: ident, id: res.id, content: content, duplicate: res.duplicate})
 		}
 	}
 	if measure {

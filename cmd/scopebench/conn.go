@@ -45,7 +45,9 @@ type session struct {
 	// each request carries its own token).
 	fixed int
 	// pid is the server process of a stdio session, 0 otherwise.
-	pid     int
+	pid int
+	// lean: the client's transport is a leanTransport.
+	lean    bool
 	closeFn func() error
 }
 
@@ -107,7 +109,7 @@ func (t *stdioTarget) open(ctx context.Context, i int) (*session, error) {
 		t.one = s
 	}
 	// Every session shares the process; the target closes it.
-	return &session{c: t.one.c, fixed: t.one.fixed, pid: t.one.pid, closeFn: func() error { return nil }}, nil
+	return &session{c: t.one.c, fixed: t.one.fixed, pid: t.one.pid, lean: t.one.lean, closeFn: func() error { return nil }}, nil
 }
 
 func (t *stdioTarget) verifier(ctx context.Context, ident int) (*session, error) {
@@ -122,26 +124,39 @@ func (t *stdioTarget) spawn(ctx context.Context, ident int) (*session, error) {
 	}
 	args := append([]string{"serve"}, t.args...)
 	args = append(args, "--org", id.Org, "--user", id.User)
-	var cmd *exec.Cmd
-	tr := transport.NewStdioWithOptions(t.bin, []string{"SCOPEMEM_LOG_LEVEL=warn"}, args,
-		transport.WithCommandFunc(func(_ context.Context, command string, env, args []string) (*exec.Cmd, error) {
-			// Not tied to a context: the process ends when its input
-			// closes (session close), after answering what it has read.
-			cmd = exec.Command(command, args...)
-			cmd.Env = append(os.Environ(), env...)
-			return cmd, nil
-		}),
-		transport.WithCommandStderrWriter(t.stderr),
-	)
-	c := client.NewClient(tr)
+	// Not tied to a context: the process ends when its input closes
+	// (session close), after answering what it has read.
+	cmd := exec.Command(t.bin, args...)
+	cmd.Env = append(os.Environ(), "SCOPEMEM_LOG_LEVEL=warn")
+	cmd.Stderr = t.stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", t.bin, err)
+	}
+	lr := newLeanReader(stdout)
+	c := client.NewClient(leanTransport{Stdio: transport.NewIO(lr, stdin, nil), r: lr})
+	closeFn := func() error {
+		err := c.Close() // closes its input: the server answers what it read and exits
+		return errors.Join(err, cmd.Wait())
+	}
 	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
+		cmd.Process.Kill()
+		closeFn()
 		return nil, fmt.Errorf("start %s: %w", t.bin, err)
 	}
 	if _, err := initialize(ctx, c); err != nil {
-		c.Close()
+		cmd.Process.Kill()
+		closeFn()
 		return nil, fmt.Errorf("initialize %s serve: %w (its last log lines: %s)", t.bin, err, t.stderr.String())
 	}
-	return &session{c: c, fixed: ident, pid: cmd.Process.Pid}, nil
+	return &session{c: c, fixed: ident, pid: cmd.Process.Pid, lean: true, closeFn: closeFn}, nil
 }
 
 // serveInProcess serves one stdio session from t.app over pipes.
@@ -167,7 +182,8 @@ func (t *stdioTarget) serveInProcess(ctx context.Context, ident int) (*session, 
 		serverOut.Close()
 		done <- errors.Join(err, a.Close())
 	}()
-	c := client.NewClient(transport.NewIO(clientIn, clientOut, nil))
+	lr := newLeanReader(clientIn)
+	c := client.NewClient(leanTransport{Stdio: transport.NewIO(lr, clientOut, nil), r: lr})
 	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
 		clientOut.Close()
 		return nil, err
@@ -176,7 +192,7 @@ func (t *stdioTarget) serveInProcess(ctx context.Context, ident int) (*session, 
 		c.Close()
 		return nil, fmt.Errorf("initialize in-process stdio server: %w", err)
 	}
-	return &session{c: c, fixed: ident, closeFn: func() error {
+	return &session{c: c, fixed: ident, lean: true, closeFn: func() error {
 		err := c.Close()
 		return errors.Join(err, <-done)
 	}}, nil
@@ -187,7 +203,7 @@ func (t *stdioTarget) close() error {
 	defer t.mu.Unlock()
 	if t.one != nil && !t.closed {
 		t.closed = true
-		return t.one.c.Close()
+		return t.one.close()
 	}
 	return nil
 }

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// Measured calls over stdio read their results once, for what the load
+// generator checks, rather than through mcp-go's client: its transport
+// decodes every response line in full, and its CallTool decodes a tool
+// result three more times (the structured content into maps). With ten
+// hits a search answer is about 9 KB of JSON, and on the two cores the
+// server shares with scopebench that decoding cost about as much CPU as
+// the server's own work for a search.
+//
+// A leanReader sits between the server's output and mcp-go's stdio
+// transport. When it reads the answer to a measured call (registered
+// through a leanTransport, which sees the request's id), it takes
+// isError and, for adds, the structured id from the line with a scan that
+// skips what it does not need, and hands the transport a minimal result in
+// its place. Errors, and every other message, pass through untouched.
+
+// callResult is what the measured loop needs of a tools/call result.
+type callResult struct {
+	structured bool   // read structuredContent's id and duplicate (adds)
+	read       bool   // the leanReader read the result
+	isError    bool   //
+	text       string // the text blocks, for errors
+	id         string // structuredContent.id (add_memory)
+	duplicate  bool   // structuredContent.duplicate (add_memory)
+}
+
+// leanKey marks, in a call's context, the *callResult to fill in.
+type leanKey struct{}
+
+// leanReader reads a stdio server's output for mcp-go's transport; see
+// above.
+type leanReader struct {
+	src  *bufio.Reader
+	line []byte // the line being read
+	out  []byte // what Read has still to return
+	err  error  // the source's error, once out is drained
+
+	mu   sync.Mutex
+	want map[string]*callResult // by the JSON of the request id
+}
+
+func newLeanReader(src io.Reader) *leanReader {
+	return &leanReader{src: bufio.NewReaderSize(src, 64<<10), want: map[string]*callResult{}}
+}
+
+// Read returns the server's output, a line at a time, with the answers
+// to measured calls shortened.
+func (r *leanReader) Read(p []byte) (int, error) {
+	for len(r.out) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		r.line = r.line[:0]
+		for {
+			chunk, err := r.src.ReadSlice('\n')
+			r.line = append(r.line, chunk...)
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			r.err = err
+			break
+		}
+		r.out = r.rewrite(r.line)
+	}
+	n := copy(p, r.out)
+	r.out = r.out[n:]
+	return n, nil
+}
+
+// expect registers out for the answer to the request with id.
+func (r *leanReader) expect(id string, out *callResult) {
+	r.mu.Lock()
+	r.want[id] = out
+	r.mu.Unlock()
+}
+
+// forget drops the registration of id, if the answer never came.
+func (r *leanReader) forget(id string) {
+	r.mu.Lock()
+	delete(r.want, id)
+	r.mu.Unlock()
+}
+
+// rewrite returns line, or a short stand-in when it answers a measured
+// call without an error.
+func (r *leanReader) rewrite(line []byte) []byte {
+	r.mu.Lock()
+	pending := len(r.want)
+	r.mu.Unlock()
+	if pending == 0 {
+		return line
+	}
+	var id, result []byte
+	if !jsonFields(line, func(k, v []byte) bool {
+		switch string(k) {
+		case "id":
+			id = v
+		case "result":
+			result = v
+		}
+		return id == nil || result == nil
+	}) || id == nil || result == nil {
+		return line
+	}
+	r.mu.Lock()
+	out := r.want[string(id)]
+	delete(r.want, string(id))
+	r.mu.Unlock()
+	if out == nil {
+		return line
+	}
+	var isError bool
+	var structured []byte
+	if !jsonFields(result, func(k, v []byte) bool {
+		switch string(k) {
+		case "isError":
+			isError = string(v) == "true"
+		case "structuredContent":
+			structured = v
+		}
+		return true
+	}) || isError {
+		return line // mcp-go reads the error text
+	}
+	if out.structured && structured != nil {
+		var s struct {
+			ID        string `json:"id"`
+			Duplicate bool   `json:"duplicate"`
+		}
+		if json.Unmarshal(structured, &s) != nil {
+			return line
+		}
+		out.id, out.duplicate = s.ID, s.Duplicate
+	}
+	out.read = true
+	short := append([]byte(`{"jsonrpc":"2.0","id":`), id...)
+	return append(short, `,"result":{"content":[]}}`+"\n"...)
+}
+
+// leanTransport registers measured calls with its leanReader; everything
+// else is the wrapped mcp-go stdio transport.
+type leanTransport struct {
+	*transport.Stdio
+	r *leanReader
+}
+
+// SendRequest sends req, registering it with the reader when its context
+// carries a *callResult.
+func (t leanTransport) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+	out, _ := ctx.Value(leanKey{}).(*callResult)
+	if out == nil || req.Method != string(mcp.MethodToolsCall) {
+		return t.Stdio.SendRequest(ctx, req)
+	}
+	id, err := json.Marshal(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	t.r.expect(string(id), out)
+	defer t.r.forget(string(id))
+	return t.Stdio.SendRequest(ctx, req)
+}
+
+// callTool calls a tool and returns what the measured loop checks.
+func (s *session) callTool(ctx context.Context, req mcp.CallToolRequest) (callResult, error) {
+	out := callResult{structured: req.Params.Name == opAdd}
+	if s.lean {
+		ctx = context.WithValue(ctx, leanKey{}, &out)
+	}
+	res, err := s.c.CallTool(ctx, req)
+	if err != nil || out.read {
+		return out, err
+	}
+	out.isError = res.IsError
+	if res.IsError {
+		out.text = resultText(res)
+		return out, nil
+	}
+	if out.structured {
+		var r struct {
+			ID        string `json:"id"`
+			Duplicate bool   `json:"duplicate"`
+		}
+		if err := decodeStructured(res, &r); err == nil {
+			out.id, out.duplicate = r.ID, r.Duplicate
+		}
+	}
+	return out, nil
+}
+
+// jsonFields calls fn with the key (its raw text between the quotes) and
+// raw value of each member of the JSON object b, in order, until fn
+// returns false. b must be valid JSON (the transport has already
+// parsed the line); it reports false when b is not an object.
+func jsonFields(b []byte, fn func(key, val []byte) bool) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i++
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return false
+		}
+		if b[i] == '}' {
+			return true
+		}
+		if b[i] != '"' {
+			return false
+		}
+		end := skipString(b, i)
+		if end < 0 {
+			return false
+		}
+		key := b[i+1 : end-1]
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipSpace(b, i+1)
+		vend := skipValue(b, i)
+		if vend < 0 {
+			return false
+		}
+		if !fn(key, b[i:vend]) {
+			return true
+		}
+		i = skipSpace(b, vend)
+		if i < len(b) && b[i] == ',' {
+			i++
+			continue
+		}
+		return i < len(b) && b[i] == '}'
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i], or -1.
+func skipString(b []byte, i int) int {
+	for j := i + 1; ; {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return -1
+		}
+		q := j + k
+		n := 0
+		for p := q - 1; p > i && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1
+		}
+		j = q + 1
+	}
+}
+
+// skipValue returns the index after the value starting at b[i], or -1.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); {
+			switch b[j] {
+			case '"':
+				if j = skipString(b, j); j < 0 {
+					return -1
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+			j++
+		}
+		return -1
+	}
+	j := i
+	for j < len(b) && bytes.IndexByte([]byte(",}] \t\r\n"), b[j]) < 0 {
+		j++
+	}
+	if j == i {
+		return -1
+	}
+	return j
+}
