@@ -31,6 +31,9 @@ type ServeCmd struct {
 	Embedder        string        `env:"SCOPEMEM_EMBEDDER" enum:"auto,ollama,builtin,fake" default:"auto" help:"auto: keep what the store records, else Ollama when it answers, else built-in. ollama or builtin force one. fake: meaningless deterministic vectors, for load tests only." group:"Embedding"`
 	FakeDims        int           `name:"fake-dims" env:"SCOPEMEM_FAKE_DIMS" help:"Dimensions of the fake embedder's vectors (default: what the store records, else 768)." group:"Embedding"`
 	FakeDelay       time.Duration `name:"fake-delay" env:"SCOPEMEM_FAKE_DELAY" default:"0s" help:"How long each fake embedder call sleeps, standing for a model's latency." group:"Embedding"`
+	FakeParallel    int           `name:"fake-parallel" env:"SCOPEMEM_FAKE_PARALLEL" help:"Calls the fake embedder answers at once, as a model server's workers (0: no limit)." group:"Embedding"`
+	EmbedBatchMax   int           `name:"embed-batch-max" env:"SCOPEMEM_EMBED_BATCH_MAX" default:"64" help:"Most texts merged into one embedding request from concurrent calls (1: every call's texts sent alone)." group:"Embedding"`
+	EmbedBatchWin   time.Duration `name:"embed-batch-window" env:"SCOPEMEM_EMBED_BATCH_WINDOW" default:"2ms" help:"How long a batch waits for more calls while the model server is busy (a lone call is sent at once)." group:"Embedding"`
 	OllamaHost      string        `name:"ollama-host" env:"OLLAMA_HOST" help:"Ollama URL (default http://127.0.0.1:11434)." placeholder:"URL" group:"Embedding"`
 	Model           string        `env:"SCOPEMEM_MODEL" default:"nomic-embed-text" help:"Ollama embedding model." group:"Embedding"`
 	ReadOnly        bool          `name:"read-only" env:"SCOPEMEM_READ_ONLY" help:"Offer only search_memory and list_scopes."`
@@ -69,6 +72,7 @@ func (c *ServeCmd) appConfig(env *runEnv, tp trace.TracerProvider) app.Config {
 		TracerProvider: tp, TraceTenants: c.OTLPTenantAttributes,
 		DBPath: c.DB, DatabaseURL: c.DatabaseURL, MigrateURL: c.MigrateURL,
 		Embedder: c.Embedder, OllamaHost: c.OllamaHost, Model: c.Model, FakeDims: c.FakeDims, FakeDelay: c.FakeDelay,
+		FakeParallel: c.FakeParallel, EmbedBatchMax: c.EmbedBatchMax, EmbedBatchWindow: c.EmbedBatchWin,
 		DefaultScope: c.DefaultScope, ReadOnly: c.ReadOnly, StoreTimeout: storeTimeout(c.StoreTimeout),
 		Limits: tools.Limits{MaxContentBytes: c.MaxContentBytes, SessionTTL: c.SessionTTL},
 		Logger: env.log,

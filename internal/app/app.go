@@ -57,6 +57,16 @@ type Config struct {
 	// FakeDelay is how long each call of the fake embedder sleeps, standing
 	// for a model's latency; default 0.
 	FakeDelay time.Duration
+	// FakeParallel is how many calls the fake embedder answers at once, as
+	// a model server's workers; default 0, no limit.
+	FakeParallel int
+	// EmbedBatchMax is the most texts merged into one embedding request
+	// (micro-batching of concurrent calls); default 64, 1 sends every
+	// call's texts alone.
+	EmbedBatchMax int
+	// EmbedBatchWindow is how long a batch waits for more calls while the
+	// model server is busy; default 2ms.
+	EmbedBatchWindow time.Duration
 	// OllamaHost is Ollama's URL; default from OLLAMA_HOST, else
 	// http://127.0.0.1:11434.
 	OllamaHost string
@@ -261,14 +271,14 @@ func chooseEmbedder(ctx context.Context, cfg Config, st store.Store) (embed.Embe
 		}
 		e = o
 	case "fake":
-		if cfg.FakeDims < 0 || cfg.FakeDelay < 0 {
-			return nil, fmt.Errorf("fake embedder: dimensions %d and delay %s must not be negative", cfg.FakeDims, cfg.FakeDelay)
+		if cfg.FakeDims < 0 || cfg.FakeDelay < 0 || cfg.FakeParallel < 0 {
+			return nil, fmt.Errorf("fake embedder: dimensions %d, delay %s and parallel %d must not be negative", cfg.FakeDims, cfg.FakeDelay, cfg.FakeParallel)
 		}
 		dims := cfg.FakeDims
 		if dims == 0 && have && stored.Provider == "fake" {
 			dims = stored.Dimensions
 		}
-		e = embed.NewFake(embed.FakeConfig{Dims: dims, Delay: cfg.FakeDelay})
+		e = embed.NewFake(embed.FakeConfig{Dims: dims, Delay: cfg.FakeDelay, Parallel: cfg.FakeParallel})
 	default:
 		return nil, fmt.Errorf("unknown embedder %q: use auto, ollama or builtin (or fake, for load tests only)", cfg.Embedder)
 	}
@@ -287,7 +297,10 @@ func chooseEmbedder(ctx context.Context, cfg Config, st store.Store) (embed.Embe
 		// model server to batch requests for.
 		return e, nil
 	}
-	b := embed.NewBatcher(e, embed.BatcherConfig{})
+	if cfg.EmbedBatchMax < 0 || cfg.EmbedBatchWindow < 0 {
+		return nil, fmt.Errorf("embedding batches: max %d and window %s must not be negative", cfg.EmbedBatchMax, cfg.EmbedBatchWindow)
+	}
+	b := embed.NewBatcher(e, embed.BatcherConfig{MaxBatch: cfg.EmbedBatchMax, Window: cfg.EmbedBatchWindow})
 	return closingCache{embed.NewCache(b, cfg.CacheSize), b}, nil
 }
 
