@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ollama/ollama/api"
@@ -274,11 +275,13 @@ func (o *Ollama) Embed(ctx context.Context, texts []string) ([][]float32, error)
 
 // embedChunk sends one request (with retries) and fills out.
 func (o *Ollama) embedChunk(ctx context.Context, texts []string, out [][]float32) error {
-	var lastErr error
+	var prev error // the error the last failed attempt would return
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			if err := o.sleep(ctx, attempt); err != nil {
-				return o.ctxError(ctx, err, lastErr)
+			if err := o.sleep(ctx, attempt); errors.Is(err, errNoTimeLeft) {
+				return fmt.Errorf("%w (no time left for another attempt before the deadline)", prev)
+			} else if err != nil {
+				return o.ctxError(ctx, err, prev, nil)
 			}
 		}
 		vecs, err := o.send(ctx, texts)
@@ -286,13 +289,13 @@ func (o *Ollama) embedChunk(ctx context.Context, texts []string, out [][]float32
 			return o.accept(texts, vecs, out)
 		}
 		if ctx.Err() != nil {
-			return o.ctxError(ctx, ctx.Err(), err)
+			return o.ctxError(ctx, ctx.Err(), prev, err)
 		}
 		retry, final := o.classify(err, attempt+1)
 		if !retry || attempt >= o.cfg.MaxRetries {
 			return final
 		}
-		lastErr = err
+		prev = final
 		o.cfg.Logger.Warn("embedding request failed; retrying",
 			"url", o.where, "model", o.cfg.Model, "attempt", attempt+1, "of", o.cfg.MaxRetries+1, "err", err)
 	}
@@ -326,13 +329,23 @@ func (o *Ollama) send(ctx context.Context, texts []string) ([][]float32, error) 
 // errRequestTimeout marks a request cut by OllamaConfig.Timeout.
 var errRequestTimeout = errors.New("request timed out")
 
-// sleep waits before retry number attempt (1-based).
+// errNoTimeLeft: ctx's deadline comes before the next retry would start.
+var errNoTimeLeft = errors.New("no time left before the deadline")
+
+// sleep waits before retry number attempt (1-based): RetryBackoff doubled
+// for each earlier retry, capped at MaxRetryBackoff, with jitter. When
+// ctx's deadline comes before the wait ends it returns errNoTimeLeft at
+// once: the retry could not run.
 func (o *Ollama) sleep(ctx context.Context, attempt int) error {
-	d := o.cfg.RetryBackoff << (attempt - 1)
-	if d <= 0 || d > o.cfg.MaxRetryBackoff {
-		d = o.cfg.MaxRetryBackoff
+	d := o.cfg.RetryBackoff
+	for i := 1; i < attempt && d < o.cfg.MaxRetryBackoff; i++ {
+		d *= 2
 	}
+	d = min(d, o.cfg.MaxRetryBackoff)
 	d = d/2 + rand.N(d/2+1)
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= d {
+		return errNoTimeLeft
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -343,13 +356,19 @@ func (o *Ollama) sleep(ctx context.Context, attempt int) error {
 	}
 }
 
-// ctxError reports that the caller's context ended. A passed deadline also
-// counts as the server being unavailable, since it did not answer in time.
-func (o *Ollama) ctxError(ctx context.Context, ctxErr, last error) error {
+// ctxError reports that the caller's context ended, after prev (the
+// error of the last failed attempt, if any) and with cur (the error of the
+// request the context cut, if any). A passed deadline also counts as the
+// server being unavailable, since it did not answer in time.
+func (o *Ollama) ctxError(ctx context.Context, ctxErr, prev, cur error) error {
 	if errors.Is(ctxErr, context.DeadlineExceeded) {
-		if last != nil {
+		switch {
+		case prev != nil:
+			// prev wraps ErrUnavailable, and says why and what to do.
+			return fmt.Errorf("%w; then the deadline passed: %w", prev, ctxErr)
+		case cur != nil:
 			return fmt.Errorf("ollama at %s did not answer before the deadline (last error: %v): %w: %w",
-				o.where, last, ErrUnavailable, ctxErr)
+				o.where, cur, ErrUnavailable, ctxErr)
 		}
 		return fmt.Errorf("ollama at %s did not answer before the deadline: %w: %w", o.where, ErrUnavailable, ctxErr)
 	}
@@ -391,9 +410,13 @@ func (o *Ollama) classify(err error, attempts int) (retry bool, final error) {
 	case errors.As(err, &syntaxErr), errors.As(err, &typeErr):
 		return false, fmt.Errorf("ollama at %s sent an answer that is not a list of finite numbers (%v): "+
 			"the model may be broken; try `ollama pull %s` again: %w", o.where, err, o.cfg.Model, ErrBadVector)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return true, fmt.Errorf("ollama is not reachable at %s: nothing listens there (connection refused, %d attempt(s)): "+
+			"start Ollama with `ollama serve` (or the Ollama app), or set OLLAMA_HOST to the address it listens on: %w",
+			o.where, attempts, ErrUnavailable)
 	default:
-		// Connection refused, reset, EOF, DNS failures: the server is not
-		// there or went away. Worth retrying.
+		// Connection reset, EOF, DNS failures: the server is not there or
+		// went away. Worth retrying.
 		return true, fmt.Errorf("cannot reach ollama at %s after %d attempt(s) (%v): is Ollama running? "+
 			"start it with `ollama serve`, or set OLLAMA_HOST to its address: %w", o.where, attempts, err, ErrUnavailable)
 	}
