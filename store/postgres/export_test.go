@@ -1,10 +1,38 @@
 package postgres
 
-// The search and duplicate statements, for plan tests.
-var (
-	VectorSearchSQL = vectorSearchSQL
-	DupVectorSQL    = dupVectorSQL
+import (
+	"time"
+
+	"github.com/scopemem/scopemem/scope"
 )
 
-// TextSearchSQL is the full-text half of a search, for plan tests.
-const TextSearchSQL = textSearchSQL
+// DupVectorSQL is the nearest-vector duplicate check, for plan tests.
+var DupVectorSQL = dupVectorSQL
+
+// SearchSQL is the search statement over nScopes scopes of dims-dimensional
+// vectors with the given halves, for plan tests. Its parameters are the
+// org, the time, the tags, the number of candidates per half, the query
+// vector (vector half), the tsquery text (text half), then a kind and id
+// per scope.
+func SearchSQL(dims, nScopes int, vector, text, merged bool) string {
+	return searchShape{dims: dims, scopes: nScopes, vector: vector, text: text, merged: merged}.sql()
+}
+
+// SearchSettingsSQL sets a search's plan cache mode, for plan tests.
+const SearchSettingsSQL = searchSettingsSQL
+
+// ExpireScopeIndexes makes the next search fetch the list of per-scope
+// indexes.
+func (s *Store) ExpireScopeIndexes() {
+	s.ann.mu.Lock()
+	s.ann.loadedAt = time.Time{}
+	s.ann.mu.Unlock()
+}
+
+// ScopeIndexed reports whether the store's list of per-scope indexes holds
+// one for the scope.
+func (s *Store) ScopeIndexed(org string, sc scope.Scope, dims int) bool {
+	s.ann.mu.Lock()
+	defer s.ann.mu.Unlock()
+	return s.ann.names[indexName(org, sc, dims)]
+}

@@ -16,8 +16,12 @@ import (
 )
 
 // TestSearchPlan checks the plans search relies on: for one tenant of 1,000
-// rows among 50,000, both halves read the tenant through an index, never
-// the whole table, and 768-dimensional vectors stay in the heap row.
+// rows among 50,000, every search statement reads the tenant's scopes
+// through the (org, scope) btree, never the whole table, in its generic
+// plan (the one searches of scopes without their own index run) and in
+// its custom plan; once Maintain gave a scope its own HNSW index, the
+// custom plans use it and Search learns of it from the catalog; and
+// 768-dimensional vectors stay in the heap row.
 func TestSearchPlan(t *testing.T) {
 	if testing.Short() {
 		t.Skip("seeds 51,000 rows")
@@ -50,11 +54,15 @@ func TestSearchPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice := storetest.Member("acme", "alice")
-	kinds, ids := []string{"user", "org"}, []string{"alice", ""}
 	vec := vectorText(storetest.RandomVector(1, dims))
 	now := time.Now()
-	vectorArgs := []any{alice.Org, now, []string{}, vec, 50, "user", "alice", "org", ""}
-	explain := func(t *testing.T, sql string, args ...any) string {
+	const tsq = "'deploy' | '7'"
+	scopeArgs := []any{"user", "alice", "org", ""}
+	// explain runs one search statement the way Search does (identity
+	// and search settings in the same transaction, the plan cache mode
+	// given) as a prepared statement, whose generic plan EXPLAIN EXECUTE
+	// shows, and returns the plan.
+	explain := func(t *testing.T, mode, sql string, args ...any) string {
 		t.Helper()
 		tx, err := c.Begin(t.Context())
 		if err != nil {
@@ -64,7 +72,20 @@ func TestSearchPlan(t *testing.T) {
 		if _, err := tx.Exec(t.Context(), setIdentity, alice.Org, alice.User, "{}", "", "", "{memory:read}"); err != nil {
 			t.Fatal(err)
 		}
-		rows, err := tx.Query(t.Context(), "EXPLAIN (ANALYZE, COSTS OFF) "+sql, args...)
+		if _, err := tx.Exec(t.Context(), postgres.SearchSettingsSQL, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(t.Context(), "PREPARE plan_probe AS "+sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Exec(t.Context(), "DEALLOCATE plan_probe", pgx.QueryExecModeSimpleProtocol)
+		params := make([]string, len(args))
+		for i := range args {
+			params[i] = "$" + strconv.Itoa(i+1)
+		}
+		// EXECUTE takes no bound parameters: pgx writes them in.
+		rows, err := tx.Query(t.Context(), "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE plan_probe("+strings.Join(params, ", ")+")",
+			append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,28 +97,48 @@ func TestSearchPlan(t *testing.T) {
 		t.Logf("plan:\n%s", text)
 		return text
 	}
-	for _, tc := range []struct {
-		name string
-		sql  string
-		args []any
-	}{
-		{"vector", postgres.VectorSearchSQL(dims, 2), vectorArgs},
-		{"text", postgres.TextSearchSQL, []any{alice.Org, kinds, ids, now, []string{}, "'deploy' | '7'", 50}},
-		{"duplicate", postgres.DupVectorSQL(dims), []any{alice.Org, "user", "alice", now, `{"` + vec + `"}`, 0.03}},
-	} {
+	// The statements Search sends: the generic plan (no scope has its
+	// own index) with both halves over one read of the rows, and the
+	// custom plan (one may) with the halves apart.
+	type stmt struct {
+		name, mode, sql string
+		args            []any
+	}
+	head := []any{alice.Org, now, []string{}, 50}
+	with := func(extra ...any) []any {
+		return append(append(append([]any{}, head...), extra...), scopeArgs...)
+	}
+	generic, custom := "force_generic_plan", "force_custom_plan"
+	before := []stmt{
+		{"vector", generic, postgres.SearchSQL(dims, 2, true, false, false), with(vec)},
+		{"text", generic, postgres.SearchSQL(dims, 2, false, true, false), with(tsq)},
+		{"hybrid", generic, postgres.SearchSQL(dims, 2, true, true, true), with(vec, tsq)},
+		{"vector custom", custom, postgres.SearchSQL(dims, 2, true, false, false), with(vec)},
+		{"hybrid custom", custom, postgres.SearchSQL(dims, 2, true, true, false), with(vec, tsq)},
+	}
+	for _, tc := range before {
 		t.Run(tc.name, func(t *testing.T) {
-			text := explain(t, tc.sql, tc.args...)
-			if strings.Contains(text, "Seq Scan on memories") || !strings.Contains(text, "memories_") {
-				t.Errorf("%s of one 1,000-row tenant among 51,000 rows does not go through an index:\n%s", tc.name, text)
+			text := explain(t, tc.mode, tc.sql, tc.args...)
+			if strings.Contains(text, "Seq Scan on memories") || !strings.Contains(text, "memories_scope") {
+				t.Errorf("%s of one 1,000-row tenant among 51,000 rows does not read its scopes through the btree:\n%s", tc.name, text)
 			}
 			if strings.Contains(text, "memories_ann_") {
 				t.Errorf("%s uses a per-scope HNSW index before Maintain built one:\n%s", tc.name, text)
 			}
+			if strings.Contains(text, "Gather") {
+				t.Errorf("%s starts parallel workers:\n%s", tc.name, text)
+			}
 		})
 	}
+	t.Run("duplicate", func(t *testing.T) {
+		text := explain(t, custom, postgres.DupVectorSQL(dims), alice.Org, "user", "alice", now, `{"`+vec+`"}`, 0.03)
+		if strings.Contains(text, "Seq Scan on memories") || !strings.Contains(text, "memories_") || strings.Contains(text, "memories_ann_") {
+			t.Errorf("duplicate check does not go through the btree:\n%s", text)
+		}
+	})
 
-	// Once the scope has its own index, the vector statements of that
-	// scope use it (the org scope, with no index, stays on the btree).
+	// Once the scope has its own index, the custom plans of that scope
+	// use it (the org scope, with no index, stays on the btree).
 	res, err := postgres.Maintain(t.Context(), d.OwnerURL, postgres.MaintainOptions{MinRows: 1000})
 	if err != nil {
 		t.Fatalf("Maintain: %v", err)
@@ -106,16 +147,13 @@ func TestSearchPlan(t *testing.T) {
 		t.Fatalf("Maintain created %+v, want one index for acme user:alice", res.Created)
 	}
 	d.Exec(t, `ANALYZE memories`)
-	for _, tc := range []struct {
-		name string
-		sql  string
-		args []any
-	}{
-		{"vector indexed", postgres.VectorSearchSQL(dims, 2), vectorArgs},
-		{"duplicate indexed", postgres.DupVectorSQL(dims), []any{alice.Org, "user", "alice", now, `{"` + vec + `"}`, 0.03}},
+	for _, tc := range []stmt{
+		{"vector indexed", custom, postgres.SearchSQL(dims, 2, true, false, false), with(vec)},
+		{"hybrid indexed", custom, postgres.SearchSQL(dims, 2, true, true, false), with(vec, tsq)},
+		{"duplicate indexed", custom, postgres.DupVectorSQL(dims), []any{alice.Org, "user", "alice", now, `{"` + vec + `"}`, 0.03}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			text := explain(t, tc.sql, tc.args...)
+			text := explain(t, tc.mode, tc.sql, tc.args...)
 			if !strings.Contains(text, "Index Scan using "+res.Created[0].Name) {
 				t.Errorf("%s of a scope with its own HNSW index does not use it:\n%s", tc.name, text)
 			}
@@ -123,6 +161,27 @@ func TestSearchPlan(t *testing.T) {
 				t.Errorf("%s reads the whole table:\n%s", tc.name, text)
 			}
 		})
+	}
+
+	// Search learns of the index from the catalog and plans that scope's
+	// searches with their parameters from then on; another org's scope of
+	// the same name, and alice's org scope, keep the generic plan.
+	s.ExpireScopeIndexes()
+	if _, err := s.Search(t.Context(), alice, store.Query{Vector: storetest.RandomVector(2, dims), Limit: 5}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		org  string
+		sc   scope.Scope
+		want bool
+	}{
+		{"acme", scope.Scope{Kind: scope.KindUser, ID: "alice"}, true},
+		{"acme", scope.Scope{Kind: scope.KindOrg}, false},
+		{"other", scope.Scope{Kind: scope.KindUser, ID: "alice"}, false},
+	} {
+		if got := s.ScopeIndexed(tc.org, tc.sc, dims); got != tc.want {
+			t.Errorf("after a search, ScopeIndexed(%s, %s) = %v, want %v", tc.org, tc.sc.Qualified(), got, tc.want)
+		}
 	}
 
 	t.Run("vectors inline", func(t *testing.T) {

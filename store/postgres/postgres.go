@@ -82,6 +82,7 @@ type Store struct {
 	pool     *pgxpool.Pool
 	log      *slog.Logger
 	efSearch string // hnsw.ef_search, as set_config takes it
+	ann      annIndexes
 
 	mu   sync.Mutex
 	dims int // recorded embedder dimension, 0 until known

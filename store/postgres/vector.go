@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,66 +29,6 @@ import (
 // dimensions, against the query vector written as arg.
 func annExpr(col string, dims int, arg string) string {
 	return "(" + col + "::vector(" + strconv.Itoa(dims) + ")) <=> " + arg
-}
-
-// vectorBranch is the exact or indexed top-$5 of one scope: org $1, live
-// at $2, tags $3, query vector $4, scope kind and id in parameters k and
-// k+1.
-func vectorBranch(dims, k int) string {
-	d := strconv.Itoa(dims)
-	dist := annExpr("m.embedding", dims, "$4")
-	return `(SELECT ` + memoryCols + `, m.embedding, ` + dist + ` AS dist
-		FROM memories m
-		WHERE m.org_id = $1 AND m.scope_kind = $` + strconv.Itoa(k) + ` AND m.scope_id = $` + strconv.Itoa(k+1) + `
-			AND m.embedding IS NOT NULL AND vector_dims(m.embedding) = ` + d + `
-			AND (m.expires_at IS NULL OR m.expires_at > $2)
-			AND m.tags @> $3::text[]
-		ORDER BY ` + dist + `
-		LIMIT $5)`
-}
-
-// vectorSearchSQL is the vector half of a search over nScopes scopes of
-// dims-dimensional vectors: the nearest $5 rows of each scope, merged and
-// cut to $5. Arguments come from [vectorSearchArgs]; the result columns
-// are memoryCols, the embedding and the cosine similarity.
-func vectorSearchSQL(dims, nScopes int) string {
-	var b strings.Builder
-	b.WriteString(`SELECT id, org_id, scope_kind, scope_id, content, tags, metadata,
-	created_by, created_at, updated_at, expires_at, embedding, 1 - dist AS sim
-FROM (`)
-	for i := range nScopes {
-		if i > 0 {
-			b.WriteString("\n\tUNION ALL ")
-		}
-		b.WriteString(vectorBranch(dims, 6+2*i))
-	}
-	b.WriteString(`) AS c
-ORDER BY dist, created_at DESC
-LIMIT $5`)
-	return b.String()
-}
-
-// vectorSearchArgs returns the arguments of vectorSearchSQL.
-func vectorSearchArgs(org string, now time.Time, tags []string, vec pgvector.Vector, n int, scopes []scope.Scope) []any {
-	args := make([]any, 0, 5+2*len(scopes))
-	args = append(args, org, now, tags, vec, n)
-	for _, sc := range scopes {
-		args = append(args, string(sc.Kind), sc.ID)
-	}
-	return args
-}
-
-// uniqueScopes returns ss without repeats, in first-seen order.
-func uniqueScopes(ss []scope.Scope) []scope.Scope {
-	out := make([]scope.Scope, 0, len(ss))
-	seen := make(map[scope.Scope]bool, len(ss))
-	for _, s := range ss {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // dupHashSQL finds, for each content hash in $5, the oldest live memory of scope ($1, $2, $3) at $4 with the same hash, through

@@ -1,0 +1,446 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/scopemem/scopemem/scope"
+	"github.com/scopemem/scopemem/store"
+)
+
+// How a search reaches the server, and what it costs there.
+//
+// One statement answers both halves. Each half first ranks narrow rows
+// (id, scope, creation time and distance or text rank) per visible scope,
+// every scope in its own UNION ALL branch that names the org and the scope
+// with equality on bound parameters, and keeps the best n; only those
+// winners are then read again by primary key, under row-level security,
+// for their content. Nothing wide is sorted. A candidate's embedding is
+// sent back only when the candidates come from more than one scope: that
+// is the only case in which store.Fuse compares vectors (near-identical
+// memories of different scopes collapse), and it saves 3 KB per candidate
+// otherwise. Similarities are computed by the server.
+//
+// Plans. A scope with its own partial HNSW index (see [Maintain]) is
+// searched through it only when the statement is planned with that
+// scope's literal org and ids, so such a search is planned on every call
+// (plan_cache_mode=force_custom_plan, the connections' default). Every
+// other search runs the connection's cached generic plan
+// (force_generic_plan, set for the search's transaction only), which
+// reads each scope through the (org, scope) btree and costs no planning;
+// the org and scope are bound parameters in that plan as in any other,
+// and row-level security applies the same way. Which scopes have an index
+// comes from the catalog, cached per Store for annCacheTTL and refreshed
+// within a search's own round trip; a stale entry only costs speed (a new
+// index unused for a while, or a planned search of a scope whose index is
+// gone), never a result.
+
+// annCacheTTL is how long the list of per-scope indexes is trusted.
+const annCacheTTL = 10 * time.Second
+
+// annIndexSQL lists the valid per-scope indexes of memories.
+const annIndexSQL = `SELECT c.relname::text FROM pg_catalog.pg_index i
+	JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+	WHERE i.indrelid = 'memories'::regclass AND i.indisvalid AND c.relname LIKE 'memories\_ann\_%'`
+
+// searchSettingsSQL sets the plan cache mode ($1) for the search's
+// transaction, and turns parallel query off: starting workers costs more
+// than the few thousand rows a search reads, and concurrent searches
+// already keep the cores busy.
+const searchSettingsSQL = `SELECT set_config('plan_cache_mode', $1, true),
+	set_config('max_parallel_workers_per_gather', '0', true)`
+
+// annIndexes caches the names of the per-scope HNSW indexes.
+type annIndexes struct {
+	mu       sync.Mutex
+	names    map[string]bool
+	loadedAt time.Time // zero until the first load
+	loading  bool      // a search is fetching the list
+}
+
+// lookup reports whether one of scopes of org may have its own index, and
+// whether the caller should fetch the list (then it must call loaded or
+// failed). Until the list is known every scope may have one.
+func (a *annIndexes) lookup(org string, scopes []scope.Scope, dims int, now time.Time) (indexed, refresh bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.loading && now.Sub(a.loadedAt) >= annCacheTTL {
+		a.loading, refresh = true, true
+	}
+	if a.loadedAt.IsZero() {
+		return true, refresh
+	}
+	if len(a.names) == 0 {
+		return false, refresh
+	}
+	for _, sc := range scopes {
+		if a.names[indexName(org, sc, dims)] {
+			return true, refresh
+		}
+	}
+	return false, refresh
+}
+
+// loaded records a fresh list.
+func (a *annIndexes) loaded(names []string, at time.Time) {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	a.mu.Lock()
+	a.names, a.loadedAt, a.loading = m, at, false
+	a.mu.Unlock()
+}
+
+// failed lets the next search try again.
+func (a *annIndexes) failed() {
+	a.mu.Lock()
+	a.loading = false
+	a.mu.Unlock()
+}
+
+// ftsQuery turns free text into a tsquery string that matches any of its
+// words: only letters and digits survive, each quoted, joined by '|', so
+// no input can be a tsquery syntax error. Empty means no text half.
+func ftsQuery(text string) string {
+	words := strings.FieldsFunc(strings.ToLower(text), func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	})
+	seen := map[string]bool{}
+	var parts []string
+	for _, w := range words {
+		if seen[w] || len(parts) == 64 {
+			continue
+		}
+		seen[w] = true
+		parts = append(parts, "'"+w+"'")
+	}
+	return strings.Join(parts, " | ")
+}
+
+// uniqueScopes returns ss without repeats, in first-seen order.
+func uniqueScopes(ss []scope.Scope) []scope.Scope {
+	out := make([]scope.Scope, 0, len(ss))
+	seen := make(map[scope.Scope]bool, len(ss))
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// searchShape picks one search statement: the vector dimension, how many
+// scopes it names, which halves run, and whether both halves share one
+// read of the rows (merged: only for exact search, since a scope's HNSW
+// index answers the vector half alone).
+type searchShape struct {
+	dims, scopes         int
+	vector, text, merged bool
+}
+
+// Parameters of every search statement: $1 org, $2 now (rows expiring
+// earlier are gone), $3 tags the rows must all carry, $4 candidates per
+// half; then the query vector (vector half), the tsquery text (text
+// half), and a kind and id per scope.
+const (
+	argOrg   = "$1"
+	argNow   = "$2"
+	argTags  = "$3"
+	argLimit = "$4"
+)
+
+// params numbers the statement's optional parameters.
+func (sh searchShape) params() (vec, tsq string, scopeArg func(i int) (kind, id string)) {
+	next := 5
+	if sh.vector {
+		vec = "$" + strconv.Itoa(next)
+		next++
+	}
+	if sh.text {
+		tsq = "$" + strconv.Itoa(next)
+		next++
+	}
+	first := next
+	return vec, tsq, func(i int) (string, string) {
+		return "$" + strconv.Itoa(first+2*i), "$" + strconv.Itoa(first+2*i+1)
+	}
+}
+
+// args returns the arguments of sh.sql().
+func (sh searchShape) args(org string, now time.Time, tags []string, n int, vec pgvector.Vector, tsq string, scopes []scope.Scope) []any {
+	args := make([]any, 0, 6+2*len(scopes))
+	args = append(args, org, now, tags, n)
+	if sh.vector {
+		args = append(args, vec)
+	}
+	if sh.text {
+		args = append(args, tsq)
+	}
+	for _, sc := range scopes {
+		args = append(args, string(sc.Kind), sc.ID)
+	}
+	return args
+}
+
+// live is the filter every candidate passes besides its scope: alive at
+// $2 and carrying the tags $3.
+const live = `(m.expires_at IS NULL OR m.expires_at > ` + argNow + `)
+			AND m.tags @> ` + argTags + `::text[]`
+
+// sql writes the statement. Its result rows are: memoryCols, the cosine
+// similarity to the query vector (0 without one, or for a vector of
+// another dimension), the embedding when the candidates span more than
+// one scope (else NULL), and the candidate's 1-based rank in the vector
+// half and in the text half (NULL where it is not a candidate of that
+// half), in no particular order.
+func (sh searchShape) sql() string {
+	vec, tsq, scopeArg := sh.params()
+	d := strconv.Itoa(sh.dims)
+	// The distance is written exactly as the partial indexes are built,
+	// and vector branches repeat their predicate, so a custom plan can
+	// use a scope's index.
+	dist := annExpr("m.embedding", sh.dims, vec)
+	hasVec := `m.embedding IS NOT NULL AND vector_dims(m.embedding) = ` + d
+	// branches writes one SELECT per scope, joined by UNION ALL.
+	branches := func(b *strings.Builder, each func(kind, id string) string) {
+		for i := range sh.scopes {
+			if i > 0 {
+				b.WriteString("\n\t\tUNION ALL ")
+			}
+			b.WriteString(each(scopeArg(i)))
+		}
+	}
+	inScope := func(kind, id string) string {
+		return `m.org_id = ` + argOrg + ` AND m.scope_kind = ` + kind + ` AND m.scope_id = ` + id + `
+			AND ` + live
+	}
+	// top ranks the best $4 rows of from (a FROM item named c, with
+	// any WHERE clause) by order as column r.
+	top := func(b *strings.Builder, name, cols, order, from string) {
+		b.WriteString(name + ` AS (
+	SELECT ` + cols + `, row_number() OVER (ORDER BY ` + order + `) AS r
+	FROM (SELECT * FROM ` + from + `
+		ORDER BY ` + order + `
+		LIMIT ` + argLimit + `) AS c
+)`)
+	}
+	var b strings.Builder
+	b.WriteString("WITH ")
+	switch {
+	case sh.merged:
+		// One read of each scope's rows serves both halves.
+		b.WriteString(`s AS MATERIALIZED (`)
+		branches(&b, func(kind, id string) string {
+			return `SELECT m.id, m.scope_kind AS kind, m.scope_id AS sid, m.created_at,
+			CASE WHEN ` + hasVec + ` THEN ` + dist + ` END AS dist,
+			CASE WHEN m.tsv @@ q THEN ts_rank_cd(m.tsv, q) END AS rank
+		FROM memories m, to_tsquery('simple', ` + tsq + `) AS q
+		WHERE ` + inScope(kind, id)
+		})
+		b.WriteString(`
+), `)
+		top(&b, "v", "c.id, c.kind, c.sid, c.dist", "c.dist, c.created_at DESC", "s AS c WHERE c.dist IS NOT NULL")
+		b.WriteString(", ")
+		top(&b, "t", "c.id, c.kind, c.sid", "c.rank DESC, c.created_at DESC", "s AS c WHERE c.rank IS NOT NULL")
+	default:
+		if sh.vector {
+			var u strings.Builder
+			u.WriteString("(")
+			branches(&u, func(kind, id string) string {
+				return `(SELECT m.id, m.scope_kind AS kind, m.scope_id AS sid, m.created_at, ` + dist + ` AS dist
+		FROM memories m
+		WHERE ` + inScope(kind, id) + `
+			AND ` + hasVec + `
+		ORDER BY ` + dist + `
+		LIMIT ` + argLimit + `)`
+			})
+			u.WriteString(") AS c")
+			top(&b, "v", "c.id, c.kind, c.sid, c.dist", "c.dist, c.created_at DESC", u.String())
+		}
+		if sh.text {
+			if sh.vector {
+				b.WriteString(", ")
+			}
+			var u strings.Builder
+			u.WriteString("(")
+			branches(&u, func(kind, id string) string {
+				return `SELECT m.id, m.scope_kind AS kind, m.scope_id AS sid, m.created_at, ts_rank_cd(m.tsv, q) AS rank
+		FROM memories m, to_tsquery('simple', ` + tsq + `) AS q
+		WHERE ` + inScope(kind, id) + `
+			AND m.tsv @@ q`
+			})
+			u.WriteString(") AS c")
+			top(&b, "t", "c.id, c.kind, c.sid", "c.rank DESC, c.created_at DESC", u.String())
+		}
+	}
+	switch {
+	case sh.vector && sh.text:
+		b.WriteString(`, c AS (
+	SELECT COALESCE(v.id, t.id) AS id, COALESCE(v.kind, t.kind) AS kind, COALESCE(v.sid, t.sid) AS sid,
+		v.dist, v.r AS vr, t.r AS tr
+	FROM v FULL JOIN t ON t.id = v.id
+)`)
+	case sh.vector:
+		b.WriteString(`, c AS (SELECT id, kind, sid, dist, r AS vr, NULL::bigint AS tr FROM v)`)
+	default:
+		b.WriteString(`, c AS (SELECT id, kind, sid, NULL::float8 AS dist, NULL::bigint AS vr, r AS tr FROM t)`)
+	}
+	sim := "0::float8"
+	if sh.vector {
+		sim = `CASE WHEN c.dist IS NOT NULL THEN 1 - c.dist
+		WHEN ` + hasVec + ` THEN 1 - (` + dist + `)
+		ELSE 0 END`
+	}
+	b.WriteString(`
+SELECT ` + memoryCols + `, ` + sim + ` AS sim,
+	CASE WHEN (SELECT min(kind) <> max(kind) OR min(sid) <> max(sid) FROM c) THEN m.embedding END,
+	c.vr, c.tr
+FROM c JOIN memories m ON m.org_id = ` + argOrg + ` AND m.id = c.id`)
+	return b.String()
+}
+
+// Search runs the hybrid search: cosine order over the visible rows (exact,
+// or through the partial HNSW index of a scope Maintain indexed) and
+// full-text rank, each returning candidates, fused by store.Fuse. The
+// transaction, its settings and the statement go to the server in one
+// round trip. Errors: store.ErrInvalid, store.ErrUnavailable.
+func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([]store.Hit, error) {
+	if err := checkIdentity(id); err != nil {
+		return nil, err
+	}
+	limit, err := q.Check()
+	if err != nil {
+		return nil, err
+	}
+	var (
+		vec  pgvector.Vector
+		dims int
+	)
+	if q.Vector != nil {
+		if dims, err = s.vectorDims(ctx); err != nil {
+			return nil, fmt.Errorf("search: %w", translate(err))
+		}
+		if vec, err = checkVector(q.Vector, dims); err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+	}
+	scopes := id.Visible()
+	if q.Scopes != nil {
+		scopes = slices.DeleteFunc(uniqueScopes(q.Scopes), func(sc scope.Scope) bool { return !id.CanSee(sc) })
+		if len(scopes) == 0 {
+			return []store.Hit{}, nil
+		}
+	}
+	tsq := ftsQuery(q.Text)
+	sh := searchShape{dims: dims, scopes: len(scopes), vector: q.Vector != nil, text: tsq != ""}
+	if !sh.vector && !sh.text {
+		return []store.Hit{}, nil
+	}
+	tags := q.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	n := max(store.CandidatesPerHalf*limit, 50)
+	now := time.Now()
+
+	// Only a vector half can use a scope's index.
+	planMode := "force_generic_plan"
+	indexed, refresh := s.ann.lookup(id.Org, scopes, dims, now)
+	if sh.vector && indexed {
+		planMode = "force_custom_plan"
+	} else {
+		sh.merged = sh.vector && sh.text
+	}
+	var (
+		byVec, byText []store.Candidate
+		names         []string
+	)
+	err = s.readBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
+		if refresh {
+			b.Queue(annIndexSQL).Query(func(rows pgx.Rows) error {
+				var err error
+				names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+				return err
+			})
+		}
+		b.Queue(searchSettingsSQL, planMode)
+		b.Queue(sh.sql(), sh.args(id.Org, now, tags, n, vec, tsq, scopes)...).Query(func(rows pgx.Rows) error {
+			var err error
+			byVec, byText, err = scanSearch(rows)
+			return err
+		})
+	})
+	if refresh {
+		if err == nil {
+			s.ann.loaded(names, now)
+		} else {
+			s.ann.failed()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", translate(err))
+	}
+	halves := 0
+	if sh.vector {
+		halves++
+	}
+	if sh.text {
+		halves++
+	}
+	return store.Fuse(byVec, byText, halves, limit, q.MinScore), nil
+}
+
+// scanSearch reads the rows of a search statement into the two ranked
+// candidate lists.
+func scanSearch(rows pgx.Rows) (byVec, byText []store.Candidate, err error) {
+	type ranked struct {
+		c      store.Candidate
+		vr, tr *int64
+	}
+	var all []ranked
+	for rows.Next() {
+		var (
+			r   ranked
+			emb *pgvector.Vector
+		)
+		if r.c.Memory, err = scanMemory(rows, &r.c.Similarity, &emb, &r.vr, &r.tr); err != nil {
+			return nil, nil, err
+		}
+		if emb != nil {
+			r.c.Vector = emb.Slice()
+		}
+		all = append(all, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	half := func(rank func(*ranked) *int64) []store.Candidate {
+		var in []*ranked
+		for i := range all {
+			if rank(&all[i]) != nil {
+				in = append(in, &all[i])
+			}
+		}
+		slices.SortFunc(in, func(a, b *ranked) int { return cmp.Compare(*rank(a), *rank(b)) })
+		out := make([]store.Candidate, len(in))
+		for i, r := range in {
+			out[i] = r.c
+		}
+		return out
+	}
+	byVec = half(func(r *ranked) *int64 { return r.vr })
+	byText = half(func(r *ranked) *int64 { return r.tr })
+	return byVec, byText, nil
+}
