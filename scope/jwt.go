@@ -19,6 +19,7 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
 )
 
@@ -39,6 +40,7 @@ const (
 	DefaultJWKSUnknownKIDWait = 10 * time.Second
 	DefaultJWKSWaitMax        = 2 * time.Second
 	DefaultJWKSHTTPTimeout    = 10 * time.Second
+	DefaultTokenCacheSize     = 10000
 )
 
 // ClaimNames names the JWT claims an [Identity] is read from. An empty field
@@ -118,6 +120,16 @@ type JWTConfig struct {
 	// MaxTokenBytes rejects longer tokens before parsing them. Default
 	// DefaultMaxTokenBytes.
 	MaxTokenBytes int
+	// TokenCacheSize is how many verified HS* tokens are remembered, by
+	// their exact text, until they expire: a client sends the same token
+	// with every request, and a remembered one is not parsed and checked
+	// again. Only tokens that passed every check are remembered, and only
+	// until their exp (without the leeway): after that they are checked in
+	// full again, and rejected as expired. Tokens verified with JWKS keys
+	// are not remembered, so that a key removed from the set stops
+	// verifying at once. Default DefaultTokenCacheSize; negative disables
+	// the cache.
+	TokenCacheSize int
 	// Logger receives JWKS refresh failures (warn) and ignored permission
 	// strings (debug). Nil discards them.
 	Logger *slog.Logger
@@ -143,6 +155,9 @@ func (c JWTConfig) withDefaults() JWTConfig {
 	}
 	if c.MaxTokenBytes == 0 {
 		c.MaxTokenBytes = DefaultMaxTokenBytes
+	}
+	if c.TokenCacheSize == 0 {
+		c.TokenCacheSize = DefaultTokenCacheSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -226,6 +241,17 @@ type JWTVerifier struct {
 	jwks   keyfunc.Keyfunc
 	cancel context.CancelFunc
 	log    *slog.Logger
+	// verified remembers HS* tokens that passed every check; nil when
+	// TokenCacheSize is negative.
+	verified *lru.Cache[string, verifiedToken]
+	// now is the clock of every time check; time.Now except in tests.
+	now func() time.Time
+}
+
+// verifiedToken is a remembered token's identity and when it expires.
+type verifiedToken struct {
+	id  Identity
+	exp time.Time
 }
 
 // NewJWTVerifier checks cfg and returns a verifier. With a JWKS URL it
@@ -239,7 +265,12 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
+	v := &JWTVerifier{cfg: cfg, log: cfg.Logger, cancel: func() {}, now: time.Now}
+	if cfg.TokenCacheSize > 0 {
+		v.verified, _ = lru.New[string, verifiedToken](cfg.TokenCacheSize) // size > 0
+	}
 	opts := []jwt.ParserOption{
+		jwt.WithTimeFunc(func() time.Time { return v.now() }),
 		jwt.WithValidMethods(cfg.Algorithms),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
@@ -252,7 +283,7 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 	if cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
-	v := &JWTVerifier{cfg: cfg, log: cfg.Logger, parser: jwt.NewParser(opts...), cancel: func() {}}
+	v.parser = jwt.NewParser(opts...)
 	if cfg.JWKSURL == "" {
 		return v, nil
 	}
@@ -341,6 +372,14 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (Identity, error
 	case len(token) > v.cfg.MaxTokenBytes:
 		return Identity{}, reject(nil, "token is %d bytes, longer than the %d allowed", len(token), v.cfg.MaxTokenBytes)
 	}
+	if v.verified != nil {
+		if e, ok := v.verified.Get(token); ok {
+			if v.now().Before(e.exp) {
+				return e.id, nil
+			}
+			v.verified.Remove(token)
+		}
+	}
 	claims := jwt.MapClaims{}
 	t, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		if _, ok := t.Method.(*jwt.SigningMethodHMAC); ok {
@@ -360,7 +399,29 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (Identity, error
 	if err != nil {
 		return Identity{}, v.explain(ctx, err, t, claims)
 	}
-	return v.identity(ctx, claims)
+	id, err := v.identity(ctx, claims)
+	if err != nil {
+		return Identity{}, err
+	}
+	v.remember(token, t, id)
+	return id, nil
+}
+
+// remember keeps a verified HS* token's identity until the token's exp.
+func (v *JWTVerifier) remember(token string, t *jwt.Token, id Identity) {
+	if v.verified == nil {
+		return
+	}
+	if _, ok := t.Method.(*jwt.SigningMethodHMAC); !ok {
+		return
+	}
+	exp, err := t.Claims.GetExpirationTime()
+	if err != nil || exp == nil || !v.now().Before(exp.Time) {
+		return
+	}
+	// Callers share the remembered slices: clipped, an append copies them.
+	id.Teams, id.Permissions = slices.Clip(id.Teams), slices.Clip(id.Permissions)
+	v.verified.Add(token, verifiedToken{id: id, exp: exp.Time})
 }
 
 var errNoKey = errors.New("no key configured for this algorithm")

@@ -357,6 +357,54 @@ func TestJWTVerifierHS256(t *testing.T) {
 		jwtCase{name: "RS256 with no JWKS", token: rsaSigner.sign(t, baseClaims(nil)), invalid: true, cause: jwt.ErrTokenSignatureInvalid},
 	)
 	runJWTCases(t, v, cases)
+	// Verified tokens are remembered: a second pass answers from the
+	// cache, and must answer exactly the same.
+	t.Run("again", func(t *testing.T) { runJWTCases(t, v, cases) })
+}
+
+// TestJWTVerifierTokenCache checks that a remembered token stops being
+// accepted when it expires, as an unremembered one would, and that the
+// cache can be turned off.
+func TestJWTVerifierTokenCache(t *testing.T) {
+	secret := randomSecret(t, 32)
+	s := signer{name: "HS256", method: jwt.SigningMethodHS256, key: secret}
+	start := time.Now().Truncate(time.Second)
+	exp := start.Add(time.Minute)
+	tok := s.sign(t, baseClaims(map[string]any{"exp": exp.Unix(), "iat": start.Unix(), "teams": []any{"api"}}))
+	alice := scope.Identity{Org: "acme", User: "alice", Teams: []string{"api"}}
+	for _, tc := range []struct {
+		name      string
+		cacheSize int
+		at        time.Time
+		wantErr   error // nil: accepted as alice
+	}{
+		{"before exp", 0, start.Add(30 * time.Second), nil},
+		{"after exp, within leeway", 0, exp.Add(10 * time.Second), nil},
+		{"after exp and leeway", 0, exp.Add(scope.DefaultLeeway + time.Second), jwt.ErrTokenExpired},
+		{"cache off, after exp and leeway", -1, exp.Add(scope.DefaultLeeway + time.Second), jwt.ErrTokenExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newVerifier(t, scope.JWTConfig{Secret: secret, Issuer: testIssuer, Audience: testAudience, TokenCacheSize: tc.cacheSize})
+			now := start
+			scope.SetClock(v, func() time.Time { return now })
+			for i := range 2 { // verified, then (with the cache) remembered
+				got, err := v.Verify(t.Context(), tok)
+				if err != nil || !cmp.Equal(got, alice) {
+					t.Fatalf("Verify() #%d at issue = %+v, %v; want %+v", i+1, got, err, alice)
+				}
+			}
+			now = tc.at
+			for i := range 2 {
+				got, err := v.Verify(t.Context(), tok)
+				switch {
+				case tc.wantErr == nil && (err != nil || !cmp.Equal(got, alice)):
+					t.Errorf("Verify() #%d at %s = %+v, %v; want %+v", i+1, tc.at.Sub(start), got, err, alice)
+				case tc.wantErr != nil && (!errors.Is(err, scope.ErrInvalidToken) || !errors.Is(err, tc.wantErr)):
+					t.Errorf("Verify() #%d at %s = %+v, %v; want an error wrapping ErrInvalidToken and %v", i+1, tc.at.Sub(start), got, err, tc.wantErr)
+				}
+			}
+		})
+	}
 }
 
 func TestJWTVerifierJWKS(t *testing.T) {
