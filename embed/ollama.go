@@ -53,6 +53,8 @@ type OllamaConfig struct {
 	Timeout time.Duration
 	// MaxRetries is how many times a request is retried after a connection
 	// error, HTTP 5xx or HTTP 429. Default 3; negative means never retry.
+	// A retry whose wait would end past the context's deadline is not
+	// made: the call fails at once with the last attempt's error.
 	MaxRetries int
 	// RetryBackoff is the delay before the first retry; it doubles for each
 	// later one, with random jitter (each delay is 50-100% of the nominal
