@@ -25,11 +25,17 @@ import (
 // [Admin]'s job, connected as the owner.
 
 var (
-	_ store.KeyResolver = (*Store)(nil)
-	_ store.Auditor     = (*Store)(nil)
-	_ store.UsageMeter  = (*Store)(nil)
-	_ store.KeyAdmin    = (*Admin)(nil)
+	_ store.KeyResolver  = (*Store)(nil)
+	_ store.Auditor      = (*Store)(nil)
+	_ store.UsageMeter   = (*Store)(nil)
+	_ store.WriteAuditor = (*Store)(nil)
+	_ store.KeyAdmin     = (*Admin)(nil)
 )
+
+// AuditsWrites reports true: Add, Update, Delete and Purge record their
+// rows in the audit log inside their own transactions, with the caller's
+// address from store.SourceFrom.
+func (s *Store) AuditsWrites() bool { return true }
 
 func scanKeyRow(id string, row pgx.Row) (scope.APIKey, error) {
 	k := scope.APIKey{ID: id}

@@ -274,11 +274,11 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, id scope.Identity, ms []s
 				$11::timestamptz[], $12::vector[]) AS n(id, kind, sid, content, hash, tags, meta, exp, vec)
 			RETURNING `+memoryCols+`
 		), audit AS (
-			INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, count)
-			SELECT $1, $2, $13, 'add', scope_kind, scope_id, count(*) FROM ins GROUP BY scope_kind, scope_id
+			INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, count, source)
+			SELECT $1, $2, $13, 'add', scope_kind, scope_id, count(*), $14 FROM ins GROUP BY scope_kind, scope_id
 		)
 		SELECT * FROM ins AS m`,
-		id.Org, id.User, now, ids, kinds, sids, contents, hs, tags, mts, exps, vs, id.Agent)
+		id.Org, id.User, now, ids, kinds, sids, contents, hs, tags, mts, exps, vs, id.Agent, store.SourceFrom(ctx))
 	if err != nil {
 		return err
 	}
@@ -422,11 +422,11 @@ func (s *Store) Update(ctx context.Context, id scope.Identity, memoryID string, 
 					AND (m.expires_at IS NULL OR m.expires_at > $5)
 				RETURNING `+memoryCols+`
 			), audit AS (
-				INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count)
-				SELECT $1, $12, $13, 'update', scope_kind, scope_id, id::text, 1 FROM upd AS m
+				INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count, source)
+				SELECT $1, $12, $13, 'update', scope_kind, scope_id, id::text, 1, $14 FROM upd AS m
 			)
 			SELECT * FROM upd AS m`,
-			id.Org, mid, kinds, sids, time.Now(), content, hash, vec, tags, setMeta, meta, id.User, id.Agent))
+			id.Org, mid, kinds, sids, time.Now(), content, hash, vec, tags, setMeta, meta, id.User, id.Agent, store.SourceFrom(ctx)))
 		return err
 	})
 	if err != nil {
@@ -456,10 +456,10 @@ func (s *Store) Delete(ctx context.Context, id scope.Identity, memoryID string) 
 					AND (m.expires_at IS NULL OR m.expires_at > $5)
 				RETURNING m.id, m.scope_kind, m.scope_id
 			), audit AS (
-				INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count)
-				SELECT $1, $6, $7, 'delete', scope_kind, scope_id, id::text, 1 FROM del
+				INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count, source)
+				SELECT $1, $6, $7, 'delete', scope_kind, scope_id, id::text, 1, $8 FROM del
 			)
-			SELECT count(*) FROM del`, id.Org, mid, kinds, sids, time.Now(), id.User, id.Agent).Scan(&n); err != nil {
+			SELECT count(*) FROM del`, id.Org, mid, kinds, sids, time.Now(), id.User, id.Agent, store.SourceFrom(ctx)).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {
@@ -557,7 +557,7 @@ func (s *Store) Purge(ctx context.Context, id scope.Identity, t scope.Target) (s
 		counts[t.Scope.Qualified()] = 0
 	}
 	n := len(args)
-	args = append(args, id.User, id.Agent, t.String())
+	args = append(args, id.User, id.Agent, t.String(), store.SourceFrom(ctx))
 	err := s.inTx(ctx, st, false, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, fmt.Sprintf(`
 			WITH del AS (
@@ -566,10 +566,10 @@ func (s *Store) Purge(ctx context.Context, id scope.Identity, t scope.Target) (s
 			), per AS (
 				SELECT scope_kind, scope_id, count(*)::int AS n FROM del GROUP BY scope_kind, scope_id
 			), audit AS (
-				INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count)
-				SELECT $1, $%d, $%d, 'purge', scope_kind, scope_id, $%d, n FROM per
+				INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count, source)
+				SELECT $1, $%d, $%d, 'purge', scope_kind, scope_id, $%d, n, $%d FROM per
 			)
-			SELECT scope_kind, scope_id, n FROM per`, query, n+1, n+2, n+3), args...)
+			SELECT scope_kind, scope_id, n FROM per`, query, n+1, n+2, n+3, n+4), args...)
 		if err != nil {
 			return err
 		}
@@ -587,9 +587,9 @@ func (s *Store) Purge(ctx context.Context, id scope.Identity, t scope.Target) (s
 		}
 		if len(counts) == 0 || counts.Total() == 0 {
 			// Record the purge even when it found nothing.
-			_, err := tx.Exec(ctx, `INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count)
-				VALUES ($1, $2, $3, 'purge', $4, $5, $6, 0)`, id.Org, id.User, id.Agent,
-				string(t.Scope.Kind), t.Scope.ID, t.String())
+			_, err := tx.Exec(ctx, `INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count, source)
+				VALUES ($1, $2, $3, 'purge', $4, $5, $6, 0, $7)`, id.Org, id.User, id.Agent,
+				string(t.Scope.Kind), t.Scope.ID, t.String(), store.SourceFrom(ctx))
 			return err
 		}
 		return nil

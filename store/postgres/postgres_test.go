@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -249,23 +250,23 @@ func TestRowLevelSecurity(t *testing.T) {
 	})
 }
 
-// auditRows returns action/scope/target/count rows of the audit log, read
-// as the superuser.
+// auditRows returns action/scope/target/count/source rows of the audit
+// log, read as the superuser.
 func auditRows(t *testing.T, d *pgtest.Database, action string) []string {
 	t.Helper()
 	c := connect(t, d.AdminURL)
-	rows, err := c.Query(t.Context(), `SELECT org_id, actor, scope_kind, scope_id, target, count FROM audit WHERE action = $1 ORDER BY id`, action)
+	rows, err := c.Query(t.Context(), `SELECT org_id, actor, scope_kind, scope_id, target, count, source FROM audit WHERE action = $1 ORDER BY id`, action)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
 	for rows.Next() {
-		var org, actor, kind, sid, target string
+		var org, actor, kind, sid, target, source string
 		var n int
-		if err := rows.Scan(&org, &actor, &kind, &sid, &target, &n); err != nil {
+		if err := rows.Scan(&org, &actor, &kind, &sid, &target, &n, &source); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, strings.Join([]string{org, actor, kind + ":" + sid, target, strconv.Itoa(n)}, " "))
+		out = append(out, strings.Join([]string{org, actor, kind + ":" + sid, target, strconv.Itoa(n), source}, " "))
 	}
 	return out
 }
@@ -273,9 +274,18 @@ func auditRows(t *testing.T, d *pgtest.Database, action string) []string {
 func TestAudit(t *testing.T) {
 	s, d := pgtest.NewStore(t)
 	ids := seed(t, s)
-	ctx := t.Context()
+	// The HTTP server hands the caller's address down in the context.
+	const src = "192.0.2.7"
+	ctx := store.WithSource(t.Context(), src)
 	alice := storetest.Member("acme", "alice", "api")
 	userAlice := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	teamAPI := scope.Scope{Kind: scope.KindTeam, ID: "api"}
+	if _, err := s.Add(ctx, alice, []store.NewMemory{
+		storetest.New(teamAPI, "the release train leaves on thursdays"),
+		storetest.New(teamAPI, "staging runs the nightly database restore"),
+	}); err != nil {
+		t.Fatal(err)
+	}
 
 	content := "changed"
 	if _, err := s.Update(ctx, alice, ids["acme user:alice"], store.Patch{Content: &content, Vector: storetest.Vector(content, storetest.Dims)}); err != nil {
@@ -294,13 +304,13 @@ func TestAudit(t *testing.T) {
 		action string
 		want   []string
 	}{
-		{"update", []string{"acme alice user:alice " + ids["acme user:alice"] + " 1"}},
-		{"delete", []string{"acme alice team:api " + ids["acme team:api"] + " 1"}},
+		{"update", []string{"acme alice user:alice " + ids["acme user:alice"] + " 1 " + src}},
+		{"delete", []string{"acme alice team:api " + ids["acme team:api"] + " 1 " + src}},
 		{"purge", []string{
-			"acme alice user:alice user 1",
-			"globex root agent:bob/coder user:bob 1",
-			"globex root session:bob/s1 user:bob 1",
-			"globex root user:bob user:bob 1",
+			"acme alice user:alice user 1 " + src,
+			"globex root agent:bob/coder user:bob 1 " + src,
+			"globex root session:bob/s1 user:bob 1 " + src,
+			"globex root user:bob user:bob 1 " + src,
 		}},
 	} {
 		got := auditRows(t, d, tc.action)
@@ -311,8 +321,8 @@ func TestAudit(t *testing.T) {
 			t.Errorf("audit rows for %s mismatch (-want +got):\n%s", tc.action, diff)
 		}
 	}
-	if got := auditRows(t, d, "add"); len(got) == 0 {
-		t.Errorf("no audit rows for add")
+	if got := auditRows(t, d, "add"); !slices.Contains(got, "acme alice team:api  2 "+src) {
+		t.Errorf("audit rows for add %q lack the add of two memories to team:api from %s", got, src)
 	}
 }
 
