@@ -279,7 +279,7 @@ func (p *protector) protect(next http.Handler) http.Handler {
 		if sid := r.Header.Get(server.HeaderKeySessionID); sid != "" && validSessionKey(sid) {
 			id.Session = sid
 		}
-		ctx := withSource(scope.WithIdentity(r.Context(), id), source)
+		ctx := store.WithSource(scope.WithIdentity(r.Context(), id), source)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

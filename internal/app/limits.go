@@ -172,7 +172,10 @@ type guard struct {
 	log     *slog.Logger
 	auditor store.Auditor    // nil: the store keeps no audit log
 	meter   store.UsageMeter // nil: no usage accounting or quotas
-	limits  *limiters
+	// storeAudits: the store records writes in its audit log itself
+	// (store.WriteAuditor), so toolMiddleware does not.
+	storeAudits bool
+	limits      *limiters
 
 	mu      sync.Mutex
 	calls   map[string]int64
@@ -198,6 +201,9 @@ func newGuard(cfg HTTPConfig, st store.Store, log *slog.Logger) *guard {
 	base := baseStore(st)
 	g.auditor, _ = base.(store.Auditor)
 	g.meter, _ = base.(store.UsageMeter)
+	if wa, ok := base.(store.WriteAuditor); ok && wa.AuditsWrites() {
+		g.storeAudits = true
+	}
 	if g.auditor == nil {
 		log.Warn("this store keeps no audit log: writes and failed logins are only logged")
 	}
@@ -272,11 +278,15 @@ func (g *guard) countCall(org string) {
 // wait when either is exhausted.
 func (g *guard) rateLimit(id scope.Identity, now time.Time) (ok bool, retry time.Duration, which string) {
 	l := g.cfg.OrgLimits.For(id.Org)
-	if ok, d := g.limits.take("o\x00"+id.Org, l.Org, now); !ok {
-		return false, d, "org " + id.Org
+	if l.Org.Rate > 0 {
+		if ok, d := g.limits.take("o\x00"+id.Org, l.Org, now); !ok {
+			return false, d, "org " + id.Org
+		}
 	}
-	if ok, d := g.limits.take("p\x00"+id.Org+"\x00"+id.User, l.Principal, now); !ok {
-		return false, d, "user " + id.User
+	if l.Principal.Rate > 0 {
+		if ok, d := g.limits.take("p\x00"+id.Org+"\x00"+id.User, l.Principal, now); !ok {
+			return false, d, "user " + id.User
+		}
 	}
 	return true, 0, ""
 }
@@ -358,10 +368,10 @@ func (e *QuotaError) Error() string {
 // checkQuota returns a *QuotaError when adding n memories of size bytes
 // would exceed the org's quotas.
 func (g *guard) checkQuota(ctx context.Context, org string, n, size int64) error {
-	l := g.cfg.OrgLimits.For(org)
-	if (l.MaxMemories == 0 && l.MaxBytes == 0) || g.meter == nil {
+	if !g.quotas(org) {
 		return nil
 	}
+	l := g.cfg.OrgLimits.For(org)
 	mem, b, err := g.orgStorage(ctx, org)
 	if err != nil {
 		return err
@@ -375,24 +385,15 @@ func (g *guard) checkQuota(ctx context.Context, org string, n, size int64) error
 	return nil
 }
 
-type sourceKey struct{}
-
-// withSource records the caller's network address in ctx for the audit.
-func withSource(ctx context.Context, addr string) context.Context {
-	return context.WithValue(ctx, sourceKey{}, addr)
-}
-
-func sourceFrom(ctx context.Context) string {
-	s, _ := ctx.Value(sourceKey{}).(string)
-	return s
-}
-
 // writeTools maps the tools that change data to their audit action.
 var writeTools = map[string]string{
 	"add_memory": "add", "update_memory": "update", "delete_memory": "delete", "purge": "purge",
 }
 
-// toolMiddleware enforces quotas on writes and audits every write.
+// toolMiddleware enforces quotas on writes and audits every write, unless
+// the store audits its writes itself (store.WriteAuditor): then each write
+// is recorded once, by the store, in the write's own transaction, with the
+// source address the request's context carries (store.WithSource).
 func (g *guard) toolMiddleware(next server.ToolHandlerFunc) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		action, isWrite := writeTools[req.Params.Name]
@@ -403,7 +404,7 @@ func (g *guard) toolMiddleware(next server.ToolHandlerFunc) server.ToolHandlerFu
 		args := req.GetArguments()
 		content, hasContent := args["content"].(string)
 		size := int64(len(content))
-		ev := store.AuditEvent{Org: id.Org, Actor: id.User, Agent: id.Agent, Action: action, Source: sourceFrom(ctx)}
+		ev := store.AuditEvent{Org: id.Org, Actor: id.User, Agent: id.Agent, Action: action, Source: store.SourceFrom(ctx)}
 		if hasContent && (action == "add" || action == "update") {
 			n := int64(1)
 			if action == "update" {
@@ -425,6 +426,10 @@ func (g *guard) toolMiddleware(next server.ToolHandlerFunc) server.ToolHandlerFu
 		if err != nil || res == nil || res.IsError {
 			return res, err
 		}
+		if g.storeAudits && !g.quotas(id.Org) {
+			// Nothing to record, and no cached storage to keep up to date.
+			return res, nil
+		}
 		var out struct {
 			ID     string         `json:"id"`
 			Scope  string         `json:"scope"`
@@ -432,8 +437,17 @@ func (g *guard) toolMiddleware(next server.ToolHandlerFunc) server.ToolHandlerFu
 			Purged map[string]int `json:"purged"`
 			Total  int            `json:"total"`
 		}
-		if b, mErr := json.Marshal(res.StructuredContent); mErr == nil {
-			_ = json.Unmarshal(b, &out)
+		decodeResult(res, &out)
+		switch action {
+		case "add":
+			if !out.Dup {
+				g.stored(id.Org, 1, size)
+			}
+		default:
+			g.forget(id.Org)
+		}
+		if g.storeAudits {
+			return res, nil
 		}
 		ev.Target, ev.Count = out.ID, 1
 		if out.Scope != "" {
@@ -447,8 +461,6 @@ func (g *guard) toolMiddleware(next server.ToolHandlerFunc) server.ToolHandlerFu
 		case "add":
 			if out.Dup {
 				ev.Count, ev.Detail = 0, "duplicate"
-			} else {
-				g.stored(id.Org, 1, size)
 			}
 		case "purge":
 			ev.Target, _ = args["scope"].(string)
@@ -456,13 +468,38 @@ func (g *guard) toolMiddleware(next server.ToolHandlerFunc) server.ToolHandlerFu
 			if b, err := json.Marshal(out.Purged); err == nil {
 				ev.Detail = string(b)
 			}
-			g.forget(id.Org)
-		default:
-			g.forget(id.Org)
 		}
 		g.audit(ctx, ev)
 		return res, nil
 	}
+}
+
+// quotas reports whether org has a storage quota, which the cached
+// storage must follow.
+func (g *guard) quotas(org string) bool {
+	l := g.cfg.OrgLimits.For(org)
+	return (l.MaxMemories != 0 || l.MaxBytes != 0) && g.meter != nil
+}
+
+// decodeResult reads a tool result's structured content into out: the
+// raw JSON the tools hand to mcp-go, or whatever value another tool set.
+func decodeResult(res *mcp.CallToolResult, out any) {
+	raw := res.RawStructuredContent
+	if len(raw) == 0 {
+		switch sc := res.StructuredContent.(type) {
+		case json.RawMessage:
+			raw = sc
+		case nil:
+			return
+		default:
+			b, err := json.Marshal(sc)
+			if err != nil {
+				return
+			}
+			raw = b
+		}
+	}
+	_ = json.Unmarshal(raw, out)
 }
 
 // BaseStore returns the store the App opened, under any wrapper (such as
