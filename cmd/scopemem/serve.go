@@ -62,6 +62,7 @@ type ServeCmd struct {
 	ClaimPermissions string        `name:"claim-permissions" env:"SCOPEMEM_CLAIM_PERMISSIONS" default:"scope" help:"Claim holding the permissions (scp is read when it is absent)." group:"HTTP"`
 	ShutdownTimeout  time.Duration `name:"shutdown-timeout" env:"SCOPEMEM_SHUTDOWN_TIMEOUT" default:"15s" help:"How long in-flight HTTP calls may take to finish on SIGTERM." group:"HTTP"`
 	MetricsAddr      string        `name:"metrics-addr" env:"SCOPEMEM_METRICS_ADDR" help:"Serve Prometheus /metrics on this separate address (e.g. 127.0.0.1:9090); off by default." placeholder:"ADDR" group:"HTTP"`
+	Pprof            bool          `name:"pprof" env:"SCOPEMEM_PPROF" help:"Also serve Go profiles (net/http/pprof) under /debug/pprof/ on --metrics-addr; keep that address private." group:"HTTP"`
 
 	httpSecurityFlags `embed:""`
 	telemetryFlags    `embed:""`
@@ -117,6 +118,9 @@ func (c *ServeCmd) serveStdio(env *runEnv, tp trace.TracerProvider) error {
 }
 
 func (c *ServeCmd) serveHTTP(env *runEnv, tp trace.TracerProvider) error {
+	if c.Pprof && c.MetricsAddr == "" {
+		return errors.New("--pprof serves profiles on the metrics listener: give --metrics-addr too (e.g. 127.0.0.1:9090)")
+	}
 	hc, err := c.httpSecurityFlags.config(c.HTTP)
 	if err != nil {
 		return err
@@ -158,7 +162,7 @@ func (c *ServeCmd) serveHTTP(env *runEnv, tp trace.TracerProvider) error {
 	srv := a.NewHTTPServer(c.HTTP, hc)
 	srv.Handler = a.InstrumentHTTP(srv.Handler)
 	if c.MetricsAddr != "" {
-		stopMetrics, err := a.ServeMetrics(c.MetricsAddr)
+		stopMetrics, err := a.ServeMetrics(c.MetricsAddr, app.MetricsOptions{Profiling: c.Pprof})
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}

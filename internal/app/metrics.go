@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"regexp"
 	"time"
 
@@ -285,16 +286,33 @@ func (a *App) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{})
 }
 
+// MetricsOptions configures the listener of [App.ServeMetrics].
+type MetricsOptions struct {
+	// Profiling also serves the Go runtime's profiles (net/http/pprof)
+	// under /debug/pprof/, e.g. a CPU profile of the next 30 seconds at
+	// /debug/pprof/profile?seconds=30. They name no tenant, but reveal the
+	// server's internals and cost CPU while taken: keep the listener
+	// private. Off by default.
+	Profiling bool
+}
+
 // ServeMetrics serves /metrics on its own listener at addr, apart from the
 // MCP routes (so it need not be exposed where /mcp is), until stop is
 // called.
-func (a *App) ServeMetrics(addr string) (stop func(), err error) {
+func (a *App) ServeMetrics(addr string, opts MetricsOptions) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.MetricsHandler())
+	if opts.Profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
@@ -303,7 +321,7 @@ func (a *App) ServeMetrics(addr string) (stop func(), err error) {
 			a.log.Error("metrics listener stopped", "err", err)
 		}
 	}()
-	a.log.Info("serving Prometheus metrics", "addr", ln.Addr().String(), "path", "/metrics")
+	a.log.Info("serving Prometheus metrics", "addr", ln.Addr().String(), "path", "/metrics", "profiling", opts.Profiling)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

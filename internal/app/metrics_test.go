@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -44,7 +45,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 
-	stop, err := a.ServeMetrics("127.0.0.1:0")
+	stop, err := a.ServeMetrics("127.0.0.1:0", app.MetricsOptions{})
 	if err != nil {
 		t.Fatalf("ServeMetrics: %v", err)
 	}
@@ -97,4 +98,43 @@ func grepLines(s, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestMetricsProfiling checks that the metrics listener serves the Go
+// profiles only when asked to.
+func TestMetricsProfiling(t *testing.T) {
+	a := newApp(t, nil)
+	for _, tc := range []struct {
+		name       string
+		opts       app.MetricsOptions
+		wantPprof  int
+		wantMetric int
+	}{
+		{"default", app.MetricsOptions{}, http.StatusNotFound, http.StatusOK},
+		{"profiling", app.MetricsOptions{Profiling: true}, http.StatusOK, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			ln.Close()
+			stop, err := a.ServeMetrics(addr, tc.opts)
+			if err != nil {
+				t.Fatalf("ServeMetrics: %v", err)
+			}
+			defer stop()
+			for path, want := range map[string]int{"/debug/pprof/": tc.wantPprof, "/debug/pprof/cmdline": tc.wantPprof, "/metrics": tc.wantMetric} {
+				resp, err := http.Get("http://" + addr + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != want {
+					t.Errorf("GET %s = %d, want %d", path, resp.StatusCode, want)
+				}
+			}
+		})
+	}
 }
