@@ -4,19 +4,44 @@
 # Starts a throwaway PostgreSQL 15 with pgvector (scripts/testdb.sh) unless
 # SCOPEMEM_TEST_DATABASE_URL names one, then vets, runs the end-to-end suite
 # of the official MCP TypeScript SDK client (e2e/, needs Node 18+ and npm),
-# and runs the whole Go test suite with the race detector. Extra arguments
-# go to `go test` alone (e.g. scripts/test.sh -run TestHTTP ./internal/app).
+# runs each fuzz target briefly, and runs the whole Go test suite with the
+# race detector. Extra arguments go to `go test` alone (e.g.
+# scripts/test.sh -run TestHTTP ./internal/app).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$#" -eq 0 ]; then
 	set -- ./...
 fi
+
+# fuzz_briefly runs every fuzz target for SCOPEMEM_FUZZTIME (default 3s;
+# 0 skips), one target per `go test -fuzz` as go requires. Targets are
+# listed with `go test -list` in each package that declares one, so new
+# targets run without changing this script. Their seed corpora (the f.Add
+# calls and testdata/fuzz) also run in the main test run below; an input
+# that fails here is written to testdata/fuzz/<target>/ for a regression
+# test.
+fuzz_briefly() {
+	local fuzztime=${SCOPEMEM_FUZZTIME:-3s} pkgs pkg list name
+	if [ "$fuzztime" = 0 ]; then
+		return
+	fi
+	pkgs=$(grep -rl --include='*_test.go' --exclude-dir=node_modules --exclude-dir=.git '^func Fuzz' . | xargs -r -n1 dirname | sort -u)
+	for pkg in $pkgs; do
+		list=$(go test -list '^Fuzz' "$pkg")
+		for name in $(grep '^Fuzz' <<<"$list"); do
+			echo "fuzz: $name in $pkg for $fuzztime" >&2
+			go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+		done
+	done
+}
+
 go vet ./...
 if [ "$*" = "./..." ]; then
 	# The official TypeScript SDK client against the real binary, then the
 	# official MCP conformance suite.
 	e2e/run.sh
 	e2e/conformance.sh
+	fuzz_briefly
 fi
 exec scripts/testdb.sh run -- go test -race -count=1 -timeout 20m "$@"
