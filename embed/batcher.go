@@ -5,44 +5,49 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Defaults for [BatcherConfig].
 const (
-	DefaultBatchWindow   = 2 * time.Millisecond
 	DefaultBatchMaxTexts = 64
+	DefaultBatchInFlight = 1
 )
 
 // BatcherConfig configures [NewBatcher]. The zero value of every field means
 // its default.
 type BatcherConfig struct {
-	// Window is how long the batcher waits, after the first call of a batch
-	// arrives, for more calls to join it. Default 2ms.
-	Window time.Duration
 	// MaxBatch is the most texts in one merged call; a batch is sent as soon
-	// as it is full. A single call with more texts is sent alone. Default 64.
+	// as it is full, even while InFlight calls are out. A single call with
+	// more texts is sent alone. Default 64; 1 turns merging off (every
+	// call's texts are sent as they come, at most InFlight at a time).
 	MaxBatch int
+	// InFlight is how many merged calls may be out to the wrapped embedder
+	// at once. Calls that arrive while all are out gather into the next
+	// batch, which is sent the moment one returns. Default 1, right for a
+	// model server that works on one request at a time (an Ollama default):
+	// each request then carries everything that arrived during the last.
+	InFlight int
 }
 
 func (c BatcherConfig) withDefaults() BatcherConfig {
-	if c.Window <= 0 {
-		c.Window = DefaultBatchWindow
-	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = DefaultBatchMaxTexts
+	}
+	if c.InFlight <= 0 {
+		c.InFlight = DefaultBatchInFlight
 	}
 	return c
 }
 
 // Batcher is an [Embedder] that merges concurrent calls into fewer calls of
-// the embedder it wraps (micro-batching): calls arriving within Window of
-// the first one of a batch are sent together, identical texts once, and the
-// vectors are split back to their callers. With a model server, where one
-// request of 32 texts costs little more than one of a single text, this
-// multiplies throughput under concurrent load. A call that arrives while no
-// merged call is in flight is sent at once, so a lone caller never waits
-// for the window; batches form only while the model server is busy.
+// the embedder it wraps (micro-batching): calls that arrive while
+// InFlight merged calls are out gather into one batch, sent the moment one
+// of them returns, identical texts once, and the vectors are split back to
+// their callers. With a model server, where one request of 32 texts costs
+// little more than one of a single text, this multiplies throughput under
+// concurrent load. A call that arrives while a slot is free is sent at
+// once, so a lone caller never waits: batches form only while the model
+// server is busy, and their window is exactly as long as it stays busy.
 //
 // A caller whose context ends gets its context's error at once; the merged
 // call goes on for the others, and is cancelled only when every caller in it
@@ -58,13 +63,15 @@ type Batcher struct {
 	cfg  BatcherConfig
 
 	reqs     chan *batchReq
+	freed    chan struct{} // a merged call returned
 	closing  chan struct{}
 	loopDone chan struct{}
 	closeMu  sync.Once
 	inflight sync.WaitGroup
 
-	calls atomic.Uint64 // merged calls made to next
-	busy  atomic.Int64  // merged calls in flight
+	calls   atomic.Uint64 // merged calls made to next
+	busy    atomic.Int64  // merged calls in flight
+	waiting atomic.Int64  // callers gathered into the next batch
 }
 
 // batchReq is one caller's Embed call waiting in the batcher.
@@ -86,6 +93,7 @@ func NewBatcher(e Embedder, cfg BatcherConfig) *Batcher {
 		next:     e,
 		cfg:      cfg.withDefaults(),
 		reqs:     make(chan *batchReq),
+		freed:    make(chan struct{}, 1),
 		closing:  make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
@@ -99,6 +107,10 @@ func (b *Batcher) Info() Info { return b.next.Info() }
 // Calls returns how many calls the batcher has made to the wrapped
 // embedder (merged batches, plus any retries of single callers).
 func (b *Batcher) Calls() uint64 { return b.calls.Load() }
+
+// Waiting returns how many calls are gathered for the next merged call,
+// waiting for one in flight to return.
+func (b *Batcher) Waiting() int { return int(b.waiting.Load()) }
 
 // Embed queues texts to be embedded with other concurrent calls, and waits
 // for its vectors. Errors: the wrapped embedder's; ErrInput for a blank or
@@ -146,17 +158,15 @@ func (b *Batcher) loop() {
 	var (
 		batch []*batchReq
 		n     int // texts in batch
-		timer = time.NewTimer(time.Hour)
-		tick  <-chan time.Time
 	)
-	timer.Stop()
 	flush := func() {
 		if len(batch) > 0 {
 			b.dispatch(batch)
 		}
-		batch, n, tick = nil, 0, nil
-		timer.Stop()
+		batch, n = nil, 0
+		b.waiting.Store(0)
 	}
+	free := func() bool { return b.busy.Load() < int64(b.cfg.InFlight) }
 	for {
 		select {
 		case r := <-b.reqs:
@@ -165,15 +175,14 @@ func (b *Batcher) loop() {
 			}
 			batch = append(batch, r)
 			n += len(r.texts)
-			if n >= b.cfg.MaxBatch || (len(batch) == 1 && b.busy.Load() == 0) {
+			b.waiting.Store(int64(len(batch)))
+			if n >= b.cfg.MaxBatch || free() {
 				flush()
-			} else if len(batch) == 1 {
-				timer.Reset(b.cfg.Window)
-				tick = timer.C
 			}
-		case <-tick:
-			tick = nil
-			flush()
+		case <-b.freed:
+			if free() {
+				flush()
+			}
 		case <-b.closing:
 			flush()
 			return
@@ -200,7 +209,13 @@ func (b *Batcher) dispatch(batch []*batchReq) {
 	b.busy.Add(1)
 	go func() {
 		defer b.inflight.Done()
-		defer b.busy.Add(-1)
+		defer func() {
+			b.busy.Add(-1)
+			select { // wake the loop; a wake-up already pending will do
+			case b.freed <- struct{}{}:
+			default:
+			}
+		}()
 		defer cancel()
 		defer func() {
 			for _, stop := range stops {

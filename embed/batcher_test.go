@@ -3,6 +3,7 @@ package embed_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"sync"
@@ -39,7 +40,7 @@ func concurrently(n int, f func(i int)) {
 func TestBatcherMergesConcurrentCalls(t *testing.T) {
 	rec := newRecorder()
 	rec.delay = 20 * time.Millisecond
-	b := newBatcher(t, rec, embed.BatcherConfig{Window: 20 * time.Millisecond})
+	b := newBatcher(t, rec, embed.BatcherConfig{})
 	const callers = 16
 	results := make([][][]float32, callers)
 	errs := make([]error, callers)
@@ -73,7 +74,7 @@ func TestBatcherMergesConcurrentCalls(t *testing.T) {
 
 func TestBatcherRespectsMaxBatch(t *testing.T) {
 	rec := newRecorder()
-	b := newBatcher(t, rec, embed.BatcherConfig{Window: 50 * time.Millisecond, MaxBatch: 10})
+	b := newBatcher(t, rec, embed.BatcherConfig{MaxBatch: 10})
 	concurrently(8, func(i int) {
 		n := 4
 		if i == 0 {
@@ -92,7 +93,7 @@ func TestBatcherRespectsMaxBatch(t *testing.T) {
 
 func TestBatcherSendsEachTextOnce(t *testing.T) {
 	rec := newRecorder()
-	b := newBatcher(t, rec, embed.BatcherConfig{Window: 30 * time.Millisecond})
+	b := newBatcher(t, rec, embed.BatcherConfig{})
 	results := make([][][]float32, 4)
 	concurrently(4, func(i int) {
 		var err error
@@ -122,7 +123,7 @@ func TestBatcherSendsEachTextOnce(t *testing.T) {
 func TestBatcherCancelledCallerLeavesOthers(t *testing.T) {
 	rec := newRecorder()
 	rec.gate = make(chan struct{})
-	b := newBatcher(t, rec, embed.BatcherConfig{Window: 30 * time.Millisecond})
+	b := newBatcher(t, rec, embed.BatcherConfig{})
 
 	ctxA, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
@@ -133,8 +134,11 @@ func TestBatcherCancelledCallerLeavesOthers(t *testing.T) {
 	}
 	resB := make(chan result, 1)
 	// A first call keeps the upstream busy, so A and B gather into one
-	// batch instead of each being sent at once.
-	go b.Embed(context.Background(), []string{"keeps upstream busy"})
+	// batch instead of each being sent at once; when it leaves, the slot
+	// frees and A and B go up together.
+	busyCtx, leaveBusy := context.WithCancel(context.Background())
+	defer leaveBusy()
+	go b.Embed(busyCtx, []string{"keeps upstream busy"})
 	waitFor(t, func() bool { return len(rec.Calls()) == 1 })
 	go func() {
 		_, err := b.Embed(ctxA, []string{"from A"})
@@ -144,6 +148,8 @@ func TestBatcherCancelledCallerLeavesOthers(t *testing.T) {
 		v, err := b.Embed(context.Background(), []string{"from B"})
 		resB <- result{v, err}
 	}()
+	waitFor(t, func() bool { return b.Waiting() == 2 })
+	leaveBusy()
 	// Wait until the merged call is upstream, then cancel A.
 	waitFor(t, func() bool { return len(rec.Calls()) == 2 })
 	cancelA()
@@ -172,7 +178,7 @@ func TestBatcherCancelledCallerLeavesOthers(t *testing.T) {
 func TestBatcherCancelsUpstreamWhenAllCallersLeave(t *testing.T) {
 	rec := newRecorder()
 	rec.gate = make(chan struct{}) // never opened: only cancellation ends the call
-	b := newBatcher(t, rec, embed.BatcherConfig{Window: 10 * time.Millisecond})
+	b := newBatcher(t, rec, embed.BatcherConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	concurrentlyStart := make(chan struct{})
@@ -204,7 +210,7 @@ func TestBatcherIsolatesBadInput(t *testing.T) {
 		}
 		return nil
 	}
-	b := newBatcher(t, rec, embed.BatcherConfig{Window: 30 * time.Millisecond})
+	b := newBatcher(t, rec, embed.BatcherConfig{})
 	errs := make([]error, 3)
 	concurrently(3, func(i int) {
 		text := []string{"good one", "good two", "too long for the model"}[i]
@@ -249,7 +255,7 @@ func TestBatcherCloseLeavesNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	rec := newRecorder()
 	rec.delay = 10 * time.Millisecond
-	b := embed.NewBatcher(rec, embed.BatcherConfig{Window: 5 * time.Millisecond})
+	b := embed.NewBatcher(rec, embed.BatcherConfig{})
 	concurrently(10, func(i int) {
 		if _, err := b.Embed(context.Background(), []string{string(rune('a' + i))}); err != nil {
 			t.Errorf("Embed() = %v", err)
@@ -282,7 +288,7 @@ func TestBatcherCloseLeavesNoGoroutines(t *testing.T) {
 func TestBatcherOverOllama(t *testing.T) {
 	srv := ollamatest.NewServer(t, ollamatest.Config{Dims: 32, Delay: 20 * time.Millisecond})
 	o := newOllama(t, embed.OllamaConfig{Host: srv.URL})
-	b := newBatcher(t, o, embed.BatcherConfig{Window: 30 * time.Millisecond})
+	b := newBatcher(t, o, embed.BatcherConfig{})
 	c := embed.NewCache(b, 0)
 	const callers = 32
 	concurrently(callers, func(i int) {
@@ -318,7 +324,7 @@ func waitFor(t *testing.T, cond func() bool) {
 
 func TestBatcherSendsALoneCallAtOnce(t *testing.T) {
 	rec := newRecorder()
-	b := newBatcher(t, rec, embed.BatcherConfig{Window: time.Second})
+	b := newBatcher(t, rec, embed.BatcherConfig{})
 	start := time.Now()
 	if _, err := b.Embed(context.Background(), []string{"alone"}); err != nil {
 		t.Fatal(err)
@@ -326,4 +332,49 @@ func TestBatcherSendsALoneCallAtOnce(t *testing.T) {
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("a lone call took %v with a 1s window; want it sent at once", d)
 	}
+}
+
+// TestBatcherInFlight drives 32 closed-loop callers through a batcher in
+// front of a model server that answers one request at a time (a Fake with
+// Parallel 1 and a 10ms delay) for a fixed time, and counts the texts
+// embedded. Without merging (MaxBatch 1) each request carries one text, so
+// about 1/delay texts a second get through; with merging each request
+// carries what arrived during the last one.
+func TestBatcherInFlight(t *testing.T) {
+	const (
+		delay   = 10 * time.Millisecond
+		callers = 32
+		runFor  = 400 * time.Millisecond
+	)
+	measure := func(cfg embed.BatcherConfig) int {
+		f := embed.NewFake(embed.FakeConfig{Dims: 8, Delay: delay, Parallel: 1})
+		b := newBatcher(t, f, cfg)
+		var (
+			mu   sync.Mutex
+			done int
+		)
+		stop := time.Now().Add(runFor)
+		concurrently(callers, func(i int) {
+			for k := 0; time.Now().Before(stop); k++ {
+				if _, err := b.Embed(context.Background(), []string{fmt.Sprintf("caller %d text %d", i, k)}); err != nil {
+					t.Errorf("Embed() = %v", err)
+					return
+				}
+				mu.Lock()
+				done++
+				mu.Unlock()
+			}
+		})
+		return done
+	}
+	single := measure(embed.BatcherConfig{MaxBatch: 1})
+	merged := measure(embed.BatcherConfig{})
+	ceiling := int(runFor/delay) + callers // one text per request, plus the last round
+	if single > ceiling {
+		t.Errorf("MaxBatch 1: %d texts in %v, want at most %d (one per %v request)", single, runFor, ceiling, delay)
+	}
+	if merged < 8*single {
+		t.Errorf("merged: %d texts in %v, want at least 8x the %d of one text per request", merged, runFor, single)
+	}
+	t.Logf("texts in %v: one per request %d, merged %d (%.1fx)", runFor, single, merged, float64(merged)/float64(single))
 }

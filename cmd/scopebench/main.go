@@ -85,6 +85,8 @@ type ServerFlags struct {
 	Embedder    string        `default:"fake" enum:"fake,builtin" help:"Embedder of the servers scopebench starts: fake (deterministic, for load tests) or builtin (lexical)."`
 	Dims        int           `default:"768" help:"Vector dimensions of the fake embedder."`
 	FakeDelay   time.Duration `name:"fake-delay" default:"0s" help:"Delay of each fake embedder call, standing for a model's latency."`
+	FakePar     int           `name:"fake-parallel" help:"Calls the fake embedder answers at once, as a model server's workers (0: no limit; 1: like an Ollama with one worker)."`
+	BatchMax    int           `name:"embed-batch-max" help:"Most texts per merged embedding request (1: one call's texts per request, no micro-batching; 0: the server's default)."`
 	ServerArg   []string      `name:"server-arg" help:"Extra argument for scopemem serve (repeat the flag for several)." placeholder:"ARG"`
 }
 
@@ -92,7 +94,10 @@ type ServerFlags struct {
 func (f *ServerFlags) serveArgs(db string) []string {
 	args := []string{"--embedder", f.Embedder}
 	if f.Embedder == "fake" {
-		args = append(args, "--fake-dims", strconv.Itoa(f.Dims), "--fake-delay", f.FakeDelay.String())
+		args = append(args, "--fake-dims", strconv.Itoa(f.Dims), "--fake-delay", f.FakeDelay.String(), "--fake-parallel", strconv.Itoa(f.FakePar))
+	}
+	if f.BatchMax > 0 {
+		args = append(args, "--embed-batch-max", strconv.Itoa(f.BatchMax))
 	}
 	if f.DatabaseURL != "" {
 		args = append(args, "--database-url", f.DatabaseURL)
@@ -134,10 +139,19 @@ func (f *ServerFlags) describeStore() string {
 }
 
 func (f *ServerFlags) describeEmbedder() string {
+	var d string
 	if f.Embedder == "fake" {
-		return fmt.Sprintf("fake embedder %d dims, %s delay", f.Dims, f.FakeDelay)
+		d = fmt.Sprintf("fake embedder %d dims, %s delay", f.Dims, f.FakeDelay)
+		if f.FakePar > 0 {
+			d += fmt.Sprintf(", %d at once", f.FakePar)
+		}
+	} else {
+		d = f.Embedder + " embedder"
 	}
-	return f.Embedder + " embedder"
+	if f.BatchMax > 0 {
+		d += fmt.Sprintf(", batches of at most %d texts", f.BatchMax)
+	}
+	return d
 }
 
 // RunCmd is `scopebench run`.
@@ -316,7 +330,7 @@ func (c *RunCmd) serveInProcess(ctx context.Context, db string, secret []byte) (
 func (f *ServerFlags) newApp(ctx context.Context, db string) (*app.App, error) {
 	return app.New(ctx, app.Config{
 		DBPath: db, DatabaseURL: f.DatabaseURL, MigrateURL: f.MigrateURL,
-		Embedder: f.Embedder, FakeDims: f.Dims, FakeDelay: f.FakeDelay,
+		Embedder: f.Embedder, FakeDims: f.Dims, FakeDelay: f.FakeDelay, FakeParallel: f.FakePar, EmbedBatchMax: f.BatchMax,
 		JanitorInterval: -1, Logger: warnLogger(),
 	})
 }

@@ -33,7 +33,7 @@ type ServeCmd struct {
 	FakeDelay       time.Duration `name:"fake-delay" env:"SCOPEMEM_FAKE_DELAY" default:"0s" help:"How long each fake embedder call sleeps, standing for a model's latency." group:"Embedding"`
 	FakeParallel    int           `name:"fake-parallel" env:"SCOPEMEM_FAKE_PARALLEL" help:"Calls the fake embedder answers at once, as a model server's workers (0: no limit)." group:"Embedding"`
 	EmbedBatchMax   int           `name:"embed-batch-max" env:"SCOPEMEM_EMBED_BATCH_MAX" default:"64" help:"Most texts merged into one embedding request from concurrent calls (1: every call's texts sent alone)." group:"Embedding"`
-	EmbedBatchWin   time.Duration `name:"embed-batch-window" env:"SCOPEMEM_EMBED_BATCH_WINDOW" default:"2ms" help:"How long a batch waits for more calls while the model server is busy (a lone call is sent at once)." group:"Embedding"`
+	EmbedInFlight   int           `name:"embed-in-flight" env:"SCOPEMEM_EMBED_IN_FLIGHT" default:"1" help:"Embedding requests out to the model server at once; calls arriving meanwhile gather into the next request (a lone call is sent at once). Raise it for a model server with several workers." group:"Embedding"`
 	OllamaHost      string        `name:"ollama-host" env:"OLLAMA_HOST" help:"Ollama URL (default http://127.0.0.1:11434)." placeholder:"URL" group:"Embedding"`
 	Model           string        `env:"SCOPEMEM_MODEL" default:"nomic-embed-text" help:"Ollama embedding model." group:"Embedding"`
 	ReadOnly        bool          `name:"read-only" env:"SCOPEMEM_READ_ONLY" help:"Offer only search_memory and list_scopes."`
@@ -73,7 +73,7 @@ func (c *ServeCmd) appConfig(env *runEnv, tp trace.TracerProvider) app.Config {
 		TracerProvider: tp, TraceTenants: c.OTLPTenantAttributes,
 		DBPath: c.DB, DatabaseURL: c.DatabaseURL, MigrateURL: c.MigrateURL,
 		Embedder: c.Embedder, OllamaHost: c.OllamaHost, Model: c.Model, FakeDims: c.FakeDims, FakeDelay: c.FakeDelay,
-		FakeParallel: c.FakeParallel, EmbedBatchMax: c.EmbedBatchMax, EmbedBatchWindow: c.EmbedBatchWin,
+		FakeParallel: c.FakeParallel, EmbedBatchMax: c.EmbedBatchMax, EmbedInFlight: c.EmbedInFlight,
 		DefaultScope: c.DefaultScope, ReadOnly: c.ReadOnly, StoreTimeout: storeTimeout(c.StoreTimeout),
 		Limits: tools.Limits{MaxContentBytes: c.MaxContentBytes, SessionTTL: c.SessionTTL},
 		Logger: env.log,

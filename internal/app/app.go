@@ -64,9 +64,9 @@ type Config struct {
 	// (micro-batching of concurrent calls); default 64, 1 sends every
 	// call's texts alone.
 	EmbedBatchMax int
-	// EmbedBatchWindow is how long a batch waits for more calls while the
-	// model server is busy; default 2ms.
-	EmbedBatchWindow time.Duration
+	// EmbedInFlight is how many merged embedding requests may be out at
+	// once; calls arriving meanwhile gather into the next. Default 1.
+	EmbedInFlight int
 	// OllamaHost is Ollama's URL; default from OLLAMA_HOST, else
 	// http://127.0.0.1:11434.
 	OllamaHost string
@@ -297,10 +297,10 @@ func chooseEmbedder(ctx context.Context, cfg Config, st store.Store) (embed.Embe
 		// model server to batch requests for.
 		return e, nil
 	}
-	if cfg.EmbedBatchMax < 0 || cfg.EmbedBatchWindow < 0 {
-		return nil, fmt.Errorf("embedding batches: max %d and window %s must not be negative", cfg.EmbedBatchMax, cfg.EmbedBatchWindow)
+	if cfg.EmbedBatchMax < 0 || cfg.EmbedInFlight < 0 {
+		return nil, fmt.Errorf("embedding batches: max %d texts and %d in flight must not be negative", cfg.EmbedBatchMax, cfg.EmbedInFlight)
 	}
-	b := embed.NewBatcher(e, embed.BatcherConfig{MaxBatch: cfg.EmbedBatchMax, Window: cfg.EmbedBatchWindow})
+	b := embed.NewBatcher(e, embed.BatcherConfig{MaxBatch: cfg.EmbedBatchMax, InFlight: cfg.EmbedInFlight})
 	return closingCache{embed.NewCache(b, cfg.CacheSize), b}, nil
 }
 

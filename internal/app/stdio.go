@@ -35,6 +35,10 @@ func (a *App) ServeStdio(ctx context.Context, id scope.Identity, in io.Reader, o
 	}
 	tr := newDrainTracker()
 	s := server.NewStdioServer(a.MCP)
+	// mcp-go answers tool calls with 5 workers by default: a client with
+	// more calls in flight would queue behind them, and concurrent adds
+	// could not share an embedding batch.
+	server.WithWorkerPoolSize(stdioWorkers)(s)
 	s.SetErrorLogger(log.New(slogWriter{a.log}, "", 0))
 	s.SetContextFunc(func(ctx context.Context) context.Context { return scope.WithIdentity(ctx, id) })
 	// Listen gets a context that only ends once input has ended and the
@@ -45,6 +49,9 @@ func (a *App) ServeStdio(ctx context.Context, id scope.Identity, in io.Reader, o
 	}
 	return err
 }
+
+// stdioWorkers is how many tool calls of one stdio client run at once.
+const stdioWorkers = 64
 
 // drainTracker counts JSON-RPC requests read and responses written, so that
 // the end of input can wait until every request has its answer.
