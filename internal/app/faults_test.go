@@ -607,7 +607,8 @@ func settledGoroutines(target int) int {
 // TestPostgresConnectionsKilled ends the runtime role's connections with
 // pg_terminate_backend again and again while four HTTP clients add. Each
 // add either succeeds and is stored once with its vector, or fails with the
-// "store unavailable, retry" tool error and is not stored; once the killing
+// "store unavailable, retry" tool error and is stored at most once (a
+// commit can land before the connection dies); once the killing
 // stops, the pool serves again without a restart.
 func TestPostgresConnectionsKilled(t *testing.T) {
 	d := pgtest.NewDatabase(t)
@@ -710,8 +711,10 @@ func TestPostgresConnectionsKilled(t *testing.T) {
 			t.Errorf("%q stored %d times, %d of them with a vector", o.content, n, withVector)
 		case o.id != "" && n != 1:
 			t.Errorf("acknowledged add %s (%q) stored %d times, want once", o.id, o.content, n)
-		case o.id == "" && n != 0:
-			t.Errorf("add of %q failed with \"nothing was changed\" but is stored %d times", o.content, n)
+		case o.id == "" && n > 1:
+			// A failed add may have committed before its answer was lost
+			// (the error says a retry is safe), but never twice.
+			t.Errorf("failed add of %q is stored %d times, want at most once", o.content, n)
 		}
 	}
 
