@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
@@ -138,6 +140,7 @@ func benchSearch(b *testing.B, f *fixture, mode string) {
 		b.Fatal(err)
 	}
 	i := 0
+	cpu := cpuTime(b)
 	for b.Loop() {
 		hits, err := f.s.Search(b.Context(), f.alice, qs[i%len(qs)])
 		if err != nil || (mode != "text" && len(hits) == 0) {
@@ -146,6 +149,17 @@ func benchSearch(b *testing.B, f *fixture, mode string) {
 		i++
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "searches/s")
+	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N)/1e3, "cpu-µs/op")
+}
+
+// cpuTime returns the CPU time this process has used (user and system):
+// on a shared machine, CPU per operation varies far less than wall time.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkSearch measures one session's searches per second at 2,000
@@ -183,6 +197,7 @@ func BenchmarkAdd(b *testing.B) {
 		b.Fatal(err)
 	}
 	i := 0
+	cpu := cpuTime(b)
 	for b.Loop() {
 		i++
 		m := store.NewMemory{Scope: alicesScopes[i%len(alicesScopes)], Content: fmt.Sprintf("%s (%d)", f.c.sentence(), i), Vector: f.c.vector()}
@@ -191,6 +206,7 @@ func BenchmarkAdd(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "adds/s")
+	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N)/1e3, "cpu-µs/op")
 }
 
 // BenchmarkOpen measures opening an existing file of 2,000 memories, and

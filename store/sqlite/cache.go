@@ -155,12 +155,16 @@ type delta struct {
 type scopeVecs struct {
 	mu      sync.RWMutex
 	version int64 // the scope_versions value it reflects; -1: never loaded
+	// checked is the versionGate's data version at which version was
+	// last found current; -1: never.
+	checked int64
 	dims    int
 	words   int // uint64 words of a code
 
 	rids    []int64 // 0: free slot
 	vecs    [][]float32
 	codes   []uint64 // words per slot
+	prefix  []uint64 // the first prefixWords words of each code, packed
 	expires []int64  // unix nanoseconds; 0: never
 	mems    []store.Memory
 	gens    []uint16 // bumped when a slot is reused, to spot stale postings
@@ -172,12 +176,13 @@ type scopeVecs struct {
 	mean  []float32 // the centre the codes are taken around
 	meanN int       // live rows when mean was computed
 
-	terms  map[string]*postings
-	tokens int64 // tokens of live rows
-	stale  int   // postings of freed slots not yet compacted away
-	posts  int   // postings, stale included
-	tk     tokenizer
-	buf    []float32 // scratch for encodeCode under mu.Lock
+	terms   map[string]*postings
+	tokens  int64 // tokens of live rows
+	stale   int   // postings of freed slots not yet compacted away
+	posts   int   // postings, stale included
+	tk      tokenizer
+	touched []*postings // scratch for indexText under mu.Lock
+	buf     []float32   // scratch for encodeCode under mu.Lock
 
 	size atomic.Int64 // approximate bytes, for the cache budget
 	used atomic.Int64 // the cache clock at last use
@@ -189,15 +194,19 @@ type postings struct {
 	list []posting
 }
 
-// posting is one row holding a term: valid while gens[slot] == gen.
+// posting is one row holding a term: valid while gens[slot] == gen (a
+// slot's generation changes when its row is removed and when the slot is
+// reused). It carries its row's length, for BM25, so that scoring reads
+// nothing else of the row.
 type posting struct {
 	slot int32
 	gen  uint16
 	tf   uint16
+	ln   uint32 // tokens of the row
 }
 
 func newScopeVecs() *scopeVecs {
-	return &scopeVecs{version: -1, index: map[int64]int32{}, terms: map[string]*postings{}}
+	return &scopeVecs{version: -1, checked: -1, index: map[int64]int32{}, terms: map[string]*postings{}}
 }
 
 // replace installs rows loaded at version v, unless the entry is already
@@ -227,6 +236,7 @@ func (e *scopeVecs) install(v int64, dims int, rows []cachedRow) {
 	e.rids = make([]int64, 0, len(rows))
 	e.vecs = make([][]float32, 0, len(rows))
 	e.codes = make([]uint64, 0, len(rows)*e.words)
+	e.prefix = make([]uint64, 0, len(rows)*e.prefixWords())
 	e.expires = make([]int64, 0, len(rows))
 	e.mems = make([]store.Memory, 0, len(rows))
 	e.gens = make([]uint16, 0, len(rows))
@@ -271,6 +281,7 @@ func (e *scopeVecs) add(r cachedRow) {
 		e.rids = append(e.rids, r.rid)
 		e.vecs = append(e.vecs, r.vec)
 		e.codes = append(e.codes, make([]uint64, e.words)...)
+		e.prefix = append(e.prefix, make([]uint64, e.prefixWords())...)
 		e.expires = append(e.expires, r.expires)
 		e.mems = append(e.mems, r.mem)
 		e.gens = append(e.gens, 0)
@@ -278,7 +289,7 @@ func (e *scopeVecs) add(r cachedRow) {
 	}
 	e.index[r.rid] = slot
 	e.live++
-	encodeCode(r.vec, e.mean, e.codes[int(slot)*e.words:int(slot+1)*e.words], e.buf)
+	e.setCode(int(slot), r.vec)
 	e.indexText(slot, r.mem.Content)
 }
 
@@ -297,6 +308,7 @@ func (e *scopeVecs) remove(rid int64) {
 	})
 	e.tokens -= int64(e.lens[slot])
 	e.rids[slot], e.vecs[slot], e.expires[slot], e.mems[slot], e.lens[slot] = 0, nil, 0, store.Memory{}, 0
+	e.gens[slot]++ // its postings are stale from now on
 	e.free = append(e.free, slot)
 	e.live--
 }
@@ -304,6 +316,7 @@ func (e *scopeVecs) remove(rid int64) {
 // indexText adds the terms of content, held by slot, to the text index.
 func (e *scopeVecs) indexText(slot int32, content string) {
 	n := 0
+	e.touched = e.touched[:0]
 	e.tk.terms(content, func(t []byte, tf int) {
 		p := e.terms[string(t)]
 		if p == nil {
@@ -312,9 +325,13 @@ func (e *scopeVecs) indexText(slot int32, content string) {
 		}
 		p.df++
 		p.list = append(p.list, posting{slot: slot, gen: e.gens[slot], tf: uint16(min(tf, math.MaxUint16))})
+		e.touched = append(e.touched, p)
 		e.posts++
 		n += tf
 	})
+	for _, p := range e.touched {
+		p.list[len(p.list)-1].ln = uint32(n)
+	}
 	e.lens[slot] = uint32(n)
 	e.tokens += int64(n)
 }
@@ -352,7 +369,7 @@ func (e *scopeVecs) recentre() {
 	e.meanN = e.live
 	for slot, v := range e.vecs {
 		if e.rids[slot] != 0 {
-			encodeCode(v, e.mean, e.codes[slot*e.words:(slot+1)*e.words], e.buf)
+			e.setCode(slot, v)
 		}
 	}
 }
@@ -380,6 +397,24 @@ func (e *scopeVecs) apply(v int64, dims int, d *delta) {
 	e.compact()
 	e.version = v
 	e.resize()
+}
+
+// prefixWords is how many words of a code (256 bits) the first pass of a
+// search in a large scope compares: a shorter SimHash, less precise but
+// four times cheaper to scan, that picks the rows whose whole codes are
+// then compared.
+const prefixWords = 4
+
+// prefixWords returns the words of e's code prefixes.
+func (e *scopeVecs) prefixWords() int { return min(prefixWords, e.words) }
+
+// setCode writes the code of v (and its prefix) for slot. The caller
+// holds e.mu for writing.
+func (e *scopeVecs) setCode(slot int, v []float32) {
+	code := e.codes[slot*e.words : (slot+1)*e.words]
+	encodeCode(v, e.mean, code, e.buf)
+	pw := e.prefixWords()
+	copy(e.prefix[slot*pw:(slot+1)*pw], code)
 }
 
 // codeBits returns the bits of a code for dims dimensions: the next power

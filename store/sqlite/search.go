@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 
 	"github.com/scopemem/scopemem/scope"
@@ -103,6 +104,7 @@ type scratch struct {
 	dist    []uint16
 	hist    []int32
 	pick    []int32
+	sel     []int32
 	code    []uint64
 	buf     []float32
 	scores  []float64
@@ -115,8 +117,7 @@ type hit struct {
 	score float64
 	rid   int64
 	slot  int32
-	ci    int32      // index of its candidate in topK.cands, once filled
-	entry *scopeVecs // nil once filled
+	entry *scopeVecs // nil once copied out (sorted)
 }
 
 // better orders hits best first: higher score, then lower rid.
@@ -129,9 +130,8 @@ func better(a, b *hit) bool {
 
 // topK keeps the k best hits in a heap whose root is the worst.
 type topK struct {
-	k     int
-	h     []hit
-	cands []store.Candidate // of the filled hits
+	k int
+	h []hit
 }
 
 // full reports whether the heap holds k hits.
@@ -179,35 +179,12 @@ func (t *topK) offer(x hit) {
 	}
 }
 
-// fill copies what the hits of e need out of e, whose lock the caller
-// holds: the entry may change once unlocked. Vectors are shared, never
-// written once cached. With a query vector, text hits get their
-// similarity.
-func (t *topK) fill(e *scopeVecs, vec []float32, vectorHalf bool) {
-	for j := range t.h {
-		h := &t.h[j]
-		if h.entry != e {
-			continue
-		}
-		c := store.Candidate{Memory: e.mems[h.slot]}
-		// Without a query vector, hits carry no vector, so that only
-		// identical content collapses across scopes.
-		if v := e.vecs[h.slot]; vec != nil && len(v) == len(vec) {
-			c.Vector = v
-			if vectorHalf {
-				c.Similarity = h.score
-			} else {
-				c.Similarity = float64(dot(vec, v))
-			}
-		}
-		h.ci = int32(len(t.cands))
-		t.cands = append(t.cands, c)
-		h.entry = nil
-	}
-}
-
-// sorted returns the heap's candidates best first.
-func (t *topK) sorted() []store.Candidate {
+// sorted returns the heap's candidates best first, copying what they need
+// out of their entries under each entry's lock: an entry may change once
+// unlocked. A row removed since it was scored is dropped. Vectors are
+// shared, never written once cached. With a query vector, text hits
+// (vectorHalf false) get their similarity.
+func (t *topK) sorted(vec []float32, vectorHalf bool) []store.Candidate {
 	slices.SortFunc(t.h, func(a, b hit) int {
 		if better(&a, &b) {
 			return -1
@@ -218,15 +195,69 @@ func (t *topK) sorted() []store.Candidate {
 		return 0
 	})
 	out := make([]store.Candidate, len(t.h))
+	kept := make([]bool, len(t.h))
 	for i := range t.h {
-		out[i] = t.cands[t.h[i].ci]
+		e := t.h[i].entry
+		if e == nil {
+			continue
+		}
+		e.mu.RLock()
+		for j := i; j < len(t.h); j++ {
+			h := &t.h[j]
+			if h.entry != e {
+				continue
+			}
+			h.entry = nil
+			if e.rids[h.slot] != h.rid {
+				continue
+			}
+			c := store.Candidate{Memory: e.mems[h.slot]}
+			// Without a query vector, hits carry no vector, so that only
+			// identical content collapses across scopes.
+			if v := e.vecs[h.slot]; vec != nil && len(v) == len(vec) {
+				c.Vector = v
+				if vectorHalf {
+					c.Similarity = h.score
+				} else {
+					c.Similarity = float64(dot(vec, v))
+				}
+			}
+			out[j], kept[j] = c, true
+		}
+		e.mu.RUnlock()
 	}
-	return out
+	n := 0
+	for j := range out {
+		if kept[j] {
+			out[n] = out[j]
+			n++
+		}
+	}
+	return out[:n]
 }
 
 // freshEntries returns the cache entries of scopes, reloading those another
 // connection or process changed since they were loaded.
+//
+// When nothing was committed to the file since every one of these
+// entries was last checked (the versionGate's data version is the one
+// they were checked at), they are current and no query runs.
 func (s *Store) freshEntries(ctx context.Context, org string, scopes []scope.Scope, dims int) ([]*scopeVecs, error) {
+	out := make([]*scopeVecs, len(scopes))
+	dv, gated := s.dataVersion(ctx)
+	if gated {
+		current := true
+		for i, sc := range scopes {
+			e := s.cache.entry(keyOf(org, sc))
+			e.mu.RLock()
+			current = current && e.checked == dv && e.version >= 0 && e.dims == dims
+			e.mu.RUnlock()
+			out[i] = e
+		}
+		if current {
+			return out, nil
+		}
+	}
 	where, args := scopeIn("", scopes, []any{org})
 	rows, err := s.prep(nil).QueryContext(ctx, `SELECT scope_kind, scope_id, version FROM scope_versions WHERE org_id = ? AND `+where, args...)
 	if err != nil {
@@ -246,7 +277,6 @@ func (s *Store) freshEntries(ctx context.Context, org string, scopes []scope.Sco
 	if err := rows.Err(); err != nil {
 		return nil, s.translate(err)
 	}
-	out := make([]*scopeVecs, len(scopes))
 	loaded := false
 	for i, sc := range scopes {
 		k := keyOf(org, sc)
@@ -265,6 +295,13 @@ func (s *Store) freshEntries(ctx context.Context, org string, scopes []scope.Sco
 			e.replace(v, dims, rows)
 			loaded = true
 		}
+		if gated {
+			// The entry is at least as new as the file was at data
+			// version dv, read before the versions.
+			e.mu.Lock()
+			e.checked = dv
+			e.mu.Unlock()
+		}
 		out[i] = e
 	}
 	if loaded {
@@ -273,13 +310,16 @@ func (s *Store) freshEntries(ctx context.Context, org string, scopes []scope.Sco
 	return out, nil
 }
 
-// rerankCount is how many candidates of a scope of n live rows the binary
-// codes pick for exact ranking, when need hits are wanted; scopes this
-// small or smaller are scanned exactly. With the rotated codes, 50
-// candidates of 4,000 embedding-like vectors already held 98.7% of the
-// exact top ten, and 100 held all of them (TestRecall, BenchmarkSearch50k).
+// rerankCount is how many candidates of n live rows the binary codes
+// pick for exact ranking, when need hits are wanted; scopes this small or
+// smaller are scanned exactly. With the rotated codes, 50 candidates of
+// 4,000 embedding-like vectors already held 98.7% of the exact top ten,
+// and 100 held all of them; at 50,000 rows, n/64 (781) candidates found
+// all of the exact top ten, n/128 (390) 99.4% and n/256 (200) 99.2%
+// (BenchmarkSearch50k/recall, 50 queries): n/256 leaves a wide margin
+// over the 95% wanted and halves the exact dot products of n/128.
 func rerankCount(n, need int) int {
-	return max(4*need, n/64)
+	return max(4*need, n/192)
 }
 
 // vectorHalf ranks the live rows of entries that pass f by similarity to
@@ -304,11 +344,10 @@ func vectorHalf(entries []*scopeVecs, vec []float32, f filter, need int, sc *scr
 		if e.dims == f.dims && e.live > 0 {
 			c := max(need, (all*e.live+total-1)/total)
 			scanVectors(e, vec, f, c, top, sc)
-			top.fill(e, vec, true)
 		}
 		e.mu.RUnlock()
 	}
-	return top.sorted()
+	return top.sorted(vec, true)
 }
 
 // scanVectors offers e's rows to top: every row when e holds at most c,
@@ -329,17 +368,36 @@ func scanVectors(e *scopeVecs, vec []float32, f filter, c int, top *topK, sc *sc
 		}
 		return
 	}
-	// Hamming distances of every row's code to the query's, then a
-	// histogram of them to find the distance below which c rows lie.
 	w := e.words
 	sc.code = slices.Grow(sc.code[:0], w)[:w]
 	sc.buf = slices.Grow(sc.buf[:0], codeBits(e.dims))[:codeBits(e.dims)]
 	encodeCode(vec, e.mean, sc.code, sc.buf)
 	n := len(e.rids)
 	sc.dist = slices.Grow(sc.dist[:0], n)[:n]
+	const skip = math.MaxUint16
+	if pw := e.prefixWords(); pw < w && e.live > 2*prefixOver*c {
+		// A large scope: the distances of the code prefixes pick
+		// prefixOver x c rows, whose whole codes then pick c.
+		sc.hist = slices.Grow(sc.hist[:0], 64*pw+2)[:64*pw+2]
+		clear(sc.hist)
+		prefixDistances(e, sc.code[:pw], f, sc.dist, sc.hist)
+		sc.pick = nearest(sc.dist, sc.hist, prefixOver*c, sc.pick[:0])
+		sc.hist = slices.Grow(sc.hist[:0], 64*w+2)[:64*w+2]
+		clear(sc.hist)
+		sc.dist = sc.dist[:len(sc.pick)]
+		for i, slot := range sc.pick {
+			d := hamming(sc.code, e.codes[int(slot)*w:int(slot+1)*w])
+			sc.dist[i] = uint16(d)
+			sc.hist[d]++
+		}
+		for _, i := range nearest(sc.dist, sc.hist, c, sc.sel[:0]) {
+			offer(int(sc.pick[i]))
+		}
+		return
+	}
+	// The distances of every row's code to the query's pick c rows.
 	sc.hist = slices.Grow(sc.hist[:0], 64*w+2)[:64*w+2]
 	clear(sc.hist)
-	const skip = math.MaxUint16
 	for slot := range n {
 		if !f.keep(e, slot) {
 			sc.dist[slot] = skip
@@ -349,25 +407,74 @@ func scanVectors(e *scopeVecs, vec []float32, f filter, c int, top *topK, sc *sc
 		sc.dist[slot] = uint16(d)
 		sc.hist[d]++
 	}
+	sc.sel = nearest(sc.dist, sc.hist, c, sc.sel[:0])
+	for _, slot := range sc.sel {
+		offer(int(slot))
+	}
+}
+
+// prefixDistances writes the Hamming distance of each live row's code
+// prefix to q into dist (skip for rows f drops) and counts them in hist.
+// The caller holds e.mu. It is the one loop over every row of a large
+// scope, so the common case (prefixes of 4 words, no tag filter) is
+// written out.
+func prefixDistances(e *scopeVecs, q []uint64, f filter, dist []uint16, hist []int32) {
+	const skip = math.MaxUint16
+	n, pw := len(e.rids), len(q)
+	if pw != 4 || len(f.tags) > 0 {
+		for slot := range n {
+			if !f.keep(e, slot) {
+				dist[slot] = skip
+				continue
+			}
+			d := hamming(q, e.prefix[slot*pw:(slot+1)*pw])
+			dist[slot] = uint16(d)
+			hist[d]++
+		}
+		return
+	}
+	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
+	rids, expires, prefix := e.rids[:n], e.expires[:n], e.prefix[:4*n]
+	dist = dist[:n]
+	hist = hist[:4*64+1]
+	for slot := range n {
+		if rids[slot] == 0 || (expires[slot] != 0 && expires[slot] <= f.now) {
+			dist[slot] = skip
+			continue
+		}
+		p := prefix[4*slot : 4*slot+4 : 4*slot+4]
+		d := bits.OnesCount64(q0^p[0]) + bits.OnesCount64(q1^p[1]) + bits.OnesCount64(q2^p[2]) + bits.OnesCount64(q3^p[3])
+		dist[slot] = uint16(d)
+		hist[d]++
+	}
+}
+
+// prefixOver is how many times the candidates wanted the code prefixes
+// pick in a large scope, for the whole codes to choose from.
+const prefixOver = 4
+
+// nearest appends to out the indexes of the c smallest distances of dist
+// (skipped entries excluded), whose histogram is hist: every index below
+// the distance at which c is reached, then those at it in index order.
+func nearest(dist []uint16, hist []int32, c int, out []int32) []int32 {
 	limit, total := 0, int32(0)
-	for ; limit < len(sc.hist); limit++ {
-		if total+sc.hist[limit] > int32(c) {
+	for ; limit < len(hist); limit++ {
+		if total+hist[limit] > int32(c) {
 			break
 		}
-		total += sc.hist[limit]
+		total += hist[limit]
 	}
-	// Rows below limit all make it; rows at limit fill the rest in slot
-	// order.
 	room := c - int(total)
-	for slot, d := range sc.dist {
+	for i, d := range dist {
 		switch {
 		case int(d) < limit:
-			offer(slot)
+			out = append(out, int32(i))
 		case int(d) == limit && room > 0:
 			room--
-			offer(slot)
+			out = append(out, int32(i))
 		}
 	}
+	return out
 }
 
 // textHalf ranks the live rows of entries that pass f by BM25 over terms
@@ -413,7 +520,6 @@ func textHalf(entries []*scopeVecs, terms []string, vec []float32, f filter, nee
 		for _, e := range entries {
 			e.mu.RLock()
 			scoreText(e, terms, use, idf, avg, f, top, sc)
-			top.fill(e, vec, false)
 			e.mu.RUnlock()
 		}
 		return top
@@ -428,7 +534,7 @@ func textHalf(entries []*scopeVecs, terms []string, vec []float32, f filter, nee
 	if top == nil {
 		return nil
 	}
-	return top.sorted()
+	return top.sorted(vec, false)
 }
 
 // scoreText adds the BM25 scores of e's rows for the terms use to top.
@@ -444,12 +550,13 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 		if p == nil {
 			continue
 		}
+		w := idf[i] * (bm25K1 + 1)
 		for _, x := range p.list {
-			if e.gens[x.slot] != x.gen || e.rids[x.slot] == 0 {
+			if e.gens[x.slot] != x.gen {
 				continue
 			}
 			tf := float64(x.tf)
-			s := idf[i] * tf * (bm25K1 + 1) / (tf + bm25K1*(1-bm25B+bm25B*float64(e.lens[x.slot])/avg))
+			s := w * tf / (tf + bm25K1*(1-bm25B+bm25B*float64(x.ln)/avg))
 			if sc.scores[x.slot] == 0 {
 				sc.touched = append(sc.touched, x.slot)
 			}

@@ -86,6 +86,7 @@ type Store struct {
 	// stmts holds the prepared statements of the hot paths (stmts.go).
 	stmtMu sync.Mutex
 	stmts  map[stmtKey]*sql.Stmt
+	gate   versionGate
 }
 
 var _ store.Store = (*Store)(nil)
@@ -213,6 +214,7 @@ func open(ctx context.Context, cfg Config, path string, immutable bool, readOnly
 	if !cfg.ReadOnly {
 		s.prepareWriter(ctx)
 	}
+	s.openGate(ctx)
 	cfg.Logger.Debug("sqlite store open", "path", path, "read_only", cfg.ReadOnly, "immutable", immutable)
 	return s, nil
 }
@@ -279,7 +281,7 @@ func (s *Store) setup(ctx context.Context) error {
 // Close closes the database. Call it once, after every other call has
 // returned.
 func (s *Store) Close() error {
-	var errs []error
+	errs := []error{s.closeGate()}
 	s.stmtMu.Lock()
 	for _, st := range s.stmts {
 		errs = append(errs, st.Close())

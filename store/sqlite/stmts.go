@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"sync"
 )
 
 // The statements of the add path, prepared on the writer connection when
@@ -133,4 +135,70 @@ func (p prepared) QueryRowContext(ctx context.Context, query string, args ...any
 		return st.QueryRowContext(ctx, args...)
 	}
 	return p.unprepared().QueryRowContext(ctx, query, args...)
+}
+
+// versionGate tells whether the file may have changed since a search last
+// compared its scopes' versions with scope_versions: PRAGMA data_version
+// on a connection of its own changes whenever another connection (this
+// store's writer, or another process) commits. One statement on a
+// prepared connection costs a fraction of the versions query, which a
+// search then skips when nothing was committed since its scopes were
+// last checked.
+type versionGate struct {
+	mu   sync.Mutex
+	conn *sql.Conn // nil: no gate, every search checks the versions
+	stmt *sql.Stmt
+}
+
+// openGate sets up the gate's connection; without one, searches check
+// the versions every time.
+func (s *Store) openGate(ctx context.Context) {
+	conn, err := s.rdb.Conn(ctx)
+	if err != nil {
+		return
+	}
+	st, err := conn.PrepareContext(ctx, `PRAGMA data_version`)
+	if err != nil {
+		conn.Close()
+		return
+	}
+	s.gate.conn, s.gate.stmt = conn, st
+}
+
+// dataVersion returns the file's data version as the gate's connection
+// sees it, or false when the gate is busy, closed or failed (then the
+// caller checks the versions).
+func (s *Store) dataVersion(ctx context.Context) (int64, bool) {
+	g := &s.gate
+	if !g.mu.TryLock() {
+		return 0, false
+	}
+	defer g.mu.Unlock()
+	if g.stmt == nil {
+		return 0, false
+	}
+	var v int64
+	if err := g.stmt.QueryRowContext(ctx).Scan(&v); err != nil {
+		if ctx.Err() == nil {
+			// A connection that fails once is not trusted again.
+			g.stmt.Close()
+			g.conn.Close()
+			g.stmt, g.conn = nil, nil
+		}
+		return 0, false
+	}
+	return v, true
+}
+
+// closeGate releases the gate's connection.
+func (s *Store) closeGate() error {
+	g := &s.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conn == nil {
+		return nil
+	}
+	err := errors.Join(g.stmt.Close(), g.conn.Close())
+	g.stmt, g.conn = nil, nil
+	return err
 }
