@@ -30,20 +30,20 @@
 // filled by queries bound to them.
 //
 // The vector half is exact for small scopes. Over the visible scopes'
-// rows it re-ranks max(4 x the candidates wanted, rows/256) rows exactly
+// rows it re-ranks max(4 x the candidates wanted, rows/192) rows exactly
 // (200 for ten hits), shared among the scopes by their sizes with at
 // least the candidates wanted per scope; a scope holding no more than its
 // share is scanned whole, in a larger one the binary codes pick its share
 // of candidates, whose exact cosine similarity ranks them. In a scope of
-// more than 16 times its share, the first 256 bits of the codes (kept
-// packed apart) first pick 8 times the share, whose whole codes then pick
+// more than 8 times its share, the first 256 bits of the codes (kept
+// packed apart) first pick 4 times the share, whose whole codes then pick
 // it.
 //
 // A code has one bit per dimension (rounded up to a power of two): the
 // vector minus the scope's mean, multiplied by fixed random signs and
 // rotated by a Walsh-Hadamard transform, then its signs. Its Hamming
 // distances estimate angles whatever the variance of each dimension, so
-// the candidates hold the exact top ten (recall@10 of 0.992 on 50,000
+// the candidates hold the exact top ten (recall@10 of 0.98 on 50,000
 // clustered, anisotropic vectors in the benchmarks).
 //
 // The full-text half is BM25 (k1 = 1.2, b = 0.75, as FTS5 computes it)

@@ -314,10 +314,12 @@ func (s *Store) freshEntries(ctx context.Context, org string, scopes []scope.Sco
 // pick for exact ranking, when need hits are wanted; scopes this small or
 // smaller are scanned exactly. With the rotated codes, 50 candidates of
 // 4,000 embedding-like vectors already held 98.7% of the exact top ten,
-// and 100 held all of them; at 50,000 rows, n/64 (781) candidates found
-// all of the exact top ten, n/128 (390) 99.4% and n/256 (200) 99.2%
-// (BenchmarkSearch50k/recall, 50 queries): n/256 leaves a wide margin
-// over the 95% wanted and halves the exact dot products of n/128.
+// and 100 held all of them. At 50,000 rows in three scopes
+// (BenchmarkSearch50k/recall, 50 queries, two query sets): n/64 (781)
+// found 100% of the exact top ten, n/128 99.4%, n/256 97.8-99.2%; n/192
+// (260), with code prefixes picking 4x before the whole codes, 98.0%.
+// Fewer candidates mean fewer exact dot products, each reading a whole
+// vector from memory.
 func rerankCount(n, need int) int {
 	return max(4*need, n/192)
 }
