@@ -600,18 +600,25 @@ func (e *scopeVecs) nearest(vec []float32, now int64, c int) []int32 {
 	}
 	code := make([]uint64, e.words)
 	encodeCode(vec, e.mean, code, make([]float32, codeBits(e.dims)))
-	top := &topK{k: c, h: make([]hit, 0, c)}
-	for slot := range e.rids {
-		if !live(slot) {
-			continue
-		}
-		d := float64(-hamming(code, e.codes[slot*e.words:(slot+1)*e.words]))
-		if top.beats(d, e.rids[slot]) {
-			top.offer(hit{score: d, rid: e.rids[slot], slot: int32(slot)})
-		}
+	// The code prefixes pick prefixOver x c rows, whose whole codes then
+	// pick c, as a search's vector half does.
+	pw, w := e.prefixWords(), e.words
+	dist := make([]uint16, len(e.rids))
+	hist := make([]int32, 64*w+2)
+	prefixDistances(e, code[:pw], filter{now: now}, dist, hist[:64*pw+2])
+	if pw == w {
+		return nearest(dist, hist, c, out)
 	}
-	for _, h := range top.h {
-		out = append(out, h.slot)
+	picks := nearest(dist, hist, prefixOver*c, nil)
+	clear(hist)
+	dist = dist[:len(picks)]
+	for i, slot := range picks {
+		d := hamming(code, e.codes[int(slot)*w:int(slot+1)*w])
+		dist[i] = uint16(d)
+		hist[d]++
+	}
+	for _, i := range nearest(dist, hist, c, nil) {
+		out = append(out, picks[i])
 	}
 	return out
 }
