@@ -73,11 +73,63 @@ type message struct {
 }
 
 func classify(line []byte) (isRequest, isResponse bool) {
+	if req, resp, ok := classifyPrefix(line); ok {
+		return req, resp
+	}
 	var m message
 	if json.Unmarshal(line, &m) != nil || len(m.ID) == 0 || string(m.ID) == "null" {
 		return false, false
 	}
 	return m.Method != "", m.Method == ""
+}
+
+// classifyPrefix classifies a message from its first members without
+// scanning the rest: a response's "result" or "error" (which can be tens of
+// kilobytes) is never read when its "id" came before it, as it does in
+// everything mcp-go writes. ok is false when the prefix does not decide,
+// and the caller decodes the whole line.
+func classifyPrefix(line []byte) (isRequest, isResponse, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false, false, false
+	}
+	var hasID, seenID bool
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return false, false, false
+		}
+		switch key, _ := t.(string); key {
+		case "id":
+			var id json.RawMessage
+			if dec.Decode(&id) != nil {
+				return false, false, false
+			}
+			seenID, hasID = true, len(id) > 0 && string(id) != "null"
+		case "method":
+			var m string
+			if dec.Decode(&m) != nil || m == "" {
+				return false, false, false
+			}
+			// A request, or a notification when it has no id: the id may
+			// still follow, so only an id already seen decides.
+			if seenID {
+				return hasID, false, true
+			}
+			return false, false, false
+		case "result", "error":
+			if !seenID {
+				return false, false, false
+			}
+			return false, hasID, true
+		default:
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return false, false, false
+			}
+		}
+	}
+	return false, false, false
 }
 
 func (t *drainTracker) add(n int) {
