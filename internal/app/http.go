@@ -61,6 +61,13 @@ type HTTPConfig struct {
 	// FlushInterval is how often call counts and audit events are written
 	// to the store; default 1s. They are also written on Close.
 	FlushInterval time.Duration
+	// SessionIdleTTL is how long the MCP transport keeps its record of a
+	// session (protocol revisions before 2026-07-28) that sends nothing;
+	// default 10m. Clients that end without a DELETE (a crash, or mcp-go's
+	// client, whose DELETE carries no bearer token) would otherwise leave
+	// it behind for good. Memories do not depend on it: a later request
+	// with the same Mcp-Session-Id is served as before.
+	SessionIdleTTL time.Duration
 
 	// Timeouts and header limit of [App.NewHTTPServer]: defaults 10s, 60s,
 	// 2m, 2m and 64 KiB.
@@ -80,6 +87,9 @@ func (c HTTPConfig) withDefaults() HTTPConfig {
 	}
 	if c.LimiterEntries <= 0 {
 		c.LimiterEntries = 100000
+	}
+	if c.SessionIdleTTL <= 0 {
+		c.SessionIdleTTL = 10 * time.Minute
 	}
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = time.Second
@@ -108,11 +118,13 @@ func (c HTTPConfig) withDefaults() HTTPConfig {
 // /healthz and /readyz. Its background work (flushing call
 // counts and audit events) stops when the App is closed.
 //
-// The transport is stateless: the server keeps no per-session state, so
-// replicas can sit behind any load balancer and a restart never strands a
-// client. Clients of protocol revisions with sessions get a generated
-// Mcp-Session-Id, which keys their session scope; clients of 2026-07-28,
-// which has no sessions, name a session with the tools' session argument.
+// The transport is stateless: the server keeps no per-session state that
+// a request depends on (the transport's own record of a session is dropped
+// after [HTTPConfig.SessionIdleTTL]), so replicas can sit behind any load
+// balancer and a restart never strands a client. Clients of protocol
+// revisions with sessions get a generated Mcp-Session-Id, which keys their
+// session scope; clients of 2026-07-28, which has no sessions, name a
+// session with the tools' session argument.
 func (a *App) HTTPHandler(hc HTTPConfig) http.Handler {
 	hc = hc.withDefaults()
 	g := newGuard(hc, a.Store, a.log)
@@ -135,7 +147,11 @@ func (a *App) HTTPHandler(hc HTTPConfig) http.Handler {
 		// The Host check below does the same, and also admits the public
 		// URL's host behind a reverse proxy on the same machine.
 		server.WithDisableLocalhostProtection(true),
+		server.WithSessionIdleTTL(hc.SessionIdleTTL),
 	)
+	// Shutdown stops the idle-session sweeper; the handler serves no
+	// listener of its own.
+	a.closers = append(a.closers, func() { _ = mcpHandler.Shutdown(context.Background()) })
 	p := &protector{app: a, cfg: hc, guard: g, keys: keys}
 	p.init()
 	mux := http.NewServeMux()
