@@ -58,11 +58,11 @@ func TestSearchPlan(t *testing.T) {
 	now := time.Now()
 	const tsq = "'deploy' | '7'"
 	scopeArgs := []any{"user", "alice", "org", ""}
-	// explain runs one search statement the way Search does (identity
-	// and search settings in the same transaction, the plan cache mode
-	// given) as a prepared statement, whose generic plan EXPLAIN EXECUTE
-	// shows, and returns the plan.
-	explain := func(t *testing.T, mode, sql string, args ...any) string {
+	// explainWith runs one search statement the way Search does
+	// (identity and search settings in the same transaction, the plan
+	// cache mode given) as a prepared statement, whose generic plan
+	// EXPLAIN (opts) EXECUTE shows, and returns the plan.
+	explainWith := func(t *testing.T, opts, mode, sql string, args ...any) string {
 		t.Helper()
 		tx, err := c.Begin(t.Context())
 		if err != nil {
@@ -84,7 +84,7 @@ func TestSearchPlan(t *testing.T) {
 			params[i] = "$" + strconv.Itoa(i+1)
 		}
 		// EXECUTE takes no bound parameters: pgx writes them in.
-		rows, err := tx.Query(t.Context(), "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE plan_probe("+strings.Join(params, ", ")+")",
+		rows, err := tx.Query(t.Context(), "EXPLAIN ("+opts+") EXECUTE plan_probe("+strings.Join(params, ", ")+")",
 			append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...)
 		if err != nil {
 			t.Fatal(err)
@@ -96,6 +96,10 @@ func TestSearchPlan(t *testing.T) {
 		text := strings.Join(plan, "\n")
 		t.Logf("plan:\n%s", text)
 		return text
+	}
+	explain := func(t *testing.T, mode, sql string, args ...any) string {
+		t.Helper()
+		return explainWith(t, "ANALYZE, COSTS OFF", mode, sql, args...)
 	}
 	// The statements Search sends: the generic plan (no scope has its
 	// own index) with both halves over one read of the rows, and the
@@ -127,6 +131,26 @@ func TestSearchPlan(t *testing.T) {
 			}
 			if strings.Contains(text, "Gather") {
 				t.Errorf("%s starts parallel workers:\n%s", tc.name, text)
+			}
+		})
+	}
+	// Row-level security reads the identity's settings once per
+	// statement (InitPlans), never in a per-row condition: no filter or
+	// index condition of any plan calls current_setting.
+	for _, tc := range append(before, stmt{"duplicate", custom, postgres.DupVectorSQL(dims),
+		[]any{alice.Org, "user", "alice", now, `{"` + vec + `"}`, 0.03}}) {
+		t.Run(tc.name+" settings once", func(t *testing.T) {
+			text := explainWith(t, "ANALYZE, VERBOSE, COSTS OFF", tc.mode, tc.sql, tc.args...)
+			if !strings.Contains(text, "InitPlan") || !strings.Contains(text, "current_setting") {
+				t.Errorf("%s: no InitPlan reads the settings:\n%s", tc.name, text)
+			}
+			for line := range strings.SplitSeq(text, "\n") {
+				l := strings.TrimSpace(line)
+				for _, per := range []string{"Filter:", "Join Filter:", "Index Cond:", "Recheck Cond:", "Hash Cond:", "Merge Cond:"} {
+					if strings.HasPrefix(l, per) && strings.Contains(l, "current_setting") {
+						t.Errorf("%s: a per-row condition reads a setting: %s", tc.name, l)
+					}
+				}
 			}
 		})
 	}

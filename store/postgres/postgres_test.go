@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/scopemem/scopemem/internal/pgtest"
 	"github.com/scopemem/scopemem/scope"
@@ -116,6 +117,10 @@ func TestRowLevelSecurity(t *testing.T) {
 		{"alice of globex", "globex", "alice", "{}", "", "", []string{"globex org", "globex org", "globex user:alice"}},
 		{"bob in both teams", "acme", "bob", "{api,web}", "", "", []string{"acme org", "acme org", "acme team:api", "acme team:web", "acme user:bob"}},
 		{"unknown org", "initech", "alice", "{api}", "coder", "s1", nil},
+		// Settings the store never writes still match only what they name.
+		{"agent and session without a user", "acme", "", "{}", "coder", "s1", []string{"acme org", "acme org"}},
+		{"team list with odd elements", "acme", "", `{NULL,"","api ",API,"{api}","api,web"}`, "", "", []string{"acme org", "acme org"}},
+		{"team list with quoted names", "acme", "", `{"web",NULL,"api"}`, "", "", []string{"acme org", "acme org", "acme team:api", "acme team:web"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,6 +140,55 @@ func TestRowLevelSecurity(t *testing.T) {
 			}
 		})
 	}
+
+	// The policies read the settings once per statement: a statement run
+	// again (the same prepared statement) after the settings changed in
+	// the same transaction sees the new identity's rows only.
+	t.Run("identity changed within a transaction", func(t *testing.T) {
+		tx, err := app.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		for _, tc := range []struct {
+			user, teams string
+			want        []string
+		}{
+			{"alice", "{api}", []string{"acme org", "acme org", "acme team:api", "acme user:alice"}},
+			{"bob", "{web}", []string{"acme org", "acme org", "acme team:web", "acme user:bob"}},
+			{"", "{}", []string{"acme org", "acme org"}},
+		} {
+			if _, err := tx.Exec(ctx, setIdentity, "acme", tc.user, tc.teams, "", "", "{memory:read}"); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, rawScopes(t, tx)); diff != "" {
+				t.Errorf("as acme/%q after a change of identity, mismatch (-want +got):\n%s", tc.user, diff)
+			}
+		}
+	})
+
+	// A team list that is no array literal is an error, not an empty
+	// list, as soon as a team row is read.
+	t.Run("malformed team list", func(t *testing.T) {
+		tx, err := app.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, setIdentity, "acme", "alice", "api", "", "", "{memory:read}"); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := tx.Query(ctx, `SELECT scope_id FROM memories WHERE scope_kind = 'team'`)
+		if err == nil {
+			for rows.Next() {
+			}
+			err = rows.Err()
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "22P02" {
+			t.Errorf("SELECT of team rows with app.team_ids = 'api': %v, want invalid_text_representation (22P02)", err)
+		}
+	})
 
 	t.Run("writes outside the identity fail", func(t *testing.T) {
 		for _, tc := range []struct {
