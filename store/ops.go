@@ -58,6 +58,41 @@ type ExportFilter struct {
 	Vectors bool
 }
 
+// RequireAdmin refuses an identity that is not valid (ErrInvalid) or may
+// not act on the whole org (scope.ErrForbidden): the check of every
+// operator path (export, import).
+func RequireAdmin(id scope.Identity) error {
+	if err := id.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return id.Require(scope.PermAdmin)
+}
+
+// StartExport is what every store's Export checks first: id must be a
+// valid identity (ErrInvalid) holding the admin permission
+// (scope.ErrForbidden), and f a possible filter (ErrInvalid). When f asks
+// for vectors it returns the store's embedder from embedder, and turns
+// f.Vectors off when nothing was ever embedded.
+func StartExport(ctx context.Context, id scope.Identity, f *ExportFilter, embedder func(context.Context) (EmbedderInfo, bool, error)) (EmbedderInfo, error) {
+	if err := RequireAdmin(id); err != nil {
+		return EmbedderInfo{}, fmt.Errorf("export: %w", err)
+	}
+	if err := f.Validate(); err != nil {
+		return EmbedderInfo{}, fmt.Errorf("export: %w", err)
+	}
+	if !f.Vectors {
+		return EmbedderInfo{}, nil
+	}
+	info, ok, err := embedder(ctx)
+	if err != nil {
+		return EmbedderInfo{}, fmt.Errorf("export: %w", err)
+	}
+	if !ok {
+		f.Vectors = false // nothing was ever embedded
+	}
+	return info, nil
+}
+
 // Validate reports an impossible filter, wrapping ErrInvalid.
 func (f ExportFilter) Validate() error {
 	if f.User != "" && f.Scope != nil {

@@ -24,14 +24,6 @@ var (
 // PoolStat returns the connection pool's statistics, for metrics.
 func (s *Store) PoolStat() *pgxpool.Stat { return s.pool.Stat() }
 
-// requireAdmin refuses an identity that may not act on the whole org.
-func requireAdmin(id scope.Identity) error {
-	if err := checkIdentity(id); err != nil {
-		return err
-	}
-	return id.Require(scope.PermAdmin)
-}
-
 // setOn sets transaction-local settings to 'on' (the operator paths of
 // migration 00200).
 func setOn(ctx context.Context, tx pgx.Tx, names ...string) error {
@@ -48,21 +40,9 @@ func setOn(ctx context.Context, tx pgx.Tx, names ...string) error {
 // export policy honours only for an admin of that org. Errors:
 // store.ErrInvalid, store.ErrUnavailable, scope.ErrForbidden.
 func (s *Store) Export(ctx context.Context, id scope.Identity, f store.ExportFilter, fn func(store.Record) error) error {
-	if err := requireAdmin(id); err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	if err := f.Validate(); err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	var info store.EmbedderInfo
-	if f.Vectors {
-		var ok bool
-		var err error
-		if info, ok, err = s.Embedder(ctx); err != nil {
-			return fmt.Errorf("export: %w", err)
-		} else if !ok {
-			f.Vectors = false // nothing was ever embedded
-		}
+	info, err := store.StartExport(ctx, id, &f, s.Embedder)
+	if err != nil {
+		return err
 	}
 	where, args := `m.org_id = $1`, []any{id.Org}
 	switch {
@@ -79,7 +59,7 @@ func (s *Store) Export(ctx context.Context, id scope.Identity, f store.ExportFil
 		cols += `, m.embedding`
 	}
 	var fnErr error
-	err := s.inTx(ctx, settings{id: id}, true, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, settings{id: id}, true, func(tx pgx.Tx) error {
 		if err := setOn(ctx, tx, "app.export_org"); err != nil {
 			return err
 		}
@@ -123,7 +103,7 @@ func (s *Store) Export(ctx context.Context, id scope.Identity, f store.ExportFil
 // scope ('add', target 'import'). Errors: store.ErrInvalid (a
 // *store.RecordError), store.ErrUnavailable, scope.ErrForbidden.
 func (s *Store) Import(ctx context.Context, id scope.Identity, rs []store.Record) ([]store.ImportOutcome, error) {
-	if err := requireAdmin(id); err != nil {
+	if err := store.RequireAdmin(id); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	if len(rs) == 0 {

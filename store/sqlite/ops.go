@@ -20,33 +20,13 @@ var (
 	_ store.Reindexer = (*Store)(nil)
 )
 
-// requireAdmin refuses an identity that may not act on the whole org.
-func requireAdmin(id scope.Identity) error {
-	if err := checkIdentity(id); err != nil {
-		return err
-	}
-	return id.Require(scope.PermAdmin)
-}
-
 // Export streams the memories of id.Org that f keeps, by id, from one read
 // transaction. Errors: store.ErrInvalid, store.ErrUnavailable,
 // scope.ErrForbidden.
 func (s *Store) Export(ctx context.Context, id scope.Identity, f store.ExportFilter, fn func(store.Record) error) error {
-	if err := requireAdmin(id); err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	if err := f.Validate(); err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	var info store.EmbedderInfo
-	if f.Vectors {
-		var ok bool
-		var err error
-		if info, ok, err = s.Embedder(ctx); err != nil {
-			return fmt.Errorf("export: %w", err)
-		} else if !ok {
-			f.Vectors = false
-		}
+	info, err := store.StartExport(ctx, id, &f, s.Embedder)
+	if err != nil {
+		return err
 	}
 	where, args := `m.org_id = ?`, []any{id.Org}
 	switch {
@@ -95,7 +75,7 @@ func (s *Store) Export(ctx context.Context, id scope.Identity, f store.ExportFil
 // store.ErrInvalid, store.ErrConflict, store.ErrUnavailable,
 // scope.ErrForbidden.
 func (s *Store) Import(ctx context.Context, id scope.Identity, rs []store.Record) ([]store.ImportOutcome, error) {
-	if err := requireAdmin(id); err != nil {
+	if err := store.RequireAdmin(id); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	if len(rs) == 0 {
