@@ -10,12 +10,13 @@ import (
 var DupVectorSQL = dupVectorSQL
 
 // SearchSQL is the search statement over nScopes scopes of dims-dimensional
-// vectors with the given halves, for plan tests. Its parameters are the
-// org, the time, the tags, the number of candidates per half, the query
-// vector (vector half), the tsquery text (text half), then a kind and id
-// per scope.
-func SearchSQL(dims, nScopes int, vector, text, merged bool) string {
-	return searchShape{dims: dims, scopes: nScopes, vector: vector, text: text, merged: merged}.sql()
+// vectors with the given halves, for a query without tags, written for
+// a scope that may have its own index (indexed) or not, for plan tests.
+// Its parameters are the org, the time, the number of candidates per half,
+// how many of them to read in full, the query vector (vector half), the
+// tsquery text (text half), then a kind and id per scope.
+func SearchSQL(dims, nScopes int, vector, text, merged, indexed bool) string {
+	return searchShape{dims: dims, scopes: nScopes, vector: vector, text: text, merged: merged, indexed: indexed}.sql()
 }
 
 // SearchSettingsSQL sets a search's plan cache mode, for plan tests.

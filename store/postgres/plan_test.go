@@ -108,17 +108,17 @@ func TestSearchPlan(t *testing.T) {
 		name, mode, sql string
 		args            []any
 	}
-	head := []any{alice.Org, now, []string{}, 50}
+	head := []any{alice.Org, now, 50, 50}
 	with := func(extra ...any) []any {
 		return append(append(append([]any{}, head...), extra...), scopeArgs...)
 	}
 	generic, custom := "force_generic_plan", "force_custom_plan"
 	before := []stmt{
-		{"vector", generic, postgres.SearchSQL(dims, 2, true, false, false), with(vec)},
-		{"text", generic, postgres.SearchSQL(dims, 2, false, true, false), with(tsq)},
-		{"hybrid", generic, postgres.SearchSQL(dims, 2, true, true, true), with(vec, tsq)},
-		{"vector custom", custom, postgres.SearchSQL(dims, 2, true, false, false), with(vec)},
-		{"hybrid custom", custom, postgres.SearchSQL(dims, 2, true, true, false), with(vec, tsq)},
+		{"vector", generic, postgres.SearchSQL(dims, 2, true, false, false, false), with(vec)},
+		{"text", generic, postgres.SearchSQL(dims, 2, false, true, false, false), with(tsq)},
+		{"hybrid", generic, postgres.SearchSQL(dims, 2, true, true, true, false), with(vec, tsq)},
+		{"vector custom", custom, postgres.SearchSQL(dims, 2, true, false, false, true), with(vec)},
+		{"hybrid custom", custom, postgres.SearchSQL(dims, 2, true, true, false, true), with(vec, tsq)},
 	}
 	for _, tc := range before {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,8 +172,8 @@ func TestSearchPlan(t *testing.T) {
 	}
 	d.Exec(t, `ANALYZE memories`)
 	for _, tc := range []stmt{
-		{"vector indexed", custom, postgres.SearchSQL(dims, 2, true, false, false), with(vec)},
-		{"hybrid indexed", custom, postgres.SearchSQL(dims, 2, true, true, false), with(vec, tsq)},
+		{"vector indexed", custom, postgres.SearchSQL(dims, 2, true, false, false, true), with(vec)},
+		{"hybrid indexed", custom, postgres.SearchSQL(dims, 2, true, true, false, true), with(vec, tsq)},
 		{"duplicate indexed", custom, postgres.DupVectorSQL(dims), []any{alice.Org, "user", "alice", now, `{"` + vec + `"}`, 0.03}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
