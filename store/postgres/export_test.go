@@ -37,3 +37,11 @@ func (s *Store) ScopeIndexed(org string, sc scope.Scope, dims int) bool {
 	defer s.ann.mu.Unlock()
 	return s.ann.names[indexName(org, sc, dims)]
 }
+
+// VectorCacheBytes is about how much the store's vector cache holds.
+func (s *Store) VectorCacheBytes() int64 {
+	if s.vecs == nil {
+		return 0
+	}
+	return s.vecs.bytesUsed()
+}

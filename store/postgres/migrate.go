@@ -162,6 +162,7 @@ func setupRuntimeRole(ctx context.Context, conn *pgx.Conn, role, password string
 		`GRANT INSERT ON ` + s + `.audit TO ` + q,
 		`GRANT SELECT, INSERT ON ` + s + `.meta TO ` + q,
 		`GRANT SELECT ON ` + s + `.` + versionTable + ` TO ` + q,
+		`GRANT SELECT ON ` + s + `.scope_versions TO ` + q,
 		`GRANT EXECUTE ON FUNCTION ` + s + `.scopemem_delete_expired(timestamptz, integer) TO ` + q,
 	}
 	for _, g := range grants {

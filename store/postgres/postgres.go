@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,6 +44,11 @@ type Config struct {
 	// graph search keeps, trading time for recall. Zero means
 	// DefaultEFSearch. Ordinary scopes are searched exactly and ignore it.
 	EFSearch int
+	// VectorCacheBytes is about how much memory the copies of searched
+	// scopes' vectors may take (see the store's vector cache). Zero means
+	// DefaultVectorCacheBytes; negative turns the cache off, so every
+	// search ranks its rows in SQL.
+	VectorCacheBytes int64
 	// AllowPrivilegedRole lets Open connect as a superuser or a BYPASSRLS
 	// role, which row-level security does not hold (the store's own
 	// filters still apply). Meant for local experiments only.
@@ -83,6 +89,7 @@ type Store struct {
 	log      *slog.Logger
 	efSearch string // hnsw.ef_search, as set_config takes it
 	ann      annIndexes
+	vecs     *vecCache // nil when Config.VectorCacheBytes < 0
 
 	mu   sync.Mutex
 	dims int // recorded embedder dimension, 0 until known
@@ -158,6 +165,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	s := &Store{pool: pool, log: cfg.Logger, efSearch: strconv.Itoa(cfg.EFSearch)}
+	if cfg.VectorCacheBytes >= 0 {
+		s.vecs = newVecCache(cmp.Or(cfg.VectorCacheBytes, DefaultVectorCacheBytes))
+	}
 	if err := s.check(ctx, cfg); err != nil {
 		pool.Close()
 		return nil, err
@@ -274,13 +284,22 @@ func (s *Store) inTx(ctx context.Context, st settings, readOnly bool, fn func(pg
 // is rolled back before the connection returns to the pool (a connection
 // that cannot be rolled back is not reused).
 func (s *Store) readBatch(ctx context.Context, st settings, queue func(*pgx.Batch)) error {
+	return s.readBatchWith(ctx, `BEGIN READ ONLY`, st, queue)
+}
+
+// beginSnapshot starts a read-only transaction whose statements all see
+// one snapshot, taken at its first statement.
+const beginSnapshot = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`
+
+// readBatchWith is readBatch with the transaction started by begin.
+func (s *Store) readBatchWith(ctx context.Context, begin string, st settings, queue func(*pgx.Batch)) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
 	b := &pgx.Batch{}
-	b.Queue(`BEGIN READ ONLY`)
+	b.Queue(begin)
 	b.Queue(setIdentitySQL, s.identityArgs(st)...)
 	queue(b)
 	b.Queue(`COMMIT`)

@@ -158,9 +158,14 @@ func uniqueScopes(ss []scope.Scope) []scope.Scope {
 // planned per call and writes the distance exactly as those indexes are
 // built, ((embedding::vector(dims)) <=> q); otherwise it compares the
 // stored vector directly, saving a type-modifier check per row.
+//
+// cached: the vector half was ranked from the vector cache, and comes as
+// arrays of candidates (id, kind, scope id, distance, best first)
+// instead of a scan; the statement reads their content, runs the text
+// half, and sends no embeddings (the cache has them).
 type searchShape struct {
-	dims, scopes                        int
-	vector, text, merged, tags, indexed bool
+	dims, scopes                                int
+	vector, text, merged, tags, indexed, cached bool
 }
 
 // Parameters of every search statement: $1 org, $2 now (rows expiring
@@ -175,42 +180,62 @@ const (
 	argFetch = "$4"
 )
 
-// params numbers the statement's optional parameters.
-func (sh searchShape) params() (tags, vec, tsq string, scopeArg func(i int) (kind, id string)) {
+// params numbers the statement's optional parameters: cands are the
+// four arrays of a cached vector half.
+func (sh searchShape) params() (tags, vec, tsq string, cands [4]string, scopeArg func(i int) (kind, id string)) {
 	next := 5
-	if sh.tags {
-		tags = "$" + strconv.Itoa(next)
+	param := func() string {
 		next++
+		return "$" + strconv.Itoa(next-1)
 	}
-	if sh.vector {
-		vec = "$" + strconv.Itoa(next)
-		next++
+	if sh.tags {
+		tags = param()
+	}
+	if sh.vector && !sh.cached {
+		vec = param()
 	}
 	if sh.text {
-		tsq = "$" + strconv.Itoa(next)
-		next++
+		tsq = param()
+	}
+	if sh.vector && sh.cached {
+		for i := range cands {
+			cands[i] = param()
+		}
 	}
 	first := next
-	return tags, vec, tsq, func(i int) (string, string) {
+	return tags, vec, tsq, cands, func(i int) (string, string) {
 		return "$" + strconv.Itoa(first+2*i), "$" + strconv.Itoa(first+2*i+1)
 	}
 }
 
-// args returns the arguments of sh.sql().
-func (sh searchShape) args(org string, now time.Time, tags []string, n, fetch int, vec pgvector.Vector, tsq string, scopes []scope.Scope) []any {
-	args := make([]any, 0, 7+2*len(scopes))
+// cachedHalf is a vector half ranked from the cache, as the four arrays
+// of a cached statement.
+type cachedHalf struct {
+	ids, kinds, sids []string
+	dists            []float64
+}
+
+// args returns the arguments of sh.sql(); cached is the vector half of
+// a cached shape.
+func (sh searchShape) args(org string, now time.Time, tags []string, n, fetch int, vec pgvector.Vector, tsq string, cached cachedHalf, scopes []scope.Scope) []any {
+	args := make([]any, 0, 11+2*len(scopes))
 	args = append(args, org, now, n, fetch)
 	if sh.tags {
 		args = append(args, tags)
 	}
-	if sh.vector {
+	if sh.vector && !sh.cached {
 		args = append(args, vec)
 	}
 	if sh.text {
 		args = append(args, tsq)
 	}
-	for _, sc := range scopes {
-		args = append(args, string(sc.Kind), sc.ID)
+	if sh.vector && sh.cached {
+		args = append(args, cached.ids, cached.kinds, cached.sids, cached.dists)
+	}
+	if !sh.cached || sh.text {
+		for _, sc := range scopes {
+			args = append(args, string(sc.Kind), sc.ID)
+		}
 	}
 	return args
 }
@@ -247,7 +272,7 @@ func (sh searchShape) live(tags string) string {
 // half and in the text half (NULL where it is not a candidate of that
 // half), in no particular order.
 func (sh searchShape) sql() string {
-	tags, vec, tsq, scopeArg := sh.params()
+	tags, vec, tsq, cands, scopeArg := sh.params()
 	d := strconv.Itoa(sh.dims)
 	// The distance is written exactly as the partial indexes are built,
 	// and vector branches repeat their predicate, so a custom plan can
@@ -299,7 +324,14 @@ func (sh searchShape) sql() string {
 		b.WriteString(", ")
 		top(&b, "t", "c.id, c.kind, c.sid", "c.rank DESC, c.created_at DESC", "s AS c WHERE c.rank IS NOT NULL")
 	default:
-		if sh.vector {
+		if sh.vector && sh.cached {
+			b.WriteString(`v AS (
+	SELECT u.id::uuid AS id, u.kind, u.sid, u.dist, u.r
+	FROM unnest(` + cands[0] + `::text[], ` + cands[1] + `::text[], ` + cands[2] + `::text[], ` + cands[3] + `::float8[])
+		WITH ORDINALITY AS u(id, kind, sid, dist, r)
+	WHERE u.r <= ` + argLimit + `
+)`)
+		} else if sh.vector {
 			var u strings.Builder
 			u.WriteString("(")
 			branches(&u, func(kind, id string) string {
@@ -341,8 +373,15 @@ func (sh searchShape) sql() string {
 	default:
 		b.WriteString(`, c AS (SELECT id, kind, sid, NULL::float8 AS dist, NULL::bigint AS vr, r AS tr FROM t)`)
 	}
-	sim := "0::float8"
-	if sh.vector {
+	sim, emb, alive := "0::float8", "m.embedding", ""
+	switch {
+	case sh.cached:
+		// Similarities and embeddings come from the cache; rows are
+		// checked alive again (the text half's already are).
+		sim, emb = "COALESCE(1 - c.dist, 0)", "NULL::vector"
+		alive = `
+	AND (m.expires_at IS NULL OR m.expires_at > ` + argNow + `)`
+	case sh.vector:
 		sim = `CASE WHEN c.dist IS NOT NULL THEN 1 - c.dist
 		WHEN ` + hasVec + ` THEN 1 - (` + dist + `)
 		ELSE 0 END`
@@ -355,10 +394,10 @@ func (sh searchShape) sql() string {
 	const multi = `(SELECT min(kind) <> max(kind) OR min(sid) <> max(sid) FROM c)`
 	b.WriteString(`
 SELECT ` + memoryCols + `, ` + sim + ` AS sim,
-	CASE WHEN ` + multi + ` THEN m.embedding END,
+	CASE WHEN ` + multi + ` THEN ` + emb + ` END,
 	c.vr, c.tr
 FROM c JOIN memories m ON m.org_id = ` + argOrg + ` AND m.id = c.id
-WHERE c.vr <= ` + argFetch + ` OR c.tr <= ` + argFetch + ` OR ` + multi)
+WHERE (c.vr <= ` + argFetch + ` OR c.tr <= ` + argFetch + ` OR ` + multi + `)` + alive)
 	return b.String()
 }
 
@@ -412,6 +451,15 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 	} else {
 		sh.merged = sh.vector && sh.text
 	}
+	if sh.vector && !indexed && !refresh && s.vecs != nil {
+		hits, ok, err := s.searchCached(ctx, id, q, sh, scopes, vec.Slice(), tsq, limit, n, now)
+		if err != nil {
+			return nil, fmt.Errorf("search: %w", translate(err))
+		}
+		if ok {
+			return hits, nil
+		}
+	}
 	var (
 		byVec, byText []store.Candidate
 		names         []string
@@ -425,7 +473,7 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 			})
 		}
 		b.Queue(searchSettingsSQL, planMode)
-		b.Queue(sh.sql(), sh.args(id.Org, now, q.Tags, n, sh.fetchCount(limit, n), vec, tsq, scopes)...).Query(func(rows pgx.Rows) error {
+		b.Queue(sh.sql(), sh.args(id.Org, now, q.Tags, n, sh.fetchCount(limit, n), vec, tsq, cachedHalf{}, scopes)...).Query(func(rows pgx.Rows) error {
 			var err error
 			byVec, byText, err = scanSearch(rows)
 			return err
@@ -492,4 +540,85 @@ func scanSearch(rows pgx.Rows) (byVec, byText []store.Candidate, err error) {
 	byVec = half(func(r *ranked) *int64 { return r.vr })
 	byText = half(func(r *ranked) *int64 { return r.tr })
 	return byVec, byText, nil
+}
+
+// searchCached runs a search whose vector half is ranked from the vector
+// cache (see veccache.go), checking in the same snapshot as it reads the
+// hits that the copies are the scopes' rows. ok is false when the cache
+// cannot answer (a scope too large for it, or versions that kept moving
+// while it reloaded): the caller then searches in SQL.
+func (s *Store) searchCached(ctx context.Context, id scope.Identity, q store.Query, sh searchShape, scopes []scope.Scope,
+	vec []float32, tsq string, limit, n int, now time.Time) (_ []store.Hit, ok bool, _ error) {
+	sh.cached, sh.merged, sh.indexed = true, false, false
+	kinds, sids := scopeArrays(scopes)
+	var want map[scope.Scope]int64
+	for range 2 {
+		snaps, ok, err := s.snapshots(ctx, id, scopes, sh.dims, want)
+		if err != nil || !ok {
+			return nil, false, err
+		}
+		top := rankCached(snaps, vec, sh.dims, q.Tags, now, n)
+		var half cachedHalf
+		for _, h := range top {
+			sc := scopes[h.snap]
+			half.ids = append(half.ids, snaps[h.snap].ids[h.row])
+			half.kinds = append(half.kinds, string(sc.Kind))
+			half.sids = append(half.sids, sc.ID)
+			half.dists = append(half.dists, h.dist)
+		}
+		versions := make(map[scope.Scope]int64, len(scopes))
+		var byVec, byText []store.Candidate
+		err = s.readBatchWith(ctx, beginSnapshot, settings{id: id}, func(b *pgx.Batch) {
+			b.Queue(searchSettingsSQL, "force_generic_plan")
+			b.Queue(scopeVersionsSQL, id.Org, kinds, sids).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var (
+						sc scope.Scope
+						v  int64
+					)
+					if err := rows.Scan(&sc.Kind, &sc.ID, &v); err != nil {
+						return err
+					}
+					versions[sc] = v
+				}
+				return rows.Err()
+			})
+			b.Queue(sh.sql(), sh.args(id.Org, now, q.Tags, n, sh.fetchCount(limit, n), pgvector.Vector{}, tsq, half, scopes)...).Query(func(rows pgx.Rows) error {
+				var err error
+				byVec, byText, err = scanSearch(rows)
+				return err
+			})
+		})
+		if err != nil {
+			return nil, false, err
+		}
+		current := true
+		for i, sc := range scopes {
+			current = current && versions[sc] == snaps[i].version
+		}
+		if !current {
+			want = versions
+			continue
+		}
+		// Vectors and similarities from the copies: a candidate of the
+		// text half alone has its similarity computed here.
+		for _, list := range [][]store.Candidate{byVec, byText} {
+			for i := range list {
+				c := &list[i]
+				for si, v := range snaps {
+					if r, found := v.index[c.ID]; found && scopes[si] == c.Scope {
+						c.Vector = v.vec(int(r), sh.dims)
+						c.Similarity = store.Dot(vec, c.Vector)
+						break
+					}
+				}
+			}
+		}
+		halves := 1
+		if sh.text {
+			halves = 2
+		}
+		return store.Fuse(byVec, byText, halves, limit, q.MinScore), true, nil
+	}
+	return nil, false, nil
 }

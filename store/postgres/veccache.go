@@ -1,0 +1,381 @@
+package postgres
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/scopemem/scopemem/scope"
+	"github.com/scopemem/scopemem/store"
+)
+
+// The vector cache.
+//
+// Ranking a scope's rows by cosine in PostgreSQL visits every row: for a
+// scope of 1,000 memories that is 500 heap pages of 3 KB rows and about
+// 0.7 µs of server time per row, on every search. A Store therefore keeps
+// a copy of the vectors of the scopes it searches (ids, creation and
+// expiry times, tags and vectors, no content) and ranks them itself; the
+// database still answers every search, in one round trip that reads the
+// versions of the scopes (table scope_versions, bumped by a trigger in
+// the same transaction as every insert, update or delete of memories,
+// whoever makes it) and the content of the winners by primary key, under
+// row-level security and in one REPEATABLE READ snapshot. When a version
+// differs from the copy's, the copy is out of date: the search is thrown
+// away, the scope reloaded (only the rows that changed carry their
+// vector: the rows are compared by id and xmin) and the search run again;
+// if the versions still move, the search runs in SQL as it does without
+// the cache. So a cached search answers what the SQL search would in the
+// same snapshot.
+//
+// Isolation: an entry is keyed by org and scope, loaded under the
+// searching identity's row-level security, and used only for scopes that
+// identity may see; the content of every hit is read from the database
+// under row-level security in the same transaction as the versions.
+//
+// Scopes with their own HNSW index are not cached (their searches use the
+// index); neither is a scope whose copy would take more than a quarter of
+// the budget.
+
+// DefaultVectorCacheBytes is Config.VectorCacheBytes when it is zero.
+const DefaultVectorCacheBytes = 256 << 20
+
+// cacheKey names the vectors of one dimension of one scope of one org.
+type cacheKey struct {
+	org  string
+	sc   scope.Scope
+	dims int
+}
+
+// scopeVecs is the copy of one scope's rows that hold a vector of the
+// key's dimension, as of version. It is never changed once built:
+// searches share it without locks.
+type scopeVecs struct {
+	version int64
+	tooBig  bool      // the scope does not fit: search it in SQL
+	checked time.Time // when tooBig was found
+	ids     []string
+	xmins   []int64
+	created []int64 // Unix nanoseconds
+	expires []int64 // Unix nanoseconds, 0 for never
+	tags    [][]string
+	vecs    []float32 // len(ids) x dims, unit length
+	index   map[string]int32
+	bytes   int64
+}
+
+// vec returns row i's vector.
+func (v *scopeVecs) vec(i int, dims int) []float32 { return v.vecs[i*dims : (i+1)*dims : (i+1)*dims] }
+
+// vecCache holds scopeVecs up to about budget bytes, dropping the least
+// recently used.
+type vecCache struct {
+	mu     sync.Mutex
+	budget int64
+	size   int64
+	lru    *list.List // of *cacheItem, most recently used first
+	items  map[cacheKey]*list.Element
+}
+
+type cacheItem struct {
+	key cacheKey
+	v   *scopeVecs
+}
+
+func newVecCache(budget int64) *vecCache {
+	return &vecCache{budget: budget, lru: list.New(), items: map[cacheKey]*list.Element{}}
+}
+
+// get returns k's copy, or nil, and marks it used.
+func (c *vecCache) get(k cacheKey) *scopeVecs {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.items[k]
+	if e == nil {
+		return nil
+	}
+	c.lru.MoveToFront(e)
+	return e.Value.(*cacheItem).v
+}
+
+// put stores v as k's copy, unless a newer one is there already, and
+// drops least recently used copies until the cache fits its budget.
+func (c *vecCache) put(k cacheKey, v *scopeVecs) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.items[k]; e != nil {
+		it := e.Value.(*cacheItem)
+		if it.v.version > v.version {
+			return
+		}
+		c.size += v.bytes - it.v.bytes
+		it.v = v
+		c.lru.MoveToFront(e)
+	} else {
+		c.items[k] = c.lru.PushFront(&cacheItem{key: k, v: v})
+		c.size += v.bytes
+	}
+	for c.size > c.budget && c.lru.Len() > 1 {
+		e := c.lru.Back()
+		it := e.Value.(*cacheItem)
+		c.lru.Remove(e)
+		delete(c.items, it.key)
+		c.size -= it.v.bytes
+	}
+}
+
+// bytesUsed is the cache's approximate size.
+func (c *vecCache) bytesUsed() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size
+}
+
+// scopeVersionsSQL reads the versions of the scopes ($2, $3) of org $1
+// (a scope never written has none: version 0).
+const scopeVersionsSQL = `SELECT scope_kind, scope_id, version FROM scope_versions
+	WHERE org_id = $1 AND (scope_kind, scope_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))`
+
+// scopeSizeSQL reads the version of scope ($2, $3) of org $1 and how
+// many rows it holds.
+const scopeSizeSQL = `SELECT COALESCE((SELECT version FROM scope_versions
+		WHERE org_id = $1 AND scope_kind = $2 AND scope_id = $3), 0),
+	(SELECT count(*) FROM memories WHERE org_id = $1 AND scope_kind = $2 AND scope_id = $3)`
+
+// loadScopeSQL reads the rows of scope ($2, $3) of org $1 with a vector
+// of $4 dimensions, unless the scope holds more than $7 rows. A row whose
+// (id, xmin) is in ($5, $6), the copy being refreshed, comes without its
+// vector: it has not changed.
+const loadScopeSQL = `SELECT m.id::text, m.xmin::text::bigint, m.created_at, m.expires_at, m.tags,
+		CASE WHEN k.id IS NULL THEN m.embedding END
+	FROM memories m
+	LEFT JOIN unnest($5::text[]::uuid[], $6::bigint[]) AS k(id, x) ON k.id = m.id AND k.x = m.xmin::text::bigint
+	WHERE m.org_id = $1 AND m.scope_kind = $2 AND m.scope_id = $3
+		AND m.embedding IS NOT NULL AND vector_dims(m.embedding) = $4
+		AND (SELECT count(*) FROM memories c WHERE c.org_id = $1 AND c.scope_kind = $2 AND c.scope_id = $3) <= $7`
+
+// tooBigRecheck is how long a scope found too large for the cache is
+// searched in SQL before its size is looked at again.
+const tooBigRecheck = time.Minute
+
+// snapshots returns the copies of scopes of id's org for vectors of
+// dims, loading in one round trip those that are missing or whose
+// version is not the one in want (when want has the scope). ok is false
+// when some scope is too large for the cache: search in SQL.
+func (s *Store) snapshots(ctx context.Context, id scope.Identity, scopes []scope.Scope, dims int, want map[scope.Scope]int64) (_ []*scopeVecs, ok bool, _ error) {
+	out := make([]*scopeVecs, len(scopes))
+	now := time.Now()
+	var load []int
+	for i, sc := range scopes {
+		v := s.vecs.get(cacheKey{org: id.Org, sc: sc, dims: dims})
+		w, stale := want[sc]
+		switch {
+		case v == nil, stale && v.version != w:
+			load = append(load, i)
+		case v.tooBig && now.Sub(v.checked) < tooBigRecheck:
+			return nil, false, nil
+		case v.tooBig:
+			load = append(load, i)
+		}
+		out[i] = v
+	}
+	if len(load) == 0 {
+		return out, true, nil
+	}
+	type loaded struct {
+		version, count int64
+		rows           []loadedRow
+	}
+	got := make([]loaded, len(load))
+	maxRows := s.vecs.budget / 4 / int64(4*dims+64)
+	err := s.readBatchWith(ctx, beginSnapshot, settings{id: id}, func(b *pgx.Batch) {
+		for j, i := range load {
+			sc := scopes[i]
+			b.Queue(scopeSizeSQL, id.Org, string(sc.Kind), sc.ID).QueryRow(func(row pgx.Row) error {
+				return row.Scan(&got[j].version, &got[j].count)
+			})
+			var knownIDs []string
+			var knownX []int64
+			if old := out[i]; old != nil && !old.tooBig {
+				knownIDs, knownX = old.ids, old.xmins
+			}
+			b.Queue(loadScopeSQL, id.Org, string(sc.Kind), sc.ID, dims, knownIDs, knownX, maxRows).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var (
+						r   loadedRow
+						emb *pgvector.Vector
+					)
+					if err := rows.Scan(&r.id, &r.xmin, &r.created, &r.expires, &r.tags, &emb); err != nil {
+						return err
+					}
+					if emb != nil {
+						r.vec = emb.Slice()
+					}
+					got[j].rows = append(got[j].rows, r)
+				}
+				return rows.Err()
+			})
+		}
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	ok = true
+	for j, i := range load {
+		var v *scopeVecs
+		if got[j].count > maxRows {
+			v, ok = &scopeVecs{version: got[j].version, tooBig: true, checked: now, bytes: 64}, false
+		} else if v, err = buildScopeVecs(got[j].version, got[j].rows, out[i], dims); err != nil {
+			return nil, false, err
+		}
+		s.vecs.put(cacheKey{org: id.Org, sc: scopes[i], dims: dims}, v)
+		out[i] = v
+	}
+	return out, ok, nil
+}
+
+// loadedRow is one row of loadScopeSQL; vec is nil when the row is
+// unchanged since the previous copy.
+type loadedRow struct {
+	id      string
+	xmin    int64
+	created time.Time
+	expires *time.Time
+	tags    []string
+	vec     []float32
+}
+
+// buildScopeVecs makes the copy of a scope at version from its rows,
+// taking the vectors of unchanged rows from old.
+func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int) (*scopeVecs, error) {
+	n := len(rows)
+	v := &scopeVecs{
+		version: version,
+		ids:     make([]string, n),
+		xmins:   make([]int64, n),
+		created: make([]int64, n),
+		expires: make([]int64, n),
+		tags:    make([][]string, n),
+		vecs:    make([]float32, n*dims),
+		index:   make(map[string]int32, n),
+	}
+	for i, r := range rows {
+		vec := r.vec
+		if vec == nil {
+			j, ok := int32(-1), false
+			if old != nil {
+				j, ok = old.index[r.id]
+			}
+			if !ok || old.xmins[j] != r.xmin {
+				return nil, fmt.Errorf("vector cache: row %s came without its vector but is not in the previous copy", r.id)
+			}
+			vec = old.vec(int(j), dims)
+		}
+		if len(vec) != dims {
+			return nil, fmt.Errorf("vector cache: row %s has %d dimensions, want %d", r.id, len(vec), dims)
+		}
+		copy(v.vecs[i*dims:], vec)
+		v.ids[i], v.xmins[i], v.created[i] = r.id, r.xmin, r.created.UnixNano()
+		if r.expires != nil {
+			v.expires[i] = r.expires.UnixNano()
+		}
+		if len(r.tags) > 0 {
+			v.tags[i] = r.tags
+		}
+		v.index[r.id] = int32(i)
+		v.bytes += int64(len(r.id)) + 64 + int64(4*dims)
+		for _, t := range r.tags {
+			v.bytes += int64(len(t)) + 16
+		}
+	}
+	v.bytes += 128
+	return v, nil
+}
+
+// vecHit is one row of a copy ranked against the query vector.
+type vecHit struct {
+	snap    int32 // index into the copies
+	row     int32
+	dist    float64
+	created int64
+}
+
+// worse reports whether a ranks after b: farther, then older.
+func worse(a, b vecHit) bool {
+	if a.dist != b.dist {
+		return a.dist > b.dist
+	}
+	return a.created < b.created
+}
+
+// rankCached returns the n rows of snaps nearest vec (cosine distance,
+// ties newest first) that are alive at now and carry tags, best first.
+func rankCached(snaps []*scopeVecs, vec []float32, dims int, tags []string, now time.Time, n int) []vecHit {
+	at := now.UnixNano()
+	top := make([]vecHit, 0, n+1) // a max-heap on worse: top[0] ranks last
+	for si, v := range snaps {
+	rows:
+		for i := range v.ids {
+			if e := v.expires[i]; e != 0 && e <= at {
+				continue
+			}
+			for _, t := range tags {
+				if !slices.Contains(v.tags[i], t) {
+					continue rows
+				}
+			}
+			h := vecHit{snap: int32(si), row: int32(i), dist: 1 - store.Dot(vec, v.vec(i, dims)), created: v.created[i]}
+			if len(top) == n {
+				if !worse(top[0], h) {
+					continue
+				}
+				top[0] = h
+				siftDown(top)
+				continue
+			}
+			top = append(top, h)
+			for c := len(top) - 1; c > 0; {
+				p := (c - 1) / 2
+				if !worse(top[c], top[p]) {
+					break
+				}
+				top[c], top[p] = top[p], top[c]
+				c = p
+			}
+		}
+	}
+	slices.SortFunc(top, func(a, b vecHit) int {
+		switch {
+		case worse(b, a):
+			return -1
+		case worse(a, b):
+			return 1
+		}
+		return 0
+	})
+	return top
+}
+
+// siftDown restores the heap order of top after top[0] changed.
+func siftDown(top []vecHit) {
+	for p := 0; ; {
+		c := 2*p + 1
+		if c >= len(top) {
+			return
+		}
+		if c+1 < len(top) && worse(top[c+1], top[c]) {
+			c++
+		}
+		if !worse(top[c], top[p]) {
+			return
+		}
+		top[c], top[p] = top[p], top[c]
+		p = c
+	}
+}

@@ -1,0 +1,288 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/scopemem/scopemem/internal/pgtest"
+	"github.com/scopemem/scopemem/scope"
+	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/postgres"
+	"github.com/scopemem/scopemem/store/storetest"
+)
+
+// TestContractWithoutVectorCache runs the contract suite with every
+// search ranked in SQL, the path a store takes without the vector cache
+// and for scopes too large for it.
+func TestContractWithoutVectorCache(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		_, d := pgtest.NewStore(t)
+		return openStore(t, d, postgres.Config{VectorCacheBytes: -1})
+	})
+}
+
+// openStore opens another store on d as the runtime role with cfg.
+func openStore(t *testing.T, d *pgtest.Database, cfg postgres.Config) *postgres.Store {
+	t.Helper()
+	cfg.URL = d.RuntimeURL
+	s, err := postgres.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// ids returns the ids of hits, in order.
+func ids(hits []store.Hit) []string {
+	out := make([]string, len(hits))
+	for i, h := range hits {
+		out[i] = h.ID
+	}
+	return out
+}
+
+// TestVectorCacheFollowsOtherWriters: a store that has a scope's vectors
+// in its cache sees every change another store (another replica) or an
+// operator's SQL makes to the scope, at its next search.
+func TestVectorCacheFollowsOtherWriters(t *testing.T) {
+	const dims = storetest.Dims
+	alice := storetest.Member("acme", "alice")
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	query := storetest.RandomVector(99, dims)
+	cases := []struct {
+		name string
+		// change is made by the other store (or SQL) after the cached
+		// search; want checks the cached store's next search.
+		change func(t *testing.T, other *postgres.Store, d *pgtest.Database, first []store.Hit) string
+		want   func(t *testing.T, hits []store.Hit, first []store.Hit, changed string)
+	}{
+		{"add", func(t *testing.T, other *postgres.Store, _ *pgtest.Database, _ []store.Hit) string {
+			got, err := other.Add(t.Context(), alice, []store.NewMemory{{Scope: user, Content: "the nearest of all", Vector: query}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got[0].ID
+		}, func(t *testing.T, hits, _ []store.Hit, changed string) {
+			if len(hits) == 0 || hits[0].ID != changed {
+				t.Errorf("hits %v, want the new memory %s first", ids(hits), changed)
+			}
+		}},
+		{"delete", func(t *testing.T, other *postgres.Store, _ *pgtest.Database, first []store.Hit) string {
+			if err := other.Delete(t.Context(), alice, first[0].ID); err != nil {
+				t.Fatal(err)
+			}
+			return first[0].ID
+		}, func(t *testing.T, hits, first []store.Hit, changed string) {
+			for _, h := range hits {
+				if h.ID == changed {
+					t.Errorf("deleted memory %s still found", changed)
+				}
+			}
+			if len(hits) == 0 || hits[0].ID != first[1].ID {
+				t.Errorf("hits %v, want %s (the second before) first", ids(hits), first[1].ID)
+			}
+		}},
+		{"update vector", func(t *testing.T, other *postgres.Store, _ *pgtest.Database, first []store.Hit) string {
+			last := first[len(first)-1].ID
+			content := "now the nearest"
+			if _, err := other.Update(t.Context(), alice, last, store.Patch{Content: &content, Vector: query}); err != nil {
+				t.Fatal(err)
+			}
+			return last
+		}, func(t *testing.T, hits, _ []store.Hit, changed string) {
+			if len(hits) == 0 || hits[0].ID != changed || hits[0].Content != "now the nearest" {
+				t.Errorf("hits %v, want the updated memory %s first with its new content", ids(hits), changed)
+			}
+		}},
+		{"purge", func(t *testing.T, other *postgres.Store, _ *pgtest.Database, _ []store.Hit) string {
+			if _, err := other.Purge(t.Context(), alice, scope.Target{Kind: scope.TargetScope, Scope: user}); err != nil {
+				t.Fatal(err)
+			}
+			return ""
+		}, func(t *testing.T, hits, _ []store.Hit, _ string) {
+			if len(hits) != 0 {
+				t.Errorf("hits %v after purge, want none", ids(hits))
+			}
+		}},
+		{"operator SQL", func(t *testing.T, _ *postgres.Store, d *pgtest.Database, first []store.Hit) string {
+			// An operator moves the vector of the last hit onto the
+			// query, as the owner, outside any store.
+			last := first[len(first)-1].ID
+			d.Exec(t, fmt.Sprintf(`UPDATE memories SET embedding = '%s' WHERE id = '%s'`, vectorText(query), last))
+			return last
+		}, func(t *testing.T, hits, _ []store.Hit, changed string) {
+			if len(hits) == 0 || hits[0].ID != changed {
+				t.Errorf("hits %v, want %s first after the operator's update", ids(hits), changed)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cached, d := pgtest.NewStore(t)
+			if err := cached.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
+				t.Fatal(err)
+			}
+			other := openStore(t, d, postgres.Config{})
+			var ms []store.NewMemory
+			for i := range 40 {
+				ms = append(ms, store.NewMemory{Scope: user, Content: fmt.Sprintf("memory %d", i),
+					Vector: storetest.Mix(query, storetest.RandomVector(uint64(i+1), dims), 1+float32(i)/10)})
+			}
+			if _, err := cached.Add(t.Context(), alice, ms); err != nil {
+				t.Fatal(err)
+			}
+			q := store.Query{Vector: query, Limit: 5, Scopes: []scope.Scope{user}}
+			first, err := cached.Search(t.Context(), alice, q)
+			if err != nil || len(first) != 5 {
+				t.Fatalf("first search: %d hits, %v", len(first), err)
+			}
+			if again, err := cached.Search(t.Context(), alice, q); err != nil || fmt.Sprint(ids(again)) != fmt.Sprint(ids(first)) {
+				t.Fatalf("second search %v, %v; want %v", ids(again), err, ids(first))
+			}
+			if cached.VectorCacheBytes() == 0 {
+				t.Fatal("the searched scope is not in the vector cache")
+			}
+			changed := tc.change(t, other, d, first)
+			hits, err := cached.Search(t.Context(), alice, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.want(t, hits, first, changed)
+		})
+	}
+}
+
+// TestVectorCacheMatchesSQL: the same searches through the cache and in
+// SQL give the same hits in the same order, with the same similarities,
+// for vector and hybrid queries, with tags, over several scopes.
+func TestVectorCacheMatchesSQL(t *testing.T) {
+	const dims = storetest.Dims
+	cached, d := pgtest.NewStore(t)
+	if err := cached.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
+		t.Fatal(err)
+	}
+	plain := openStore(t, d, postgres.Config{VectorCacheBytes: -1})
+	alice := storetest.Member("acme", "alice", "api")
+	words := []string{"deploy", "billing", "oauth", "latency", "coffee"}
+	for _, sc := range alice.Visible() {
+		var ms []store.NewMemory
+		for i := range 60 {
+			content := fmt.Sprintf("%s note %d on %s and %s", sc.Qualified(), i, words[i%5], words[(i/5)%5])
+			ms = append(ms, store.NewMemory{Scope: sc, Content: content, Tags: []string{words[i%3]},
+				Vector: storetest.Mix(storetest.RandomVector(uint64(i%7), dims), storetest.RandomVector(uint64(1000+i), dims), 0.8)})
+		}
+		if _, err := cached.Add(t.Context(), alice, ms); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 30 {
+		q := store.Query{Vector: storetest.RandomVector(uint64(i%7), dims), Limit: 3 + i%10}
+		switch i % 3 {
+		case 1:
+			q.Text = words[i%5] + " " + words[(i+2)%5]
+		case 2:
+			q.Tags = []string{words[i%3]}
+			q.Text = words[i%5]
+		}
+		if i%4 == 0 {
+			q.Scopes = alice.Visible()[:2]
+		}
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			want, err := plain.Search(t.Context(), alice, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := cached.Search(t.Context(), alice, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
+				t.Fatalf("cached %v, SQL %v", ids(got), ids(want))
+			}
+			for j := range got {
+				if math.Abs(got[j].Similarity-want[j].Similarity) > 1e-5 || got[j].Score != want[j].Score || got[j].Content != want[j].Content {
+					t.Errorf("hit %d: cached %+v, SQL %+v", j, got[j], want[j])
+				}
+			}
+		})
+	}
+	if cached.VectorCacheBytes() == 0 {
+		t.Error("the vector cache holds nothing after the searches")
+	}
+}
+
+// TestScopeVersionsRowLevelSecurity: the runtime role reads the versions
+// of the scopes its identity sees and no others, and may not write them.
+func TestScopeVersionsRowLevelSecurity(t *testing.T) {
+	s, d := pgtest.NewStore(t)
+	seed(t, s)
+	c := connect(t, d.RuntimeURL)
+	count := func(t *testing.T, settings ...any) int {
+		t.Helper()
+		tx, err := c.Begin(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(t.Context())
+		if len(settings) > 0 {
+			if _, err := tx.Exec(t.Context(), setIdentity, settings...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var n int
+		if err := tx.QueryRow(t.Context(), `SELECT count(*) FROM scope_versions`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(t); n != 0 {
+		t.Errorf("no identity: %d versions visible, want 0", n)
+	}
+	// alice of acme sees her user, agent and session scopes, team api
+	// and the org scope: five.
+	if n := count(t, "acme", "alice", "{api}", "coder", "s1", "{memory:read}"); n != 5 {
+		t.Errorf("alice: %d versions visible, want 5", n)
+	}
+	if n := count(t, "initech", "alice", "{api}", "coder", "s1", "{memory:read}"); n != 0 {
+		t.Errorf("another org: %d versions visible, want 0", n)
+	}
+	for _, stmt := range []string{
+		`UPDATE scope_versions SET version = version + 1`,
+		`INSERT INTO scope_versions VALUES ('acme', 'org', '', 1000)`,
+		`DELETE FROM scope_versions`,
+	} {
+		_, err := c.Exec(t.Context(), stmt)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+			t.Errorf("%s as the runtime role: %v, want permission denied (42501)", stmt, err)
+		}
+	}
+	// Every write statement bumps the versions of the scopes it touched.
+	var before, after int64
+	version := func() (v int64) {
+		if err := pgx.BeginFunc(t.Context(), c, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(t.Context(), setIdentity, "acme", "alice", "{api}", "coder", "s1", "{memory:read}"); err != nil {
+				return err
+			}
+			return tx.QueryRow(t.Context(), `SELECT version FROM scope_versions WHERE org_id = 'acme' AND scope_kind = 'team' AND scope_id = 'api'`).Scan(&v)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before = version()
+	alice := storetest.Member("acme", "alice", "api")
+	if _, err := s.Add(t.Context(), alice, []store.NewMemory{storetest.New(scope.Scope{Kind: scope.KindTeam, ID: "api"}, "one more for the team")}); err != nil {
+		t.Fatal(err)
+	}
+	if after = version(); after != before+1 {
+		t.Errorf("team version %d after an add, was %d: want one more", after, before)
+	}
+}
