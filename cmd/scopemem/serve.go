@@ -28,6 +28,7 @@ type ServeCmd struct {
 	DatabaseURL     string        `name:"database-url" env:"SCOPEMEM_DATABASE_URL" help:"PostgreSQL URL; selects the PostgreSQL store instead of SQLite." placeholder:"URL" group:"Storage"`
 	MigrateURL      string        `name:"migrate-database-url" env:"SCOPEMEM_MIGRATE_DATABASE_URL" help:"PostgreSQL URL of the schema owner: apply migrations at start and create the runtime role of --database-url (with its password) if missing." placeholder:"URL" group:"Storage"`
 	StoreTimeout    time.Duration `name:"store-timeout" env:"SCOPEMEM_STORE_TIMEOUT" default:"10s" help:"Longest a tool waits for the store; a database that has not answered by then gives the 'store unavailable, retry' tool error instead of a call that hangs (0: no limit). Must exceed the slowest call expected, such as purging a large scope." group:"Storage"`
+	VectorCacheMB   int           `name:"vector-cache-mb" env:"SCOPEMEM_VECTOR_CACHE_MB" default:"256" help:"PostgreSQL store: memory, in MiB, for copies of searched scopes' vectors, which the server ranks itself (versions checked on every search); 0 ranks every search in the database." group:"Storage"`
 	Embedder        string        `env:"SCOPEMEM_EMBEDDER" enum:"auto,ollama,builtin,fake" default:"auto" help:"auto: keep what the store records, else Ollama when it answers, else built-in. ollama or builtin force one. fake: meaningless deterministic vectors, for load tests only." group:"Embedding"`
 	FakeDims        int           `name:"fake-dims" env:"SCOPEMEM_FAKE_DIMS" help:"Dimensions of the fake embedder's vectors (default: what the store records, else 768)." group:"Embedding"`
 	FakeDelay       time.Duration `name:"fake-delay" env:"SCOPEMEM_FAKE_DELAY" default:"0s" help:"How long each fake embedder call sleeps, standing for a model's latency." group:"Embedding"`
@@ -75,13 +76,17 @@ func (c *ServeCmd) appConfig(env *runEnv, tp trace.TracerProvider) app.Config {
 		Embedder: c.Embedder, OllamaHost: c.OllamaHost, Model: c.Model, FakeDims: c.FakeDims, FakeDelay: c.FakeDelay,
 		FakeParallel: c.FakeParallel, EmbedBatchMax: c.EmbedBatchMax, EmbedInFlight: c.EmbedInFlight,
 		DefaultScope: c.DefaultScope, ReadOnly: c.ReadOnly, StoreTimeout: storeTimeout(c.StoreTimeout),
-		Limits: tools.Limits{MaxContentBytes: c.MaxContentBytes, SessionTTL: c.SessionTTL},
-		Logger: env.log,
+		VectorCacheBytes: vectorCacheBytes(c.VectorCacheMB),
+		Limits:           tools.Limits{MaxContentBytes: c.MaxContentBytes, SessionTTL: c.SessionTTL},
+		Logger:           env.log,
 	}
 }
 
 // Run serves until the client goes away (stdio) or a signal arrives.
 func (c *ServeCmd) Run(env *runEnv) error {
+	if c.VectorCacheMB < 0 {
+		return fmt.Errorf("--vector-cache-mb %d is negative: give a size in MiB such as 256, or 0 to rank every search in the database", c.VectorCacheMB)
+	}
 	if c.StoreTimeout < 0 {
 		return fmt.Errorf("--store-timeout %s is negative: give a duration such as 10s, or 0 for no limit", c.StoreTimeout)
 	}
@@ -226,4 +231,13 @@ type VersionCmd struct{}
 func (VersionCmd) Run() error {
 	fmt.Println(versionString())
 	return nil
+}
+
+// vectorCacheBytes maps --vector-cache-mb to app.Config.VectorCacheBytes,
+// where zero means the default and negative means off.
+func vectorCacheBytes(mb int) int64 {
+	if mb == 0 {
+		return -1
+	}
+	return int64(mb) << 20
 }

@@ -94,6 +94,10 @@ type Config struct {
 	// instead of a call that hangs. Default 10s; negative disables it. It
 	// must exceed the slowest call expected, such as purging a large scope.
 	StoreTimeout time.Duration
+	// VectorCacheBytes is how much memory the PostgreSQL store's copies
+	// of searched scopes' vectors may take: zero means the store's
+	// default (256 MiB), negative turns the cache off.
+	VectorCacheBytes int64
 
 	// TracerProvider, when set, receives OpenTelemetry spans: one per tool
 	// call ("tools/call <tool>") with children for embedding ("embed") and
@@ -225,7 +229,7 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 				return nil, fmt.Errorf("migrate: %w", err)
 			}
 		}
-		return postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: cfg.Logger})
+		return postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Logger: cfg.Logger, VectorCacheBytes: cfg.VectorCacheBytes})
 	}
 	return sqlite.Open(ctx, sqlite.Config{Path: cfg.DBPath, Logger: cfg.Logger})
 }

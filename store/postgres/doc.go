@@ -51,6 +51,20 @@
 // stored inline in the row (storage MAIN), so the scan reads no TOAST
 // table.
 //
+// The vector cache. A scope without its own index is ranked by the
+// Store itself from a copy of the scope's vectors in memory (ids, times,
+// tags and vectors, about 3 KB per memory of 768 dimensions, up to
+// [Config].VectorCacheBytes), so the database reads only the winners'
+// rows. Every insert, update or delete of memories bumps, by trigger and
+// in its own transaction, a version per scope it touched (table
+// scope_versions, readable by the runtime role under the same rule as
+// the memories); a search reads the versions of its scopes in the same
+// REPEATABLE READ snapshot as the winners' content and throws its answer
+// away when a copy is older, reloading only the rows that changed. Every
+// replica therefore answers exactly what the database holds, whichever
+// replica or tool wrote it. Scopes larger than a quarter of the budget
+// are ranked in SQL as described above.
+//
 // Add checks each new memory against its scope the same way: the content
 // hash through its btree, the nearest vector exactly or through the
 // scope's index, so adding to a large scope costs a graph search, not a

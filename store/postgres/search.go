@@ -188,7 +188,7 @@ func (sh searchShape) params() (tags, vec, tsq string, cands [4]string, scopeArg
 		next++
 		return "$" + strconv.Itoa(next-1)
 	}
-	if sh.tags {
+	if sh.tagParam() {
 		tags = param()
 	}
 	if sh.vector && !sh.cached {
@@ -208,6 +208,11 @@ func (sh searchShape) params() (tags, vec, tsq string, cands [4]string, scopeArg
 	}
 }
 
+// tagParam reports whether the statement tests tags, and so takes
+// them: a cached vector half was filtered by tags in the cache, so a
+// cached statement without a text half scans no rows to test.
+func (sh searchShape) tagParam() bool { return sh.tags && (!sh.cached || sh.text) }
+
 // cachedHalf is a vector half ranked from the cache, as the four arrays
 // of a cached statement.
 type cachedHalf struct {
@@ -220,7 +225,7 @@ type cachedHalf struct {
 func (sh searchShape) args(org string, now time.Time, tags []string, n, fetch int, vec pgvector.Vector, tsq string, cached cachedHalf, scopes []scope.Scope) []any {
 	args := make([]any, 0, 11+2*len(scopes))
 	args = append(args, org, now, n, fetch)
-	if sh.tags {
+	if sh.tagParam() {
 		args = append(args, tags)
 	}
 	if sh.vector && !sh.cached {
