@@ -132,6 +132,16 @@ func TestSearchPlan(t *testing.T) {
 			if strings.Contains(text, "Gather") {
 				t.Errorf("%s starts parallel workers:\n%s", tc.name, text)
 			}
+			// Each scope is read through an index on (org, scope), not
+			// as the org's every row filtered: only the content join
+			// looks rows up by org and id.
+			for line := range strings.SplitSeq(text, "\n") {
+				l := strings.TrimSpace(line)
+				if strings.HasPrefix(l, "Index Cond:") && strings.Contains(l, "org_id") &&
+					!strings.Contains(l, "scope_id") && !strings.Contains(l, "(id = ") {
+					t.Errorf("%s reads a scope by its org alone: %s\n%s", tc.name, l, text)
+				}
+			}
 		})
 	}
 	// Row-level security reads the identity's settings once per
