@@ -391,6 +391,9 @@ func (sh searchShape) sql() string {
 		WHEN ` + hasVec + ` THEN 1 - (` + dist + `)
 		ELSE 0 END`
 	}
+	// The content join names each candidate's scope as well as its id:
+	// a candidate (which for a cached search comes from the store's
+	// copy) can only bring back a row of a scope the search names.
 	// multi: the candidates span more than one scope, so store.Fuse may
 	// collapse near-identical ones and needs their vectors and all of
 	// them; else only the best $4 of each half are read. An uncorrelated
@@ -401,7 +404,7 @@ func (sh searchShape) sql() string {
 SELECT ` + memoryCols + `, ` + sim + ` AS sim,
 	CASE WHEN ` + multi + ` THEN ` + emb + ` END,
 	c.vr, c.tr
-FROM c JOIN memories m ON m.org_id = ` + argOrg + ` AND m.id = c.id
+FROM c JOIN memories m ON m.org_id = ` + argOrg + ` AND m.id = c.id AND m.scope_kind = c.kind AND m.scope_id = c.sid
 WHERE (c.vr <= ` + argFetch + ` OR c.tr <= ` + argFetch + ` OR ` + multi + `)` + alive)
 	return b.String()
 }
