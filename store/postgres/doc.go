@@ -36,13 +36,14 @@
 // # Search
 //
 // The vector half names each visible scope in its own branch, with
-// equality on bound parameters, and orders by
-// (embedding::vector(dims)) <=> query. Connections use
-// plan_cache_mode=force_custom_plan, so every execution is planned with the
-// literal org and scope: an ordinary scope is read through the (org, scope)
-// btree and sorted exactly, and a large scope that [Maintain] has given its
-// own partial HNSW index is searched through that index (hnsw.ef_search
-// from [Config].EFSearch, iterative scans on). No search reads another
+// equality on bound parameters, and orders by the cosine distance to the
+// query. A search that names no scope with its own index runs the
+// connection's cached generic plan, which reads each scope through an
+// (org, scope) btree and sorts exactly; one that may name such a scope is
+// planned with the literal org and scope (plan_cache_mode=
+// force_custom_plan), so a large scope that [Maintain] has given its own
+// partial HNSW index is searched through that index (hnsw.ef_search from
+// [Config].EFSearch, iterative scans on). No search reads another
 // tenant's rows, so one tenant's size never slows another's search. The
 // full-text half matches a generated tsvector ('simple' configuration) with
 // a query built from the words of the text, so user input never causes a

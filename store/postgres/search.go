@@ -160,9 +160,9 @@ func uniqueScopes(ss []scope.Scope) []scope.Scope {
 // stored vector directly, saving a type-modifier check per row.
 //
 // cached: the vector half was ranked from the vector cache, and comes as
-// arrays of candidates (id, kind, scope id, distance, best first)
-// instead of a scan; the statement reads their content, runs the text
-// half, and sends no embeddings (the cache has them).
+// arrays of candidates (id, kind, scope id, best first) instead of a
+// scan; the statement reads their content and runs the text half, and
+// sends neither similarities nor embeddings (the cache has the vectors).
 type searchShape struct {
 	dims, scopes                                int
 	vector, text, merged, tags, indexed, cached bool
@@ -181,8 +181,8 @@ const (
 )
 
 // params numbers the statement's optional parameters: cands are the
-// four arrays of a cached vector half.
-func (sh searchShape) params() (tags, vec, tsq string, cands [4]string, scopeArg func(i int) (kind, id string)) {
+// three arrays of a cached vector half.
+func (sh searchShape) params() (tags, vec, tsq string, cands [3]string, scopeArg func(i int) (kind, id string)) {
 	next := 5
 	param := func() string {
 		next++
@@ -213,11 +213,10 @@ func (sh searchShape) params() (tags, vec, tsq string, cands [4]string, scopeArg
 // cached statement without a text half scans no rows to test.
 func (sh searchShape) tagParam() bool { return sh.tags && (!sh.cached || sh.text) }
 
-// cachedHalf is a vector half ranked from the cache, as the four arrays
-// of a cached statement.
+// cachedHalf is a vector half ranked from the cache, as the three
+// arrays of a cached statement.
 type cachedHalf struct {
 	ids, kinds, sids []string
-	dists            []float64
 }
 
 // args returns the arguments of sh.sql(); cached is the vector half of
@@ -235,7 +234,7 @@ func (sh searchShape) args(org string, now time.Time, tags []string, n, fetch in
 		args = append(args, tsq)
 	}
 	if sh.vector && sh.cached {
-		args = append(args, cached.ids, cached.kinds, cached.sids, cached.dists)
+		args = append(args, cached.ids, cached.kinds, cached.sids)
 	}
 	if !sh.cached || sh.text {
 		for _, sc := range scopes {
@@ -263,7 +262,7 @@ func (sh searchShape) fetchCount(limit, n int) int {
 // parameter).
 func (sh searchShape) live(tags string) string {
 	l := `(m.expires_at IS NULL OR m.expires_at > ` + argNow + `)`
-	if sh.tags {
+	if sh.tagParam() {
 		l += `
 			AND m.tags @> ` + tags + `::text[]`
 	}
@@ -279,9 +278,9 @@ func (sh searchShape) live(tags string) string {
 func (sh searchShape) sql() string {
 	tags, vec, tsq, cands, scopeArg := sh.params()
 	d := strconv.Itoa(sh.dims)
-	// The distance is written exactly as the partial indexes are built,
-	// and vector branches repeat their predicate, so a custom plan can
-	// use a scope's index.
+	// Where a scope may have its own index, the distance is written
+	// exactly as the partial indexes are built, and vector branches
+	// repeat their predicate, so a custom plan can use the index.
 	dist := "m.embedding <=> " + vec
 	if sh.indexed {
 		dist = annExpr("m.embedding", sh.dims, vec)
@@ -331,9 +330,9 @@ func (sh searchShape) sql() string {
 	default:
 		if sh.vector && sh.cached {
 			b.WriteString(`v AS (
-	SELECT u.id::uuid AS id, u.kind, u.sid, u.dist, u.r
-	FROM unnest(` + cands[0] + `::text[], ` + cands[1] + `::text[], ` + cands[2] + `::text[], ` + cands[3] + `::float8[])
-		WITH ORDINALITY AS u(id, kind, sid, dist, r)
+	SELECT u.id::uuid AS id, u.kind, u.sid, NULL::float8 AS dist, u.r
+	FROM unnest(` + cands[0] + `::text[], ` + cands[1] + `::text[], ` + cands[2] + `::text[])
+		WITH ORDINALITY AS u(id, kind, sid, r)
 	WHERE u.r <= ` + argLimit + `
 )`)
 		} else if sh.vector {
@@ -383,7 +382,7 @@ func (sh searchShape) sql() string {
 	case sh.cached:
 		// Similarities and embeddings come from the cache; rows are
 		// checked alive again (the text half's already are).
-		sim, emb = "COALESCE(1 - c.dist, 0)", "NULL::vector"
+		emb = "NULL::vector"
 		alive = `
 	AND (m.expires_at IS NULL OR m.expires_at > ` + argNow + `)`
 	case sh.vector:
@@ -391,9 +390,6 @@ func (sh searchShape) sql() string {
 		WHEN ` + hasVec + ` THEN 1 - (` + dist + `)
 		ELSE 0 END`
 	}
-	// The content join names each candidate's scope as well as its id:
-	// a candidate (which for a cached search comes from the store's
-	// copy) can only bring back a row of a scope the search names.
 	// multi: the candidates span more than one scope, so store.Fuse may
 	// collapse near-identical ones and needs their vectors and all of
 	// them; else only the best $4 of each half are read. An uncorrelated
@@ -404,7 +400,7 @@ func (sh searchShape) sql() string {
 SELECT ` + memoryCols + `, ` + sim + ` AS sim,
 	CASE WHEN ` + multi + ` THEN ` + emb + ` END,
 	c.vr, c.tr
-FROM c JOIN memories m ON m.org_id = ` + argOrg + ` AND m.id = c.id AND m.scope_kind = c.kind AND m.scope_id = c.sid
+FROM c JOIN memories m ON m.org_id = ` + argOrg + ` AND m.id = c.id
 WHERE (c.vr <= ` + argFetch + ` OR c.tr <= ` + argFetch + ` OR ` + multi + `)` + alive)
 	return b.String()
 }
@@ -572,7 +568,6 @@ func (s *Store) searchCached(ctx context.Context, id scope.Identity, q store.Que
 			half.ids = append(half.ids, snaps[h.snap].ids[h.row])
 			half.kinds = append(half.kinds, string(sc.Kind))
 			half.sids = append(half.sids, sc.ID)
-			half.dists = append(half.dists, h.dist)
 		}
 		versions := make(map[scope.Scope]int64, len(scopes))
 		var byVec, byText []store.Candidate
@@ -608,8 +603,17 @@ func (s *Store) searchCached(ctx context.Context, id scope.Identity, q store.Que
 			want = versions
 			continue
 		}
-		// Vectors and similarities from the copies: a candidate of the
-		// text half alone has its similarity computed here.
+		// Vectors and similarities come from the copies (a row without
+		// a vector of this dimension keeps similarity 0, as in SQL). A
+		// row of a scope the search does not name is dropped: the
+		// copies' ids can only name such a row through a fault of the
+		// cache, and row-level security still holds behind this check.
+		// (The check is here, not in the statement's join: a scope
+		// condition there made the planner look each candidate up
+		// through the (org, scope) index, reading the whole scope per
+		// candidate, instead of by primary key.)
+		foreign := func(c store.Candidate) bool { return !slices.Contains(scopes, c.Scope) }
+		byVec, byText = slices.DeleteFunc(byVec, foreign), slices.DeleteFunc(byText, foreign)
 		for _, list := range [][]store.Candidate{byVec, byText} {
 			for i := range list {
 				c := &list[i]
