@@ -149,27 +149,37 @@ func addAll(tb testing.TB, s *postgres.Store, id scope.Identity, ms []store.NewM
 	}
 }
 
-// BenchmarkSearch1k is one vector search of a caller whose visible scopes
-// hold 1,000 memories (its org scope), exact through the (org, scope)
-// btree.
+// BenchmarkSearch1k is one search of a caller whose visible scopes hold
+// 1,000 memories (its org scope): a vector search, and a hybrid one whose
+// query text shares words with most memories.
 func BenchmarkSearch1k(b *testing.B) {
 	s, _ := benchStore(b, postgres.Config{})
 	c := newCorpus(1, 300)
 	id := member("acme")
 	addAll(b, s, id, c.orgMemories("acme", 1000, 1000, 7), 500)
 	r := rand.New(rand.NewPCG(3, 4))
-	queries := make([][]float32, 64)
+	words := []string{"deploy", "billing", "oauth", "latency", "schema", "onboarding", "pricing", "incident", "release", "backup"}
+	queries := make([]store.Query, 64)
 	for i := range queries {
-		queries[i] = c.vector(r, r.IntN(300))
+		queries[i] = store.Query{Vector: c.vector(r, r.IntN(300)), Limit: 10,
+			Text: words[r.IntN(len(words))] + " " + words[r.IntN(len(words))] + " notes"}
 	}
 	ctx := context.Background()
-	i := 0
-	for b.Loop() {
-		hits, err := s.Search(ctx, id, store.Query{Vector: queries[i%len(queries)], Limit: 10})
-		if err != nil || len(hits) != 10 {
-			b.Fatalf("Search: %d hits, %v", len(hits), err)
-		}
-		i++
+	for _, mode := range []string{"vector", "hybrid"} {
+		b.Run(mode, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				q := queries[i%len(queries)]
+				if mode == "vector" {
+					q.Text = ""
+				}
+				hits, err := s.Search(ctx, id, q)
+				if err != nil || len(hits) != 10 {
+					b.Fatalf("Search: %d hits, %v", len(hits), err)
+				}
+				i++
+			}
+		})
 	}
 }
 

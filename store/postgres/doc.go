@@ -64,7 +64,14 @@
 // away when a copy is older, reloading only the rows that changed. Every
 // replica therefore answers exactly what the database holds, whichever
 // replica or tool wrote it. Scopes larger than a quarter of the budget
-// are ranked in SQL as described above.
+// are ranked in SQL as described above. A copy also keeps its rows'
+// lexemes (as the server stored them in tsv) in an inverted index and
+// ranks the text half with ts_rank's arithmetic, so that a hybrid search
+// reads nothing but the versions and its hits' rows; ties rank the newer
+// row first, then the higher id, in SQL and in the cache alike. It does
+// so when the query's words are ASCII letters and digits (PostgreSQL
+// keeps those as they are) and the copy holds every row of its scope;
+// otherwise the text half runs in SQL.
 //
 // Add checks each new memory against its scope the same way: the content
 // hash through its btree, the nearest vector exactly or through the

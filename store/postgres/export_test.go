@@ -45,3 +45,22 @@ func (s *Store) VectorCacheBytes() int64 {
 	}
 	return s.vecs.bytesUsed()
 }
+
+// TextRank is the rank the vector cache gives a row whose tsvector
+// prints as tsv for a query of lexemes (sorted, unique), as a float4
+// like ts_rank's; 0 when the row does not match.
+func TextRank(tsv string, lexemes []string) (float32, error) {
+	rows := []loadedRow{{id: "r", tsv: &tsv}}
+	v := &scopeVecs{ids: []string{"r"}, created: []int64{0}, expires: []int64{0}, tags: [][]string{nil}}
+	if err := v.indexText(rows, nil); err != nil {
+		return 0, err
+	}
+	hits := rankText([]*scopeVecs{v}, lexemes, nil, time.Now(), 1)
+	if len(hits) == 0 {
+		return 0, nil
+	}
+	return float32(-hits[0].dist), nil
+}
+
+// CacheLexemes is cacheLexemes of the tsquery text of free text.
+func CacheLexemes(text string) ([]string, bool) { return cacheLexemes(ftsQuery(text)) }

@@ -326,7 +326,7 @@ func (sh searchShape) sql() string {
 ), `)
 		top(&b, "v", "c.id, c.kind, c.sid, c.dist", "c.dist, c.created_at DESC", "s AS c WHERE c.dist IS NOT NULL")
 		b.WriteString(", ")
-		top(&b, "t", "c.id, c.kind, c.sid", "c.rank DESC, c.created_at DESC", "s AS c WHERE c.rank IS NOT NULL")
+		top(&b, "t", "c.id, c.kind, c.sid", "c.rank DESC, c.created_at DESC, c.id DESC", "s AS c WHERE c.rank IS NOT NULL")
 	default:
 		if sh.vector && sh.cached {
 			b.WriteString(`v AS (
@@ -362,7 +362,7 @@ func (sh searchShape) sql() string {
 			AND m.tsv @@ q`
 			})
 			u.WriteString(") AS c")
-			top(&b, "t", "c.id, c.kind, c.sid", "c.rank DESC, c.created_at DESC", u.String())
+			top(&b, "t", "c.id, c.kind, c.sid", "c.rank DESC, c.created_at DESC, c.id DESC", u.String())
 		}
 	}
 	switch {
@@ -561,6 +561,14 @@ func (s *Store) searchCached(ctx context.Context, id scope.Identity, q store.Que
 		if err != nil || !ok {
 			return nil, false, err
 		}
+		if lexemes, ok := cacheLexemes(tsq); ok && (!sh.text || allText(snaps)) {
+			hits, stale, ok, err := s.searchAllCached(ctx, id, q, sh, scopes, snaps, vec, lexemes, limit, n, now)
+			if err != nil || stale == nil {
+				return hits, ok, err
+			}
+			want = stale
+			continue
+		}
 		top := rankCached(snaps, vec, sh.dims, q.Tags, now, n)
 		var half cachedHalf
 		for _, h := range top {
@@ -633,4 +641,140 @@ func (s *Store) searchCached(ctx context.Context, id scope.Identity, q store.Que
 		return store.Fuse(byVec, byText, halves, limit, q.MinScore), true, nil
 	}
 	return nil, false, nil
+}
+
+// allText reports whether every copy can rank the text half.
+func allText(snaps []*scopeVecs) bool {
+	for _, v := range snaps {
+		if !v.text {
+			return false
+		}
+	}
+	return true
+}
+
+// fetchSQL reads the memories of ids ($2) of org $1, under row-level
+// security, by primary key.
+const fetchSQL = `SELECT ` + memoryCols + ` FROM memories m WHERE m.org_id = $1 AND m.id = ANY($2::uuid[])`
+
+// searchAllCached answers a search whose halves both rank from the copies
+// snaps (lexemes: the query's, sorted; none without a text half): the
+// database reads only the scopes' versions and the content of the hits,
+// in one REPEATABLE READ snapshot. When every candidate is of one scope,
+// store.Fuse compares no content, so it runs before the read and only
+// the limit winners are read; otherwise every candidate is. stale is the
+// scopes' versions when some copy is older (search again with them), ok
+// false when the cache cannot answer (search in SQL).
+func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.Query, sh searchShape, scopes []scope.Scope,
+	snaps []*scopeVecs, vec []float32, lexemes []string, limit, n int, now time.Time) (_ []store.Hit, stale map[scope.Scope]int64, ok bool, _ error) {
+	candidates := func(top []vecHit) []store.Candidate {
+		out := make([]store.Candidate, len(top))
+		for i, h := range top {
+			v := snaps[h.snap]
+			rv := v.vec(int(h.row), sh.dims)
+			out[i] = store.Candidate{
+				Memory:     store.Memory{ID: v.ids[h.row], Org: id.Org, Scope: scopes[h.snap], CreatedAt: time.Unix(0, v.created[h.row])},
+				Vector:     rv,
+				Similarity: store.Dot(vec, rv),
+			}
+		}
+		return out
+	}
+	byVec := candidates(rankCached(snaps, vec, sh.dims, q.Tags, now, n))
+	halves := 1
+	var byText []store.Candidate
+	if sh.text {
+		halves = 2
+		byText = candidates(rankText(snaps, lexemes, q.Tags, now, n))
+	}
+	one := true // the candidates are all of one scope
+	for _, list := range [][]store.Candidate{byVec, byText} {
+		for _, c := range list {
+			one = one && c.Scope == byVec[0].Scope // byText's rows are in byVec's scopes
+		}
+	}
+	var (
+		hits []store.Hit
+		ids  []string
+	)
+	if one {
+		hits = store.Fuse(byVec, byText, halves, limit, q.MinScore)
+		for _, h := range hits {
+			ids = append(ids, h.ID)
+		}
+	} else {
+		seen := make(map[string]bool, len(byVec)+len(byText))
+		for _, list := range [][]store.Candidate{byVec, byText} {
+			for _, c := range list {
+				if !seen[c.ID] {
+					seen[c.ID] = true
+					ids = append(ids, c.ID)
+				}
+			}
+		}
+	}
+	kinds, sids := scopeArrays(scopes)
+	versions := make(map[scope.Scope]int64, len(scopes))
+	read := make(map[string]store.Memory, len(ids))
+	err := s.readBatchWith(ctx, beginSnapshot, settings{id: id}, func(b *pgx.Batch) {
+		b.Queue(searchSettingsSQL, "force_generic_plan")
+		b.Queue(scopeVersionsSQL, id.Org, kinds, sids).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var (
+					sc scope.Scope
+					v  int64
+				)
+				if err := rows.Scan(&sc.Kind, &sc.ID, &v); err != nil {
+					return err
+				}
+				versions[sc] = v
+			}
+			return rows.Err()
+		})
+		b.Queue(fetchSQL, id.Org, ids).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				m, err := scanMemory(rows)
+				if err != nil {
+					return err
+				}
+				read[m.ID] = m
+			}
+			return rows.Err()
+		})
+	})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	for i, sc := range scopes {
+		if versions[sc] != snaps[i].version {
+			return nil, versions, false, nil
+		}
+	}
+	// The copies are the scopes' rows, so every id is there; a row of a
+	// scope the search does not name could only come from a fault of the
+	// cache, and row-level security still holds behind this check.
+	fill := func(m *store.Memory) bool {
+		got, found := read[m.ID]
+		if !found || got.Scope != m.Scope {
+			return false
+		}
+		*m = got
+		return true
+	}
+	if one {
+		for i := range hits {
+			if !fill(&hits[i].Memory) {
+				return nil, nil, false, nil
+			}
+		}
+		return hits, nil, true, nil
+	}
+	for _, list := range [][]store.Candidate{byVec, byText} {
+		for i := range list {
+			if !fill(&list[i].Memory) {
+				return nil, nil, false, nil
+			}
+		}
+	}
+	return store.Fuse(byVec, byText, halves, limit, q.MinScore), nil, true, nil
 }

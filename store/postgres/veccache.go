@@ -68,6 +68,11 @@ type scopeVecs struct {
 	vecs    []float32 // len(ids) x dims, unit length
 	index   map[string]int32
 	bytes   int64
+
+	// text: the copy holds every row of its scope, so postings (each
+	// lexeme's rows, see textcache.go) can rank the text half.
+	text     bool
+	postings map[string][]posting
 }
 
 // vec returns row i's vector.
@@ -151,9 +156,11 @@ const scopeSizeSQL = `SELECT COALESCE((SELECT version FROM scope_versions
 // loadScopeSQL reads the rows of scope ($2, $3) of org $1 with a vector
 // of $4 dimensions, unless the scope holds more than $7 rows. A row whose
 // (id, xmin) is in ($5, $6), the copy being refreshed, comes without its
-// vector: it has not changed.
+// vector: it has not changed; it comes without its lexemes too unless $8
+// (the previous copy has none).
 const loadScopeSQL = `SELECT m.id::text, m.xmin::text::bigint, m.created_at, m.expires_at, m.tags,
-		CASE WHEN k.id IS NULL THEN m.embedding END
+		CASE WHEN k.id IS NULL THEN m.embedding END,
+		CASE WHEN k.id IS NULL OR $8 THEN m.tsv::text END
 	FROM memories m
 	LEFT JOIN unnest($5::text[]::uuid[], $6::bigint[]) AS k(id, x) ON k.id = m.id AND k.x = m.xmin::text::bigint
 	WHERE m.org_id = $1 AND m.scope_kind = $2 AND m.scope_id = $3
@@ -202,16 +209,17 @@ func (s *Store) snapshots(ctx context.Context, id scope.Identity, scopes []scope
 			})
 			var knownIDs []string
 			var knownX []int64
+			noText := true
 			if old := out[i]; old != nil && !old.tooBig {
-				knownIDs, knownX = old.ids, old.xmins
+				knownIDs, knownX, noText = old.ids, old.xmins, !old.text
 			}
-			b.Queue(loadScopeSQL, id.Org, string(sc.Kind), sc.ID, dims, knownIDs, knownX, maxRows).Query(func(rows pgx.Rows) error {
+			b.Queue(loadScopeSQL, id.Org, string(sc.Kind), sc.ID, dims, knownIDs, knownX, maxRows, noText).Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var (
 						r   loadedRow
 						emb *pgvector.Vector
 					)
-					if err := rows.Scan(&r.id, &r.xmin, &r.created, &r.expires, &r.tags, &emb); err != nil {
+					if err := rows.Scan(&r.id, &r.xmin, &r.created, &r.expires, &r.tags, &emb, &r.tsv); err != nil {
 						return err
 					}
 					if emb != nil {
@@ -231,7 +239,7 @@ func (s *Store) snapshots(ctx context.Context, id scope.Identity, scopes []scope
 		var v *scopeVecs
 		if got[j].count > maxRows {
 			v, ok = &scopeVecs{version: got[j].version, tooBig: true, checked: now, bytes: 64}, false
-		} else if v, err = buildScopeVecs(got[j].version, got[j].rows, out[i], dims); err != nil {
+		} else if v, err = buildScopeVecs(got[j].version, got[j].rows, out[i], dims, got[j].count == int64(len(got[j].rows))); err != nil {
 			return nil, false, err
 		}
 		s.vecs.put(cacheKey{org: id.Org, sc: scopes[i], dims: dims}, v)
@@ -249,11 +257,13 @@ type loadedRow struct {
 	expires *time.Time
 	tags    []string
 	vec     []float32
+	tsv     *string // tsv::text, nil when unchanged and the previous copy has it
 }
 
 // buildScopeVecs makes the copy of a scope at version from its rows,
-// taking the vectors of unchanged rows from old.
-func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int) (*scopeVecs, error) {
+// taking the vectors (and lexemes) of unchanged rows from old; whole
+// says the rows are all of the scope's, so the copy can rank text.
+func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int, whole bool) (*scopeVecs, error) {
 	n := len(rows)
 	v := &scopeVecs{
 		version: version,
@@ -295,7 +305,57 @@ func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int) (
 		}
 	}
 	v.bytes += 128
+	if whole {
+		if err := v.indexText(rows, old); err != nil {
+			return nil, err
+		}
+	}
 	return v, nil
+}
+
+// indexText builds v's postings from rows (those of v, in order): the
+// postings of unchanged rows are taken from old's when old has them, the
+// others parsed from the rows' lexemes.
+func (v *scopeVecs) indexText(rows []loadedRow, old *scopeVecs) error {
+	v.text, v.postings = true, map[string][]posting{}
+	var remap []int32 // old row -> new row + 1, 0 when changed or gone
+	if old != nil && old.text {
+		remap = make([]int32, len(old.ids))
+		for i, r := range rows {
+			if r.tsv == nil {
+				remap[old.index[r.id]] = int32(i) + 1
+			}
+		}
+		for lx, ps := range old.postings {
+			var kept []posting
+			for _, p := range ps {
+				if nr := remap[p.row]; nr != 0 {
+					kept = append(kept, posting{row: nr - 1, w: p.w})
+				}
+			}
+			if kept != nil {
+				v.postings[lx] = kept
+			}
+		}
+	}
+	for i, r := range rows {
+		if r.tsv == nil {
+			if remap == nil {
+				return fmt.Errorf("vector cache: row %s came without its lexemes but the previous copy has none", r.id)
+			}
+			continue
+		}
+		err := parseTSVector(*r.tsv, func(lexeme string, weights []uint8) {
+			v.postings[lexeme] = append(v.postings[lexeme], posting{row: int32(i), w: lexemeWeight(weights)})
+		})
+		if err != nil {
+			return fmt.Errorf("vector cache: row %s: %w", r.id, err)
+		}
+	}
+	for lx, ps := range v.postings {
+		v.bytes += int64(len(lx)) + 48 + 8*int64(cap(ps))
+	}
+	return nil
 }
 
 // vecHit is one row of a copy ranked against the query vector.
@@ -304,14 +364,19 @@ type vecHit struct {
 	row     int32
 	dist    float64
 	created int64
+	id      string
 }
 
-// worse reports whether a ranks after b: farther, then older.
+// worse reports whether a ranks after b: farther, then older, then the
+// lower id (the text half's statement orders ties the same way).
 func worse(a, b vecHit) bool {
 	if a.dist != b.dist {
 		return a.dist > b.dist
 	}
-	return a.created < b.created
+	if a.created != b.created {
+		return a.created < b.created
+	}
+	return a.id < b.id
 }
 
 // rankCached returns the n rows of snaps nearest vec (cosine distance,
@@ -330,26 +395,37 @@ func rankCached(snaps []*scopeVecs, vec []float32, dims int, tags []string, now 
 					continue rows
 				}
 			}
-			h := vecHit{snap: int32(si), row: int32(i), dist: 1 - store.Dot(vec, v.vec(i, dims)), created: v.created[i]}
-			if len(top) == n {
-				if !worse(top[0], h) {
-					continue
-				}
-				top[0] = h
-				siftDown(top)
-				continue
-			}
-			top = append(top, h)
-			for c := len(top) - 1; c > 0; {
-				p := (c - 1) / 2
-				if !worse(top[c], top[p]) {
-					break
-				}
-				top[c], top[p] = top[p], top[c]
-				c = p
-			}
+			top = offer(top, vecHit{snap: int32(si), row: int32(i), dist: 1 - store.Dot(vec, v.vec(i, dims)), created: v.created[i], id: v.ids[i]}, n)
 		}
 	}
+	sortHits(top)
+	return top
+}
+
+// offer adds h to top, a max-heap on worse of at most n hits (top[0]
+// ranks last), and returns it.
+func offer(top []vecHit, h vecHit, n int) []vecHit {
+	if len(top) == n {
+		if n > 0 && worse(top[0], h) {
+			top[0] = h
+			siftDown(top)
+		}
+		return top
+	}
+	top = append(top, h)
+	for c := len(top) - 1; c > 0; {
+		p := (c - 1) / 2
+		if !worse(top[c], top[p]) {
+			break
+		}
+		top[c], top[p] = top[p], top[c]
+		c = p
+	}
+	return top
+}
+
+// sortHits orders hits best first.
+func sortHits(top []vecHit) {
 	slices.SortFunc(top, func(a, b vecHit) int {
 		switch {
 		case worse(b, a):
@@ -359,7 +435,6 @@ func rankCached(snaps []*scopeVecs, vec []float32, dims int, tags []string, now 
 		}
 		return 0
 	})
-	return top
 }
 
 // siftDown restores the heap order of top after top[0] changed.
