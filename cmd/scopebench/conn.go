@@ -220,11 +220,11 @@ type httpTarget struct {
 func newHTTPTarget(url string, secret []byte, issuer, audience string, ten *tenants, ttl time.Duration, conns int) (*httpTarget, error) {
 	t := &httpTarget{
 		url: strings.TrimSuffix(url, "/"),
-		hc: &http.Client{Transport: &http.Transport{
+		hc: &http.Client{Transport: leanRoundTripper{base: &http.Transport{
 			MaxIdleConns:        conns * 2,
 			MaxIdleConnsPerHost: conns * 2,
 			IdleConnTimeout:     time.Minute,
-		}},
+		}}},
 	}
 	now := time.Now()
 	for _, id := range ten.ids {
@@ -267,7 +267,7 @@ func (t *httpTarget) open(ctx context.Context, _ int) (*session, error) {
 		c.Close()
 		return nil, fmt.Errorf("initialize over HTTP at %s/mcp: %w", t.url, err)
 	}
-	return &session{c: c, fixed: -1}, nil
+	return &session{c: c, fixed: -1, lean: true}, nil
 }
 
 func (t *httpTarget) verifier(ctx context.Context, _ int) (*session, error) { return t.open(ctx, 0) }

@@ -7,13 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 )
 
-// Measured calls over stdio read their results once, for what the load
+// Measured calls read their results once, for what the load
 // generator checks, rather than through mcp-go's client: its transport
 // decodes every response line in full, and its CallTool decodes a tool
 // result three more times (the structured content into maps). With ten
@@ -27,6 +29,8 @@ import (
 // isError and, for adds, the structured id from the line with a scan that
 // skips what it does not need, and hands the transport a minimal result in
 // its place. Errors, and every other message, pass through untouched.
+// Over streamable HTTP a leanRoundTripper, under mcp-go's HTTP
+// transport, does the same to the JSON body answering a measured call.
 
 // callResult is what the measured loop needs of a tools/call result.
 type callResult struct {
@@ -123,6 +127,16 @@ func (r *leanReader) rewrite(line []byte) []byte {
 	if out == nil {
 		return line
 	}
+	if short, ok := shorten(id, result, out); ok {
+		return append(short, '\n')
+	}
+	return line
+}
+
+// shorten returns the stand-in for the answer (request id, result) to a
+// measured call, having filled in out, or false when the answer must
+// reach mcp-go whole (an error, or a result it cannot read).
+func shorten(id, result []byte, out *callResult) ([]byte, bool) {
 	var isError bool
 	var structured []byte
 	if !jsonFields(result, func(k, v []byte) bool {
@@ -134,7 +148,7 @@ func (r *leanReader) rewrite(line []byte) []byte {
 		}
 		return true
 	}) || isError {
-		return line // mcp-go reads the error text
+		return nil, false // mcp-go reads the error text
 	}
 	if out.structured && structured != nil {
 		var s struct {
@@ -142,13 +156,52 @@ func (r *leanReader) rewrite(line []byte) []byte {
 			Duplicate bool   `json:"duplicate"`
 		}
 		if json.Unmarshal(structured, &s) != nil {
-			return line
+			return nil, false
 		}
 		out.id, out.duplicate = s.ID, s.Duplicate
 	}
 	out.read = true
 	short := append([]byte(`{"jsonrpc":"2.0","id":`), id...)
-	return append(short, `,"result":{"content":[]}}`+"\n"...)
+	return append(short, `,"result":{"content":[]}}`...), true
+}
+
+// leanRoundTripper does for streamable HTTP what a leanReader does for
+// stdio: the JSON answer to a measured call (its request's context
+// carries a *callResult) reaches mcp-go's transport as a stand-in.
+// Errors, event streams and every other exchange pass through untouched.
+type leanRoundTripper struct {
+	base http.RoundTripper
+}
+
+func (t leanRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	out, _ := req.Context().Value(leanKey{}).(*callResult)
+	if err != nil || out == nil || resp.StatusCode != http.StatusOK ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	var id, result []byte
+	if jsonFields(body, func(k, v []byte) bool {
+		switch string(k) {
+		case "id":
+			id = v
+		case "result":
+			result = v
+		}
+		return id == nil || result == nil
+	}) && id != nil && result != nil {
+		if short, ok := shorten(id, result, out); ok {
+			body = short
+		}
+	}
+	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	resp.Header.Del("Content-Length")
+	return resp, nil
 }
 
 // leanTransport registers measured calls with its leanReader; everything
@@ -311,4 +364,11 @@ func skipValue(b []byte, i int) int {
 		return -1
 	}
 	return j
+}
+
+// CloseIdleConnections closes the wrapped transport's idle connections.
+func (t leanRoundTripper) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
