@@ -64,3 +64,6 @@ func TextRank(tsv string, lexemes []string) (float32, error) {
 
 // CacheLexemes is cacheLexemes of the tsquery text of free text.
 func CacheLexemes(text string) ([]string, bool) { return cacheLexemes(ftsQuery(text)) }
+
+// VectorCacheLoads is how many scope copies the store has loaded.
+func (s *Store) VectorCacheLoads() int64 { return s.vecs.loads.Load() }

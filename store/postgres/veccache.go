@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -81,11 +82,13 @@ func (v *scopeVecs) vec(i int, dims int) []float32 { return v.vecs[i*dims : (i+1
 // vecCache holds scopeVecs up to about budget bytes, dropping the least
 // recently used.
 type vecCache struct {
-	mu     sync.Mutex
-	budget int64
-	size   int64
-	lru    *list.List // of *cacheItem, most recently used first
-	items  map[cacheKey]*list.Element
+	mu      sync.Mutex
+	budget  int64
+	size    int64
+	lru     *list.List // of *cacheItem, most recently used first
+	items   map[cacheKey]*list.Element
+	loading map[cacheKey]chan struct{} // closed when that key's load ends
+	loads   atomic.Int64                // copies loaded, for tests
 }
 
 type cacheItem struct {
@@ -94,7 +97,37 @@ type cacheItem struct {
 }
 
 func newVecCache(budget int64) *vecCache {
-	return &vecCache{budget: budget, lru: list.New(), items: map[cacheKey]*list.Element{}}
+	return &vecCache{budget: budget, lru: list.New(), items: map[cacheKey]*list.Element{}, loading: map[cacheKey]chan struct{}{}}
+}
+
+// claim records that the caller loads keys and returns the channel to
+// release them with, unless another caller is loading one of them: then
+// it claims none and returns that load's channel, closed when it ends.
+func (c *vecCache) claim(keys []cacheKey) (done chan struct{}, busy <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		if ch := c.loading[k]; ch != nil {
+			return nil, ch
+		}
+	}
+	done = make(chan struct{})
+	for _, k := range keys {
+		c.loading[k] = done
+	}
+	return done, nil
+}
+
+// release ends the caller's load of keys.
+func (c *vecCache) release(keys []cacheKey, done chan struct{}) {
+	c.mu.Lock()
+	for _, k := range keys {
+		if c.loading[k] == done {
+			delete(c.loading, k)
+		}
+	}
+	c.mu.Unlock()
+	close(done)
 }
 
 // get returns k's copy, or nil, and marks it used.
@@ -176,30 +209,67 @@ const tooBigRecheck = time.Minute
 // version is not the one in want (when want has the scope). ok is false
 // when some scope is too large for the cache: search in SQL.
 func (s *Store) snapshots(ctx context.Context, id scope.Identity, scopes []scope.Scope, dims int, want map[scope.Scope]int64) (_ []*scopeVecs, ok bool, _ error) {
-	out := make([]*scopeVecs, len(scopes))
+	// Concurrent first searches of a scope (after a restart, every
+	// session at once) wait for one load instead of each making its own,
+	// a few times at most.
+	for waited := 0; ; waited++ {
+		out, load, ok := s.cachedCopies(id.Org, scopes, dims, want)
+		if !ok || len(load) == 0 {
+			return out, ok, nil
+		}
+		keys := make([]cacheKey, len(load))
+		for j, i := range load {
+			keys[j] = cacheKey{org: id.Org, sc: scopes[i], dims: dims}
+		}
+		done, busy := s.vecs.claim(keys)
+		if busy != nil && waited < 3 {
+			select {
+			case <-busy:
+				continue
+			case <-ctx.Done():
+				return nil, false, ctx.Err()
+			}
+		}
+		if done != nil {
+			defer s.vecs.release(keys, done)
+		}
+		return s.loadCopies(ctx, id, scopes, dims, out, load)
+	}
+}
+
+// cachedCopies returns the cached copies of scopes and which of them
+// (indexes into scopes) to load: missing, not at the version in want,
+// or too big when last looked at long enough ago. ok is false when some
+// scope is too big for the cache.
+func (s *Store) cachedCopies(org string, scopes []scope.Scope, dims int, want map[scope.Scope]int64) (out []*scopeVecs, load []int, ok bool) {
+	out = make([]*scopeVecs, len(scopes))
 	now := time.Now()
-	var load []int
 	for i, sc := range scopes {
-		v := s.vecs.get(cacheKey{org: id.Org, sc: sc, dims: dims})
+		v := s.vecs.get(cacheKey{org: org, sc: sc, dims: dims})
 		w, stale := want[sc]
 		switch {
 		case v == nil, stale && v.version != w:
 			load = append(load, i)
 		case v.tooBig && now.Sub(v.checked) < tooBigRecheck:
-			return nil, false, nil
+			return nil, nil, false
 		case v.tooBig:
 			load = append(load, i)
 		}
 		out[i] = v
 	}
-	if len(load) == 0 {
-		return out, true, nil
-	}
+	return out, load, true
+}
+
+// loadCopies loads the copies of scopes[i] for i in load, in one round
+// trip, into the cache and out; ok is false when one is too big.
+func (s *Store) loadCopies(ctx context.Context, id scope.Identity, scopes []scope.Scope, dims int, out []*scopeVecs, load []int) (_ []*scopeVecs, ok bool, _ error) {
+	now := time.Now()
 	type loaded struct {
 		version, count int64
 		rows           []loadedRow
 	}
 	got := make([]loaded, len(load))
+	s.vecs.loads.Add(int64(len(load)))
 	maxRows := s.vecs.budget / 4 / int64(4*dims+64)
 	err := s.readBatchWith(ctx, beginSnapshot, settings{id: id}, func(b *pgx.Batch) {
 		for j, i := range load {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -284,5 +285,57 @@ func TestScopeVersionsRowLevelSecurity(t *testing.T) {
 	}
 	if after = version(); after != before+1 {
 		t.Errorf("team version %d after an add, was %d: want one more", after, before)
+	}
+}
+
+// TestVectorCacheOneLoadForConcurrentSearches: the first searches of a
+// scope, made at once (every session after a restart), load its copy
+// once and all answer from it.
+func TestVectorCacheOneLoadForConcurrentSearches(t *testing.T) {
+	const dims = storetest.Dims
+	s, d := pgtest.NewStore(t)
+	if err := s.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
+		t.Fatal(err)
+	}
+	alice := storetest.Member("acme", "alice")
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	var ms []store.NewMemory
+	for i := range 300 {
+		ms = append(ms, store.NewMemory{Scope: user, Content: fmt.Sprintf("note %d on deploy", i), Vector: storetest.RandomVector(uint64(i), dims)})
+	}
+	if _, err := s.Add(t.Context(), alice, ms); err != nil {
+		t.Fatal(err)
+	}
+	fresh := openStore(t, d, postgres.Config{})
+	// The store's first search reads the list of per-scope indexes, and
+	// runs in SQL; make it another org's.
+	if _, err := fresh.Search(t.Context(), storetest.Member("other", "bob"), store.Query{Vector: storetest.RandomVector(1, dims)}); err != nil {
+		t.Fatal(err)
+	}
+	const searches = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, searches)
+	start := make(chan struct{})
+	for i := range searches {
+		wg.Go(func() {
+			<-start
+			hits, err := fresh.Search(t.Context(), alice, store.Query{Vector: storetest.RandomVector(uint64(i), dims), Text: "deploy", Limit: 5})
+			if err == nil && len(hits) != 5 {
+				err = fmt.Errorf("search %d: %d hits, want 5", i, len(hits))
+			}
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// alice sees her user scope and the org scope: one load of each.
+	if n, want := fresh.VectorCacheLoads(), int64(len(alice.Visible())); n != want {
+		t.Errorf("%d concurrent first searches loaded %d scope copies, want %d", searches, n, want)
 	}
 }
