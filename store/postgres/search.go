@@ -667,25 +667,37 @@ const fetchSQL = `SELECT ` + memoryCols + ` FROM memories m WHERE m.org_id = $1 
 // false when the cache cannot answer (search in SQL).
 func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.Query, sh searchShape, scopes []scope.Scope,
 	snaps []*scopeVecs, vec []float32, lexemes []string, limit, n int, now time.Time) (_ []store.Hit, stale map[scope.Scope]int64, ok bool, _ error) {
-	candidates := func(top []vecHit) []store.Candidate {
+	// sims holds the similarity of the vector half's hits (1 - dist): a
+	// text hit among them needs no second dot product.
+	sims := make(map[[2]int32]float64, n)
+	candidates := func(top []vecHit, vectorHalf bool) []store.Candidate {
 		out := make([]store.Candidate, len(top))
 		for i, h := range top {
 			v := snaps[h.snap]
 			rv := v.vec(int(h.row), sh.dims)
+			key := [2]int32{h.snap, h.row}
+			sim, ok := sims[key]
+			switch {
+			case vectorHalf:
+				sim = 1 - h.dist
+				sims[key] = sim
+			case !ok:
+				sim = store.Dot(vec, rv)
+			}
 			out[i] = store.Candidate{
 				Memory:     store.Memory{ID: v.ids[h.row], Org: id.Org, Scope: scopes[h.snap], CreatedAt: time.Unix(0, v.created[h.row])},
 				Vector:     rv,
-				Similarity: store.Dot(vec, rv),
+				Similarity: sim,
 			}
 		}
 		return out
 	}
-	byVec := candidates(rankCached(snaps, vec, sh.dims, q.Tags, now, n))
+	byVec := candidates(rankCached(snaps, vec, sh.dims, q.Tags, now, n), true)
 	halves := 1
 	var byText []store.Candidate
 	if sh.text {
 		halves = 2
-		byText = candidates(rankText(snaps, lexemes, q.Tags, now, n))
+		byText = candidates(rankText(snaps, lexemes, q.Tags, now, n), false)
 	}
 	one := true // the candidates are all of one scope
 	for _, list := range [][]store.Candidate{byVec, byText} {
