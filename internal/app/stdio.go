@@ -10,6 +10,7 @@ import (
 	"log"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/server"
@@ -34,16 +35,24 @@ func (a *App) ServeStdio(ctx context.Context, id scope.Identity, in io.Reader, o
 		return err
 	}
 	tr := newDrainTracker()
+	w := tr.writer(out)
+	calls := newDirectCalls(a.MCP, tr, w, a.log)
 	s := server.NewStdioServer(a.MCP)
 	// mcp-go answers tool calls with 5 workers by default: a client with
 	// more calls in flight would queue behind them, and concurrent adds
 	// could not share an embedding batch.
 	server.WithWorkerPoolSize(stdioWorkers)(s)
 	s.SetErrorLogger(log.New(slogWriter{a.log}, "", 0))
-	s.SetContextFunc(func(ctx context.Context) context.Context { return scope.WithIdentity(ctx, id) })
+	s.SetContextFunc(func(ctx context.Context) context.Context {
+		ctx = scope.WithIdentity(ctx, id)
+		// ctx now names mcp-go's stdio session: tool calls served
+		// directly run in it too.
+		calls.start(ctx)
+		return ctx
+	})
 	// Listen gets a context that only ends once input has ended and the
 	// calls in flight are answered: cancelling it would cancel them.
-	err := s.Listen(context.WithoutCancel(ctx), tr.reader(ctx, in, DefaultDrainTimeout, a.log), tr.writer(out))
+	err := s.Listen(context.WithoutCancel(ctx), tr.reader(ctx, in, DefaultDrainTimeout, a.log, calls), w)
 	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -59,6 +68,7 @@ type drainTracker struct {
 	mu      sync.Mutex
 	pending int
 	idle    chan struct{} // closed and replaced whenever pending drops to 0
+	closed  bool          // input has ended: no request is taken any more
 }
 
 func newDrainTracker() *drainTracker {
@@ -132,6 +142,25 @@ func classifyPrefix(line []byte) (isRequest, isResponse, ok bool) {
 	return false, false, false
 }
 
+// take counts one request served outside mcp-go's transport, unless
+// input has already ended.
+func (t *drainTracker) take() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.pending++
+	return true
+}
+
+// close marks the end of input: take refuses from now on.
+func (t *drainTracker) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+}
+
 func (t *drainTracker) add(n int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -163,35 +192,46 @@ func (t *drainTracker) wait(timeout time.Duration) bool {
 
 // reader returns in as line-at-a-time input that reports end of file when
 // in ends or ctx ends, but only after the requests read so far are
-// answered.
-func (t *drainTracker) reader(ctx context.Context, in io.Reader, drain time.Duration, logger *slog.Logger) io.Reader {
-	lines := make(chan []byte)
+// answered. Tool calls that calls can serve never reach the returned
+// reader.
+func (t *drainTracker) reader(ctx context.Context, in io.Reader, drain time.Duration, logger *slog.Logger, calls *directCalls) io.Reader {
+	r := &drainReader{t: t, ctx: ctx, lines: make(chan []byte), drain: drain, log: logger}
 	// The goroutine ends when in ends; a blocked read of stdin ends with
 	// the process.
-	go func() {
-		defer close(lines)
-		br := bufio.NewReaderSize(in, 64<<10)
-		for {
-			line, err := br.ReadBytes('\n')
-			if len(line) > 0 {
-				lines <- line
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return &drainReader{t: t, ctx: ctx, lines: lines, drain: drain, log: logger}
+	go r.readLines(in, calls)
+	return r
 }
 
 type drainReader struct {
 	t     *drainTracker
 	ctx   context.Context
-	lines <-chan []byte
+	lines chan []byte
 	buf   []byte
 	drain time.Duration
 	log   *slog.Logger
 	done  bool
+	// waiting is set while mcp-go waits in Read for a new line, so it
+	// has handled every line before: a tool call served directly then
+	// cannot overtake a message read before it (a notification, which
+	// mcp-go handles before reading on).
+	waiting atomic.Bool
+}
+
+// readLines reads in line by line: a tool call is served by calls when
+// mcp-go is waiting for input, anything else goes to Read.
+func (r *drainReader) readLines(in io.Reader, calls *directCalls) {
+	defer close(r.lines)
+	defer calls.stop()
+	br := bufio.NewReaderSize(in, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 && !(r.waiting.Load() && r.ctx.Err() == nil && calls.serve(line)) {
+			r.lines <- line
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (r *drainReader) Read(p []byte) (int, error) {
@@ -199,8 +239,10 @@ func (r *drainReader) Read(p []byte) (int, error) {
 		if r.done {
 			return 0, io.EOF
 		}
+		r.waiting.Store(true)
 		select {
 		case line, ok := <-r.lines:
+			r.waiting.Store(false)
 			if !ok {
 				return 0, r.end("input closed")
 			}
@@ -209,6 +251,7 @@ func (r *drainReader) Read(p []byte) (int, error) {
 			}
 			r.buf = line
 		case <-r.ctx.Done():
+			r.waiting.Store(false)
 			return 0, r.end("shutting down")
 		}
 	}
@@ -219,6 +262,7 @@ func (r *drainReader) Read(p []byte) (int, error) {
 
 func (r *drainReader) end(why string) error {
 	r.done = true
+	r.t.close()
 	if !r.t.wait(r.drain) {
 		r.log.Warn("stdio: calls still running after the drain timeout; stopping anyway", "reason", why, "timeout", r.drain)
 	}
@@ -226,7 +270,7 @@ func (r *drainReader) end(why string) error {
 }
 
 // writer passes output through and counts the responses in it.
-func (t *drainTracker) writer(out io.Writer) io.Writer {
+func (t *drainTracker) writer(out io.Writer) *countingWriter {
 	return &countingWriter{t: t, out: out}
 }
 
@@ -238,8 +282,8 @@ type countingWriter struct {
 }
 
 func (w *countingWriter) Write(p []byte) (int, error) {
-	n, err := w.out.Write(p)
 	w.mu.Lock()
+	n, err := w.out.Write(p)
 	w.part = append(w.part, p[:n]...)
 	responses := 0
 	for {
@@ -257,6 +301,15 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 		w.t.add(-responses)
 	}
 	return n, err
+}
+
+// writeLine writes one whole line that is not counted (a response to a
+// request counted by take), between mcp-go's writes.
+func (w *countingWriter) writeLine(line []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, err := w.out.Write(line)
+	return err
 }
 
 // slogWriter sends the stdio server's log lines to slog (stderr), never to

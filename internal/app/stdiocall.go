@@ -1,0 +1,351 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+)
+
+// directCalls serves the tools/call requests of a stdio client without
+// mcp-go's stdio transport: each goes to the MCP server's HandleMessage,
+// as the transport's workers would send it, and the answer is written
+// here. The transport reads every line on a goroutine of its own, decodes
+// it five times before a worker takes it, and encodes a tool result
+// through a map, escaping its text and then validating and compacting its
+// structured content twice (a search answer of ten hits is about 20 KB of
+// JSON). Every other message (initialize, notifications, other requests)
+// still goes through the transport.
+type directCalls struct {
+	mcp *server.MCPServer
+	t   *drainTracker
+	w   *countingWriter
+	log *slog.Logger
+	// ctx is the context the transport serves requests in (its session
+	// and the caller's identity); nil until it starts listening.
+	ctx atomic.Pointer[context.Context]
+	// work hands calls to the workers: goroutines that live as long as
+	// input does, so that each call runs on a stack already grown by
+	// the ones before (a new goroutine's stack would grow, by copying,
+	// on every call). At most stdioWorkers run; once they are all busy,
+	// reading input waits for one, as with the transport's worker pool.
+	work    chan directCall
+	workers int // started; only the input goroutine reads or writes it
+}
+
+// directCall is one tools/call request to answer.
+type directCall struct {
+	ctx  context.Context
+	id   json.RawMessage
+	line []byte
+}
+
+func newDirectCalls(s *server.MCPServer, t *drainTracker, w *countingWriter, logger *slog.Logger) *directCalls {
+	return &directCalls{mcp: s, t: t, w: w, log: logger, work: make(chan directCall)}
+}
+
+// start records the transport's request context: calls are served from
+// then on.
+func (c *directCalls) start(ctx context.Context) { c.ctx.Store(&ctx) }
+
+// serve starts answering line if it is a tools/call request, and reports
+// whether it did; a line it does not take goes to mcp-go's transport.
+// Only the goroutine reading input calls it.
+func (c *directCalls) serve(line []byte) bool {
+	ctx := c.ctx.Load()
+	if ctx == nil {
+		return false
+	}
+	id, ok := toolCallID(line)
+	if !ok || !json.Valid(line) || !c.t.take() {
+		return false
+	}
+	call := directCall{ctx: *ctx, id: id, line: line}
+	select {
+	case c.work <- call:
+		return true
+	default:
+	}
+	if c.workers < stdioWorkers {
+		c.workers++
+		// The worker ends when stop closes c.work.
+		go c.worker(call)
+		return true
+	}
+	c.work <- call
+	return true
+}
+
+// stop ends the workers once they have answered their calls. The
+// goroutine reading input calls it when input ends.
+func (c *directCalls) stop() { close(c.work) }
+
+// worker answers first, then every call handed to it until stop.
+func (c *directCalls) worker(first directCall) {
+	c.answer(first)
+	for call := range c.work {
+		c.answer(call)
+	}
+}
+
+// answer runs call and writes its response.
+func (c *directCalls) answer(call directCall) {
+	defer c.t.add(-1)
+	resp := c.handle(call.ctx, call.id, call.line)
+	if resp == nil {
+		return
+	}
+	b, err := appendMessage(nil, resp)
+	if err != nil {
+		c.log.Warn("stdio: a tool call's response cannot be encoded", "err", err)
+		return
+	}
+	if err := c.w.writeLine(append(b, '\n')); err != nil {
+		c.log.Warn("stdio: writing a tool call's response failed", "err", err)
+	}
+}
+
+// handle runs HandleMessage, turning a panic into an internal error
+// response to the request, as mcp-go's transport does.
+func (c *directCalls) handle(ctx context.Context, id json.RawMessage, line []byte) (resp mcp.JSONRPCMessage) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("stdio: panic recovered in a tool call", "panic", fmt.Sprint(r))
+			var v any
+			_ = json.Unmarshal(id, &v)
+			resp = mcp.JSONRPCError{
+				JSONRPC: mcp.JSONRPC_VERSION,
+				ID:      mcp.NewRequestId(v),
+				Error:   mcp.NewJSONRPCErrorDetails(mcp.INTERNAL_ERROR, fmt.Sprintf("internal panic: %v", r), nil),
+			}
+		}
+	}()
+	return c.mcp.HandleMessage(ctx, line)
+}
+
+// toolCallID returns the id of line when line is a tools/call request
+// with an id that is not null, reading only the members up to its id and
+// method.
+func toolCallID(line []byte) (json.RawMessage, bool) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false
+	}
+	var id json.RawMessage
+	method := ""
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		switch key, _ := t.(string); key {
+		case "id":
+			if id != nil || dec.Decode(&id) != nil || len(id) == 0 || string(id) == "null" {
+				return nil, false
+			}
+		case "method":
+			if method != "" || dec.Decode(&method) != nil || method != string(mcp.MethodToolsCall) {
+				return nil, false
+			}
+		default:
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return nil, false
+			}
+		}
+		if id != nil && method != "" {
+			return id, true
+		}
+	}
+	return nil, false
+}
+
+// appendMessage appends msg as json.Marshal encodes it (as mcp-go's
+// transport writes it). A tool result holding one plain text block and
+// structured content given as compact JSON, as every tool here returns,
+// is written directly.
+func appendMessage(b []byte, msg mcp.JSONRPCMessage) ([]byte, error) {
+	if resp, ok := msg.(mcp.JSONRPCResponse); ok && resp.JSONRPC == mcp.JSONRPC_VERSION {
+		var r *mcp.CallToolResult
+		switch v := resp.Result.(type) {
+		case *mcp.CallToolResult:
+			r = v
+		case mcp.CallToolResult:
+			r = &v
+		}
+		if text, ok := plainToolResult(r); ok {
+			id, err := json.Marshal(resp.ID)
+			var meta []byte
+			if err == nil && r.Meta != nil {
+				meta, err = json.Marshal(r.Meta)
+			}
+			if err == nil {
+				// The text grows by its escapes: a few per cent for
+				// prose, more for JSON.
+				b = slices.Grow(b, 128+len(id)+len(meta)+len(text)+len(text)/8+len(r.RawStructuredContent))
+				return appendToolResponse(b, id, meta, r, text), nil
+			}
+		}
+	}
+	j, err := json.Marshal(msg)
+	return append(b, j...), err
+}
+
+// plainToolResult returns the text of r when appendToolResponse writes
+// r as json.Marshal would: r is not nil, holds one text block with no
+// annotations or metadata, no input requests, and its structured
+// content, if any, is raw JSON that needs no compacting or escaping.
+func plainToolResult(r *mcp.CallToolResult) (string, bool) {
+	if r == nil || len(r.InputRequests) > 0 || r.RequestState != "" || len(r.Content) != 1 {
+		return "", false
+	}
+	tc, ok := r.Content[0].(mcp.TextContent)
+	if !ok || tc.Annotations != nil || tc.Meta != nil || tc.Type != "text" {
+		return "", false
+	}
+	if len(r.RawStructuredContent) == 0 {
+		return tc.Text, r.StructuredContent == nil
+	}
+	return tc.Text, compactAndSafe(r.RawStructuredContent)
+}
+
+// appendToolResponse appends the response with id to a tools/call whose
+// result r (see plainToolResult) holds text and, when not nil, the
+// metadata meta (r.Meta encoded), with the members in the order
+// json.Marshal writes the map mcp-go encodes a result through.
+func appendToolResponse(b, id, meta []byte, r *mcp.CallToolResult, text string) []byte {
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"result":{`...)
+	if meta != nil {
+		b = append(b, `"_meta":`...)
+		b = append(b, meta...)
+		b = append(b, ',')
+	}
+	b = append(b, `"content":[{"type":"text","text":`...)
+	b = appendJSONString(b, text)
+	b = append(b, "}]"...)
+	if r.IsError {
+		b = append(b, `,"isError":true`...)
+	}
+	if r.ResultType != "" {
+		b = append(b, `,"resultType":`...)
+		b = appendJSONString(b, string(r.ResultType))
+	}
+	if len(r.RawStructuredContent) > 0 {
+		b = append(b, `,"structuredContent":`...)
+		b = append(b, r.RawStructuredContent...)
+	}
+	return append(b, "}}"...)
+}
+
+// compactAndSafe reports whether raw, taken to be valid JSON, is already
+// what json.Marshal makes of it: no white space between tokens, and
+// nothing it escapes inside strings (<, >, & and U+2028 or U+2029, whose
+// encoding begins with the byte 0xE2, which a few other characters share;
+// those are refused too).
+func compactAndSafe(raw []byte) bool {
+	inString := false
+	for i := 0; i < len(raw); i++ {
+		switch rawClass[raw[i]] {
+		case rawPlain:
+		case rawQuote:
+			inString = !inString
+		case rawBackslash:
+			i++ // only inside a string, where it escapes the next byte
+		case rawSpace:
+			if !inString {
+				return false
+			}
+		case rawEscaped:
+			return false
+		}
+	}
+	return !inString
+}
+
+// The classes of bytes compactAndSafe tells apart.
+const (
+	rawPlain = iota
+	rawQuote
+	rawBackslash
+	rawSpace
+	rawEscaped
+)
+
+// rawClass is the class of each byte for compactAndSafe.
+var rawClass = [256]uint8{
+	'"': rawQuote, '\\': rawBackslash,
+	' ': rawSpace, '\t': rawSpace, '\n': rawSpace, '\r': rawSpace,
+	'<': rawEscaped, '>': rawEscaped, '&': rawEscaped, 0xE2: rawEscaped,
+}
+
+// jsonSafe marks the ASCII bytes json.Marshal writes unescaped in a
+// string.
+var jsonSafe = func() (safe [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		safe[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return safe
+}()
+
+// appendJSONString appends s quoted as json.Marshal writes a string: HTML
+// characters, U+2028 and U+2029 escaped, invalid UTF-8 replaced by
+// U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if jsonSafe[c] {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,143 @@
+package app
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// toolResult is a tool result as tools.Register's handlers make it: the
+// same JSON as text and as raw structured content.
+func toolResult(text string) *mcp.CallToolResult {
+	return &mcp.CallToolResult{
+		Content:              []mcp.Content{mcp.NewTextContent(text)},
+		StructuredContent:    json.RawMessage(text),
+		RawStructuredContent: json.RawMessage(text),
+	}
+}
+
+func TestAppendMessage(t *testing.T) {
+	search := `{"results":[{"id":"0193c1f2-7d7e-7b7c-9d6e-1f2e3d4c5b6a","content":"the \"staging\" db is pluto \u003cnot mars\u003e \\ é 日本",` +
+		`"scope":"user","score":1,"tags":["a","b"],"metadata":{"k":[1,2.5,null,true]},"created_by":"u","created_at":"2026-11-23T10:00:00Z","similarity":0.81}]}`
+	withResultType := toolResult(`{"id":"x"}`)
+	withResultType.ResultType = "complete"
+	failed := mcp.NewToolResultError("scope team:x is not one of yours: <b> & \u2028")
+	annotated := toolResult(`{}`)
+	annotated.Content = []mcp.Content{mcp.TextContent{Type: "text", Text: "{}", Annotated: mcp.Annotated{Annotations: &mcp.Annotations{Priority: ptr(1.0)}}}}
+	meta := toolResult(`{"a":1}`)
+	meta.Meta = &mcp.Meta{AdditionalFields: map[string]any{"k": "v<>", "io.modelcontextprotocol/serverInfo": mcp.Implementation{Name: "scopemem", Version: "1"}}}
+	meta.ResultType = "complete"
+	metaToken := toolResult(`{}`)
+	metaToken.Meta = &mcp.Meta{ProgressToken: "t"}
+	two := toolResult(`{}`)
+	two.Content = append(two.Content, mcp.NewTextContent("more"))
+	structured := &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent("{}")}, StructuredContent: map[string]any{"a": 1}}
+	for _, tc := range []struct {
+		name   string
+		msg    mcp.JSONRPCMessage
+		direct bool // written by appendToolResponse
+	}{
+		{"search result", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(42)), toolResult(search)), true},
+		{"value result, float id", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(float64(7)), *toolResult(search)), true},
+		{"string id", mcp.NewJSONRPCResultResponse(mcp.NewRequestId("a\"<b>"), toolResult(`{"id":"x","duplicate":false}`)), true},
+		{"tool error", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(3)), failed), true},
+		{"result type", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(3)), withResultType), true},
+		{"control characters and invalid UTF-8", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)),
+			&mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent("a\x00\x01\b\f\n\r\t\x1f\x7f\xff\xc3(\u2029z")}}), true},
+		{"raw content with white space", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult(`{"a": [1, 2]}`)), false},
+		{"raw content with HTML", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult(`{"a":"<b>"}`)), false},
+		{"raw content with U+2028", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult("{\"a\":\"\u2028\"}")), false},
+		{"annotated text", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), annotated), false},
+		{"result metadata", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), meta), true},
+		{"result progress token", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), metaToken), true},
+		{"two blocks", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), two), false},
+		{"structured content as a value", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), structured), false},
+		{"other result", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), mcp.EmptyResult{}), false},
+		{"error", mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(int64(1)),
+			Error: mcp.NewJSONRPCErrorDetails(mcp.INTERNAL_ERROR, "internal panic: <x>", nil)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, err := json.Marshal(tc.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := appendMessage(nil, tc.msg)
+			if err != nil || string(got) != string(want) {
+				t.Errorf("appendMessage = %s, %v\nwant %s", got, err, want)
+			}
+			var r *mcp.CallToolResult
+			if resp, ok := tc.msg.(mcp.JSONRPCResponse); ok {
+				r, _ = resp.Result.(*mcp.CallToolResult)
+				if v, ok := resp.Result.(mcp.CallToolResult); ok {
+					r = &v
+				}
+			}
+			if _, direct := plainToolResult(r); direct != tc.direct {
+				t.Errorf("plainToolResult = %v, want %v", direct, tc.direct)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", `q"b\s`, "<>&", "\u2028\u2029", "\x00\x1f\x7f", "\xff\xfe", "é日本🙂", "\xe2\x80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendJSONString(nil, s); string(got) != string(want) {
+			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want)
+		}
+	})
+}
+
+func TestToolCallID(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		id   string // "": not a tool call
+	}{
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`, "1"},
+		{`{"method":"tools/call","jsonrpc":"2.0","id":"a"}`, `"a"`},
+		{`{"params":{"id":3},"method":"tools/call","id":7}`, "7"},
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, ""},
+		{`{"jsonrpc":"2.0","method":"tools/call","params":{}}`, ""},
+		{`{"jsonrpc":"2.0","id":null,"method":"tools/call"}`, ""},
+		{`{"jsonrpc":"2.0","id":1,"result":{}}`, ""},
+		{`{"id":1,"id":2,"method":"tools/call"}`, ""},
+		{`[1]`, ""},
+		{`{"id":1,"meth`, ""},
+	} {
+		id, ok := toolCallID([]byte(tc.line))
+		if got := map[bool]string{true: string(id)}[ok]; got != tc.id {
+			t.Errorf("toolCallID(%s) = %q, %v; want %q", tc.line, id, ok, tc.id)
+		}
+	}
+}
+
+func BenchmarkAppendSearchResponse(b *testing.B) {
+	hit := `{"id":"0193c1f2-7d7e-7b7c-9d6e-1f2e3d4c5b6a","content":"` + strings.Repeat("memory text ", 60) +
+		`","scope":"user","score":0.0312,"tags":["a","b"],"created_by":"u","created_at":"2026-11-23T10:00:00Z","similarity":0.5}`
+	text := `{"results":[` + strings.TrimSuffix(strings.Repeat(hit+",", 10), ",") + `]}`
+	msg := mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(42)), toolResult(text))
+	b.Run("direct", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := appendMessage(nil, msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json.Marshal", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := json.Marshal(msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
