@@ -172,6 +172,7 @@ type scopeVecs struct {
 	free    []int32
 	index   map[int64]int32 // rid -> slot
 	live    int
+	text    int64 // bytes of the live rows' ids, contents and metadata
 
 	mean  []float32 // the centre the codes are taken around
 	meanN int       // live rows when mean was computed
@@ -232,7 +233,7 @@ func (e *scopeVecs) install(v int64, dims int, rows []cachedRow) {
 	e.version, e.dims, e.words = v, dims, codeBits(dims)/64
 	e.buf = make([]float32, codeBits(dims))
 	e.index, e.terms, e.free, e.live = make(map[int64]int32, len(rows)), map[string]*postings{}, nil, 0
-	e.tokens, e.stale, e.posts = 0, 0, 0
+	e.tokens, e.stale, e.posts, e.text = 0, 0, 0, 0
 	e.rids = make([]int64, 0, len(rows))
 	e.vecs = make([][]float32, 0, len(rows))
 	e.codes = make([]uint64, 0, len(rows)*e.words)
@@ -260,12 +261,14 @@ func (e *scopeVecs) install(v int64, dims int, rows []cachedRow) {
 // resize recomputes the entry's approximate size.
 func (e *scopeVecs) resize() {
 	n := int64(len(e.rids))
-	b := n * int64(4*e.dims+8*e.words+8+8+2+4+200)
-	for i := range e.mems {
-		b += int64(len(e.mems[i].Content) + len(e.mems[i].Metadata) + len(e.mems[i].ID))
-	}
+	b := n*int64(4*e.dims+8*e.words+8+8+2+4+200) + e.text
 	b += int64(e.posts)*8 + int64(len(e.terms))*80
 	e.size.Store(b)
+}
+
+// textBytes is what m adds to an entry's size besides its slot.
+func textBytes(m *store.Memory) int64 {
+	return int64(len(m.Content) + len(m.Metadata) + len(m.ID))
 }
 
 // add stores r in a free slot.
@@ -289,6 +292,7 @@ func (e *scopeVecs) add(r cachedRow) {
 	}
 	e.index[r.rid] = slot
 	e.live++
+	e.text += textBytes(&r.mem)
 	e.setCode(int(slot), r.vec)
 	e.indexText(slot, r.mem.Content)
 }
@@ -307,6 +311,7 @@ func (e *scopeVecs) remove(rid int64) {
 		}
 	})
 	e.tokens -= int64(e.lens[slot])
+	e.text -= textBytes(&e.mems[slot])
 	e.rids[slot], e.vecs[slot], e.expires[slot], e.mems[slot], e.lens[slot] = 0, nil, 0, store.Memory{}, 0
 	e.gens[slot]++ // its postings are stale from now on
 	e.free = append(e.free, slot)

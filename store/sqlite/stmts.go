@@ -178,7 +178,10 @@ func (s *Store) dataVersion(ctx context.Context) (int64, bool) {
 		return 0, false
 	}
 	var v int64
-	if err := g.stmt.QueryRowContext(ctx).Scan(&v); err != nil {
+	// The statement only reads a counter, so it is not made cancellable:
+	// a cancellable context costs the driver a goroutine per statement
+	// to watch it, and database/sql another for the rows.
+	if err := g.stmt.QueryRowContext(context.WithoutCancel(ctx)).Scan(&v); err != nil {
 		if ctx.Err() == nil {
 			// A connection that fails once is not trusted again.
 			g.stmt.Close()
