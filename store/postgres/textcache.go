@@ -3,7 +3,6 @@ package postgres
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -121,9 +120,6 @@ func parseTSVector(s string, fn func(lexeme string, weights []uint8)) error {
 				if i == start {
 					return bad(i, "expected a position")
 				}
-				if _, err := strconv.Atoi(s[start:i]); err != nil {
-					return bad(start, "bad position")
-				}
 				var wt uint8
 				if i < len(s) {
 					switch s[i] {
@@ -156,7 +152,9 @@ func parseTSVector(s string, fn func(lexeme string, weights []uint8)) error {
 // cacheLexemes returns the lexemes of the query text as to_tsquery
 // ('simple', ftsQuery(text)) makes them, sorted and unique, and ok when
 // it can say so without asking the server: every word of ASCII letters
-// and digits, none longer than PostgreSQL indexes. Words are what
+// and digits, none longer than PostgreSQL indexes, and none holding a
+// digit, an e and a digit in a row (PostgreSQL's parser reads "12e3" in
+// "12e3x" as a number and splits the word into a phrase). Words are what
 // ftsQuery keeps, so both halves see the same query.
 func cacheLexemes(tsq string) (lexemes []string, ok bool) {
 	if tsq == "" {
@@ -171,12 +169,17 @@ func cacheLexemes(tsq string) (lexemes []string, ok bool) {
 			if c := w[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
 				return nil, false
 			}
+			if w[i] == 'e' && i > 0 && i+1 < len(w) && isDigit(w[i-1]) && isDigit(w[i+1]) {
+				return nil, false
+			}
 		}
 		lexemes = append(lexemes, w)
 	}
 	slices.Sort(lexemes)
 	return slices.Compact(lexemes), true
 }
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // rankText returns the n rows of snaps holding any of lexemes (sorted,
 // unique) that are alive at now and carry tags, by ts_rank then newest

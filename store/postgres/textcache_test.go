@@ -97,6 +97,8 @@ func TestCacheLexemes(t *testing.T) {
 		{"café latency", nil, false},
 		{"ÉCOLE", nil, false},
 		{strings.Repeat("a", 2048), nil, false},
+		{"v2 p99 2nd 1e", []string{"1e", "2nd", "p99", "v2"}, true},
+		{"release 12e3x", nil, false},
 	}
 	for _, c := range cases {
 		got, ok := postgres.CacheLexemes(c.text)
@@ -185,5 +187,52 @@ func TestTextCacheMatchesSQL(t *testing.T) {
 	t.Run("row without a vector", queries)
 	if cached.VectorCacheBytes() == 0 {
 		t.Error("the vector cache holds nothing after the searches")
+	}
+}
+
+// TestCacheLexemesMatchServer: every word the cache ranks by itself is a
+// lexeme of its own in to_tsquery('simple', ...), over 20,000 generated
+// words of letters and digits (rich in e's and digits, which the
+// server's parser may read as numbers).
+func TestCacheLexemesMatchServer(t *testing.T) {
+	_, d := pgtest.NewStore(t)
+	c := connect(t, d.RuntimeURL)
+	r := rand.New(rand.NewPCG(11, 13))
+	alphabets := []string{"abcdefghijklmnopqrstuvwxyz0123456789", "e0123456789", "ex0123", "abcde01"}
+	var words []string
+	for range 20000 {
+		al := alphabets[r.IntN(len(alphabets))]
+		b := make([]byte, 1+r.IntN(12))
+		for i := range b {
+			b[i] = al[r.IntN(len(al))]
+		}
+		if got, ok := postgres.CacheLexemes(string(b)); ok {
+			if len(got) != 1 || got[0] != string(b) {
+				t.Fatalf("CacheLexemes(%q) = %q", b, got)
+			}
+			words = append(words, string(b))
+		}
+	}
+	rows, err := c.Query(t.Context(), `SELECT w, to_tsquery('simple', quote_literal(w))::text FROM unnest($1::text[]) AS w`, words)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var w, q string
+		if err := rows.Scan(&w, &q); err != nil {
+			t.Fatal(err)
+		}
+		if q != "'"+w+"'" {
+			t.Errorf("the cache ranks %q as one lexeme, the server reads %s", w, q)
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n < 15000 {
+		t.Errorf("only %d of 20,000 words checked", n)
 	}
 }
