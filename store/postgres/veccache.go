@@ -88,7 +88,7 @@ type vecCache struct {
 	lru     *list.List // of *cacheItem, most recently used first
 	items   map[cacheKey]*list.Element
 	loading map[cacheKey]chan struct{} // closed when that key's load ends
-	loads   atomic.Int64                // copies loaded, for tests
+	loads   atomic.Int64               // copies loaded, for tests
 }
 
 type cacheItem struct {
