@@ -67,3 +67,7 @@ func CacheLexemes(text string) ([]string, bool) { return cacheLexemes(ftsQuery(t
 
 // VectorCacheLoads is how many scope copies the store has loaded.
 func (s *Store) VectorCacheLoads() int64 { return s.vecs.loads.Load() }
+
+// VectorCachePatches is how many copies the store's adds brought up to
+// date.
+func (s *Store) VectorCachePatches() int64 { return s.vecs.patches.Load() }

@@ -183,6 +183,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 	slices.Sort(keys) // one order for every caller: no deadlocks
 
 	out := make([]store.Added, n)
+	var added addedRows
 	err = s.inTx(ctx, settings{id: id}, false, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS sorted`, keys); err != nil {
 			return err
@@ -190,7 +191,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 		now := time.Now()
 		// Duplicates already stored: same normalized content, or a vector
 		// at least DuplicateSimilarity close, in the same scope, live.
-		found, err := s.findDuplicates(ctx, tx, id.Org, ms, hashes, vecs, dims, now)
+		found, _, err := s.findDuplicates(ctx, tx, id.Org, ms, hashes, vecs, dims, now)
 		if err != nil {
 			return err
 		}
@@ -217,7 +218,8 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 			}
 		}
 		if len(ins) > 0 {
-			if err := s.insert(ctx, tx, id, ms, ins, hashes, vecs, metas, now, out); err != nil {
+			var err error
+			if added, err = s.insert(ctx, tx, id, ms, ins, hashes, vecs, metas, now, out); err != nil {
 				return err
 			}
 		}
@@ -231,14 +233,16 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 	if err != nil {
 		return nil, fmt.Errorf("add memories: %w", translate(err))
 	}
+	s.patchCopies(id.Org, dims, added)
 	return out, nil
 }
 
 // insert stores ms[i] for i in ins with one INSERT ... SELECT FROM unnest
 // (COPY is refused under row-level security) and records one audit row per
-// scope.
+// scope. It returns the rows as the vector cache holds them, and the
+// scopes' versions after the insert.
 func (s *Store) insert(ctx context.Context, tx pgx.Tx, id scope.Identity, ms []store.NewMemory, ins []int,
-	hashes [][]byte, vecs []pgvector.Vector, metas []*string, now time.Time, out []store.Added) error {
+	hashes [][]byte, vecs []pgvector.Vector, metas []*string, now time.Time, out []store.Added) (addedRows, error) {
 	k := len(ins)
 	var (
 		ids      = make([]string, k)
@@ -255,7 +259,7 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, id scope.Identity, ms []s
 	for j, i := range ins {
 		u, err := uuid.NewV7()
 		if err != nil {
-			return err
+			return addedRows{}, err
 		}
 		ids[j] = u.String()
 		pos[ids[j]] = i
@@ -264,7 +268,9 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, id scope.Identity, ms []s
 		tags[j] = textArrayLiteral(m.Tags)
 		mts[j], exps[j], vs[j] = metas[i], m.ExpiresAt, vecs[i]
 	}
-	rows, err := tx.Query(ctx, `
+	added := addedRows{versions: map[scope.Scope]int64{}}
+	b := &pgx.Batch{}
+	b.Queue(`
 		WITH ins AS (
 			INSERT INTO memories AS m (org_id, id, scope_kind, scope_id, content, content_hash, tags, metadata,
 				created_by, created_at, updated_at, expires_at, embedding)
@@ -272,29 +278,47 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, id scope.Identity, ms []s
 				$2, $3, $3, n.exp, n.vec
 			FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::text[], $10::text[],
 				$11::timestamptz[], $12::vector[]) AS n(id, kind, sid, content, hash, tags, meta, exp, vec)
-			RETURNING `+memoryCols+`
+			RETURNING `+memoryCols+`, m.xmin::text::bigint AS row_xmin, m.tsv::text AS row_tsv
 		), audit AS (
 			INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, count, source)
 			SELECT $1, $2, $13, 'add', scope_kind, scope_id, count(*), $14 FROM ins GROUP BY scope_kind, scope_id
 		)
 		SELECT * FROM ins AS m`,
-		id.Org, id.User, now, ids, kinds, sids, contents, hs, tags, mts, exps, vs, id.Agent, store.SourceFrom(ctx))
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		m, err := scanMemory(rows)
-		if err != nil {
-			return err
+		id.Org, id.User, now, ids, kinds, sids, contents, hs, tags, mts, exps, vs, id.Agent, store.SourceFrom(ctx)).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var r loadedRow
+			m, err := scanMemory(rows, &r.xmin, &r.tsv)
+			if err != nil {
+				return err
+			}
+			i, ok := pos[m.ID]
+			if !ok {
+				return fmt.Errorf("insert returned unknown id %s", m.ID)
+			}
+			out[i] = store.Added{Memory: m}
+			r.id, r.created, r.expires, r.tags, r.vec = m.ID, m.CreatedAt, m.ExpiresAt, m.Tags, vecs[i].Slice()
+			added.rows = append(added.rows, r)
+			added.scopes = append(added.scopes, m.Scope)
 		}
-		i, ok := pos[m.ID]
-		if !ok {
-			return fmt.Errorf("insert returned unknown id %s", m.ID)
+		return rows.Err()
+	})
+	b.Queue(scopeVersionsSQL, id.Org, kinds, sids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var (
+				sc scope.Scope
+				v  int64
+			)
+			if err := rows.Scan(&sc.Kind, &sc.ID, &v); err != nil {
+				return err
+			}
+			added.versions[sc] = v
 		}
-		out[i] = store.Added{Memory: m}
+		return rows.Err()
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return addedRows{}, err
 	}
-	return rows.Err()
+	return added, nil
 }
 
 // textArrayLiteral writes tags as a PostgreSQL text[] literal.

@@ -148,7 +148,7 @@ func TestSearchPlan(t *testing.T) {
 	// statement (InitPlans), never in a per-row condition: no filter or
 	// index condition of any plan calls current_setting.
 	for _, tc := range append(before, stmt{"duplicate", custom, postgres.DupVectorSQL(dims),
-		[]any{alice.Org, "user", "alice", now, `{"` + vec + `"}`, 0.03}}) {
+		[]any{alice.Org, "user", "alice", now, `{"` + vec + `"}`, 0.03, -1}}) {
 		t.Run(tc.name+" settings once", func(t *testing.T) {
 			text := explainWith(t, "ANALYZE, VERBOSE, COSTS OFF", tc.mode, tc.sql, tc.args...)
 			if !strings.Contains(text, "InitPlan") || !strings.Contains(text, "current_setting") {
@@ -165,7 +165,7 @@ func TestSearchPlan(t *testing.T) {
 		})
 	}
 	t.Run("duplicate", func(t *testing.T) {
-		text := explain(t, custom, postgres.DupVectorSQL(dims), alice.Org, "user", "alice", now, `{"`+vec+`"}`, 0.03)
+		text := explain(t, custom, postgres.DupVectorSQL(dims), alice.Org, "user", "alice", now, `{"`+vec+`"}`, 0.03, -1)
 		if strings.Contains(text, "Seq Scan on memories") || !strings.Contains(text, "memories_") || strings.Contains(text, "memories_ann_") {
 			t.Errorf("duplicate check does not go through the btree:\n%s", text)
 		}
@@ -184,7 +184,7 @@ func TestSearchPlan(t *testing.T) {
 	for _, tc := range []stmt{
 		{"vector indexed", custom, postgres.SearchSQL(dims, 2, true, false, false, true), with(vec)},
 		{"hybrid indexed", custom, postgres.SearchSQL(dims, 2, true, true, false, true), with(vec, tsq)},
-		{"duplicate indexed", custom, postgres.DupVectorSQL(dims), []any{alice.Org, "user", "alice", now, `{"` + vec + `"}`, 0.03}},
+		{"duplicate indexed", custom, postgres.DupVectorSQL(dims), []any{alice.Org, "user", "alice", now, `{"` + vec + `"}`, 0.03, -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := explain(t, tc.mode, tc.sql, tc.args...)

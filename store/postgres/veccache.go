@@ -89,6 +89,7 @@ type vecCache struct {
 	items   map[cacheKey]*list.Element
 	loading map[cacheKey]chan struct{} // closed when that key's load ends
 	loads   atomic.Int64               // copies loaded, for tests
+	patches atomic.Int64               // copies brought up to date by an Add, for tests
 }
 
 type cacheItem struct {
@@ -522,5 +523,64 @@ func siftDown(top []vecHit) {
 		}
 		top[c], top[p] = top[p], top[c]
 		p = c
+	}
+}
+
+// addedRows are the rows an Add inserted, as a copy holds them, with the
+// scope of each and the scopes' versions right after the insert, in its
+// transaction.
+type addedRows struct {
+	rows     []loadedRow
+	scopes   []scope.Scope
+	versions map[scope.Scope]int64
+}
+
+// patchCopies brings the copies of the scopes an Add wrote, once it has
+// committed, up to date with its rows, so that the next search of those
+// scopes loads nothing. The insert bumped each scope's version by one,
+// under the row lock of its version held until the commit: a copy at the
+// version before plus the rows is exactly the scope at the version
+// after. A copy at any other version is left for the next search to
+// reload.
+func (s *Store) patchCopies(org string, dims int, a addedRows) {
+	if s.vecs == nil || len(a.rows) == 0 {
+		return
+	}
+	byScope := map[scope.Scope][]loadedRow{}
+	var order []scope.Scope
+	for i, r := range a.rows {
+		sc := a.scopes[i]
+		if byScope[sc] == nil {
+			order = append(order, sc)
+		}
+		byScope[sc] = append(byScope[sc], r)
+	}
+	maxRows := s.vecs.budget / 4 / int64(4*dims+64)
+	for _, sc := range order {
+		added := byScope[sc]
+		key := cacheKey{org: org, sc: sc, dims: dims}
+		old := s.vecs.get(key)
+		after, ok := a.versions[sc]
+		// A copy without lexemes (its scope holds rows without a vector)
+		// is left to reload as well.
+		if old == nil || old.tooBig || !old.text || !ok || old.version != after-1 || int64(len(old.ids)+len(added)) > maxRows {
+			continue
+		}
+		rows := make([]loadedRow, 0, len(old.ids)+len(added))
+		for i, rid := range old.ids {
+			r := loadedRow{id: rid, xmin: old.xmins[i], created: time.Unix(0, old.created[i]), tags: old.tags[i]}
+			if e := old.expires[i]; e != 0 {
+				t := time.Unix(0, e)
+				r.expires = &t
+			}
+			rows = append(rows, r)
+		}
+		rows = append(rows, added...)
+		v, err := buildScopeVecs(after, rows, old, dims, true)
+		if err != nil {
+			continue // the next search reloads the scope
+		}
+		s.vecs.patches.Add(1)
+		s.vecs.put(key, v)
 	}
 }

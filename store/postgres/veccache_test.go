@@ -339,3 +339,90 @@ func TestVectorCacheOneLoadForConcurrentSearches(t *testing.T) {
 		t.Errorf("%d concurrent first searches loaded %d scope copies, want %d", searches, n, want)
 	}
 }
+
+// TestVectorCacheFollowsOwnAdds: an add brings the copies of its scopes
+// up to date (the next search loads nothing and answers as SQL does), a
+// near-duplicate add is caught from the copy, and when another store
+// wrote in between the copy is reloaded instead.
+func TestVectorCacheFollowsOwnAdds(t *testing.T) {
+	const dims = storetest.Dims
+	s, d := pgtest.NewStore(t)
+	if err := s.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
+		t.Fatal(err)
+	}
+	plain := openStore(t, d, postgres.Config{VectorCacheBytes: -1})
+	alice := storetest.Member("acme", "alice")
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	memory := func(i int) store.NewMemory {
+		return store.NewMemory{Scope: user, Content: fmt.Sprintf("note %d on deploy and billing", i), Tags: []string{"t" + fmt.Sprint(i%3)},
+			Vector: storetest.RandomVector(uint64(1000+i), dims)}
+	}
+	var ms []store.NewMemory
+	for i := range 200 {
+		ms = append(ms, memory(i))
+	}
+	first, err := s.Add(t.Context(), alice, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := store.Query{Vector: storetest.RandomVector(7, dims), Text: "deploy note", Limit: 10}
+	same := func(t *testing.T) {
+		t.Helper()
+		want, err := plain.Search(t.Context(), alice, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Search(t.Context(), alice, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
+			t.Fatalf("cached %v, SQL %v", ids(got), ids(want))
+		}
+	}
+	same(t) // reads the list of per-scope indexes, in SQL
+	same(t) // loads the copies
+	loads := s.VectorCacheLoads()
+	for i := range 5 {
+		m := memory(500 + i)
+		m.Vector = storetest.Mix(q.Vector, m.Vector, 0.9) // near the query: it shows
+		if _, err := s.Add(t.Context(), alice, []store.NewMemory{m}); err != nil {
+			t.Fatal(err)
+		}
+		same(t)
+	}
+	if n := s.VectorCachePatches(); n != 5 {
+		t.Errorf("5 adds patched %d copies, want 5", n)
+	}
+	if n := s.VectorCacheLoads(); n != loads {
+		t.Errorf("searches after the adds loaded %d copies, want none", n-loads)
+	}
+
+	// A near-duplicate of a stored memory, caught from the copy.
+	dup := memory(900)
+	dup.Vector = ms[42].Vector
+	got, err := s.Add(t.Context(), alice, []store.NewMemory{dup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got[0].Duplicate || got[0].ID != first[42].ID || got[0].Content != ms[42].Content {
+		t.Errorf("near-duplicate add = %+v, want memory %s (duplicate)", got[0], first[42].ID)
+	}
+
+	// Another store adds first: this store's copy is behind, so its own
+	// add leaves it, and the next search reloads.
+	if _, err := plain.Add(t.Context(), alice, []store.NewMemory{memory(901)}); err != nil {
+		t.Fatal(err)
+	}
+	patches := s.VectorCachePatches()
+	if _, err := s.Add(t.Context(), alice, []store.NewMemory{memory(902)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.VectorCachePatches(); n != patches {
+		t.Errorf("an add over a stale copy patched it")
+	}
+	same(t)
+	if n := s.VectorCacheLoads(); n == loads {
+		t.Errorf("the search after another store's add loaded nothing")
+	}
+}

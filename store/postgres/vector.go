@@ -48,8 +48,10 @@ const dupHashSQL = `SELECT ` + memoryCols + `, n.ord
 // dupVectorSQL finds, for each vector in $5, the nearest live memory of
 // scope ($1, $2, $3) at $4 and keeps it when its cosine distance is at
 // most $6: exactly through the (org, scope) btree, or through the scope's
-// partial HNSW index when it has one. The result columns are memoryCols
-// and the 1-based position in the array.
+// partial HNSW index when it has one; it reads no row when the scope's
+// version is $7 (the version of the vector cache's copy, which answered
+// the check already). The result columns are memoryCols and the 1-based
+// position in the array.
 func dupVectorSQL(dims int) string {
 	dist := annExpr("d.embedding", dims, "n.vec")
 	return `SELECT ` + memoryCols + `, n.ord
@@ -62,20 +64,29 @@ func dupVectorSQL(dims int) string {
 		ORDER BY ` + dist + `
 		LIMIT 1
 	) AS m
-	WHERE m.dist <= $6`
+	WHERE m.dist <= $6
+		AND $7::bigint IS DISTINCT FROM COALESCE((SELECT v.version FROM scope_versions v
+			WHERE v.org_id = $1 AND v.scope_kind = $2 AND v.scope_id = $3), 0)`
 }
 
 // findDuplicates returns, for each new memory, the live memory of its
 // scope that it duplicates (same normalized content first, else the
-// nearest vector at least store.DuplicateSimilarity close), or nil. It
-// sends two statements per scope of the batch, in one round trip.
+// nearest vector at least store.DuplicateSimilarity close), or nil, and
+// the versions of the scopes as the checks saw them. It sends two
+// statements per scope of the batch, in one round trip. A scope whose
+// copy in the vector cache is at the scope's version answers the vector
+// check from the copy (the statement, given the copy's version, then
+// reads nothing); a duplicate found there costs one more round trip, for
+// its content.
 func (s *Store) findDuplicates(ctx context.Context, tx pgx.Tx, org string, ms []store.NewMemory,
-	hashes [][]byte, vecs []pgvector.Vector, dims int, now time.Time) ([]*store.Memory, error) {
+	hashes [][]byte, vecs []pgvector.Vector, dims int, now time.Time) ([]*store.Memory, map[scope.Scope]int64, error) {
 	type group struct {
 		scope  scope.Scope
 		idx    []int // positions in ms
 		hashes [][]byte
 		vecs   []pgvector.Vector
+		copy   *scopeVecs // a copy of the scope's rows, or nil
+		near   []string   // per vector, the copy's duplicate of it, or ""
 	}
 	var groups []*group
 	byScope := map[scope.Scope]*group{}
@@ -110,18 +121,108 @@ func (s *Store) findDuplicates(ctx context.Context, tx pgx.Tx, org string, ms []
 	}
 	vecSQL := dupVectorSQL(dims)
 	b := &pgx.Batch{}
-	for _, g := range groups {
+	scopes := make([]scope.Scope, len(groups))
+	for i, g := range groups {
+		scopes[i] = g.scope
+		copyVersion := int64(-1)
+		if s.vecs != nil {
+			if v := s.vecs.get(cacheKey{org: org, sc: g.scope, dims: dims}); v != nil && !v.tooBig {
+				g.copy, copyVersion = v, v.version
+				g.near = nearestInCopy(v, g.vecs, dims, now)
+			}
+		}
 		kind, sid := string(g.scope.Kind), g.scope.ID
 		b.Queue(dupHashSQL, org, kind, sid, now, g.hashes).Query(collect(g, byHash))
-		b.Queue(vecSQL, org, kind, sid, now, g.vecs, 1-store.DuplicateSimilarity).Query(collect(g, byVec))
+		b.Queue(vecSQL, org, kind, sid, now, g.vecs, 1-store.DuplicateSimilarity, copyVersion).Query(collect(g, byVec))
 	}
+	kinds, sids := scopeArrays(scopes)
+	versions := make(map[scope.Scope]int64, len(groups))
+	b.Queue(scopeVersionsSQL, org, kinds, sids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var (
+				sc scope.Scope
+				v  int64
+			)
+			if err := rows.Scan(&sc.Kind, &sc.ID, &v); err != nil {
+				return err
+			}
+			versions[sc] = v
+		}
+		return rows.Err()
+	})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	// The copies that were current answered the vector check.
+	var fromCopy []string
+	for _, g := range groups {
+		if g.copy == nil || g.copy.version != versions[g.scope] {
+			continue
+		}
+		for _, id := range g.near {
+			if id != "" {
+				fromCopy = append(fromCopy, id)
+			}
+		}
+	}
+	if len(fromCopy) > 0 {
+		read := map[string]store.Memory{}
+		rows, err := tx.Query(ctx, fetchSQL, org, fromCopy)
+		if err != nil {
+			return nil, nil, err
+		}
+		for rows.Next() {
+			m, err := scanMemory(rows)
+			if err != nil {
+				rows.Close()
+				return nil, nil, err
+			}
+			read[m.ID] = m
+		}
+		if err := rows.Err(); err != nil {
+			return nil, nil, err
+		}
+		for _, g := range groups {
+			if g.copy == nil || g.copy.version != versions[g.scope] {
+				continue
+			}
+			for j, id := range g.near {
+				if m, ok := read[id]; ok && m.Scope == g.scope {
+					byVec[g.idx[j]] = &m
+				} else if id != "" {
+					return nil, nil, fmt.Errorf("duplicate check: memory %s of the current copy of %s is not in the database", id, g.scope.Qualified())
+				}
+			}
+		}
 	}
 	for i := range byHash {
 		if byHash[i] == nil {
 			byHash[i] = byVec[i]
 		}
 	}
-	return byHash, nil
+	return byHash, versions, nil
+}
+
+// nearestInCopy returns, for each of vecs, the id of the live row of v
+// (at now) nearest it when their cosine distance is at most 1 -
+// store.DuplicateSimilarity, as dupVectorSQL finds it, or "".
+func nearestInCopy(v *scopeVecs, vecs []pgvector.Vector, dims int, now time.Time) []string {
+	at := now.UnixNano()
+	out := make([]string, len(vecs))
+	for j, q := range vecs {
+		qv := q.Slice()
+		best, bestDot := -1, -2.0
+		for i := range v.ids {
+			if e := v.expires[i]; e != 0 && e <= at {
+				continue
+			}
+			if d := store.Dot(qv, v.vec(i, dims)); d > bestDot {
+				best, bestDot = i, d
+			}
+		}
+		if best >= 0 && 1-bestDot <= 1-store.DuplicateSimilarity {
+			out[j] = v.ids[best]
+		}
+	}
+	return out
 }
