@@ -349,24 +349,29 @@ func (s *Store) findDuplicate(ctx context.Context, tx *sql.Tx, k scopeKey, hash 
 	if err != nil {
 		return m, false, fmt.Errorf("look for a near-duplicate: %w", err)
 	}
-	bestRid, best := int64(0), float32(-2)
+	// The most similar near-duplicate wins. store.NearDuplicate tells most
+	// candidates apart from their first 64 dimensions, without reading
+	// the rest of their vectors.
+	found, bestRid, best := false, int64(0), float32(-2)
 	e.mu.RLock()
 	for _, slot := range e.nearest(vec, now, dupCandidates) {
-		if d := dot(vec, e.vecs[slot]); d > best {
-			bestRid, best = e.rids[slot], d
+		if v := e.vecs[slot]; store.NearDuplicate(vec, v) {
+			if d := dot(vec, v); d > best {
+				found, bestRid, best = true, e.rids[slot], d
+			}
 		}
 	}
 	e.mu.RUnlock()
 	var bestPending *pendingMemory
 	for i := range pending {
 		p := &pending[i]
-		if p.key == k && live(p.expires) {
+		if p.key == k && live(p.expires) && store.NearDuplicate(vec, p.vec) {
 			if d := dot(vec, p.vec); d > best {
-				best, bestPending = d, p
+				found, best, bestPending = true, d, p
 			}
 		}
 	}
-	if float64(best) < store.DuplicateSimilarity {
+	if !found {
 		return m, false, nil
 	}
 	if bestPending != nil {
