@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,11 @@ type scopeVecs struct {
 	// lexeme's rows, see textcache.go) can rank the text half.
 	text     bool
 	postings map[string][]posting
+
+	// tail: the room past the ends of the row slices (their capacity) is
+	// unused and this copy may be extended into it; taken by the first
+	// appendRows, so two copies never write one array.
+	tail atomic.Bool
 }
 
 // vec returns row i's vector.
@@ -336,16 +342,18 @@ type loadedRow struct {
 // says the rows are all of the scope's, so the copy can rank text.
 func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int, whole bool) (*scopeVecs, error) {
 	n := len(rows)
+	spare := n + n/8 + 8 // room for the rows of later adds (see appendRows)
 	v := &scopeVecs{
 		version: version,
-		ids:     make([]string, n),
-		xmins:   make([]int64, n),
-		created: make([]int64, n),
-		expires: make([]int64, n),
-		tags:    make([][]string, n),
-		vecs:    make([]float32, n*dims),
+		ids:     make([]string, n, spare),
+		xmins:   make([]int64, n, spare),
+		created: make([]int64, n, spare),
+		expires: make([]int64, n, spare),
+		tags:    make([][]string, n, spare),
+		vecs:    make([]float32, n*dims, spare*dims),
 		index:   make(map[string]int32, n),
 	}
+	v.tail.Store(true)
 	for i, r := range rows {
 		vec := r.vec
 		if vec == nil {
@@ -375,7 +383,7 @@ func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int, w
 			v.bytes += int64(len(t)) + 16
 		}
 	}
-	v.bytes += 128
+	v.bytes += 128 + int64(spare-n)*int64(4*dims+64)
 	if whole {
 		if err := v.indexText(rows, old); err != nil {
 			return nil, err
@@ -566,21 +574,70 @@ func (s *Store) patchCopies(org string, dims int, a addedRows) {
 		if old == nil || old.tooBig || !old.text || !ok || old.version != after-1 || int64(len(old.ids)+len(added)) > maxRows {
 			continue
 		}
-		rows := make([]loadedRow, 0, len(old.ids)+len(added))
-		for i, rid := range old.ids {
-			r := loadedRow{id: rid, xmin: old.xmins[i], created: time.Unix(0, old.created[i]), tags: old.tags[i]}
-			if e := old.expires[i]; e != 0 {
-				t := time.Unix(0, e)
-				r.expires = &t
-			}
-			rows = append(rows, r)
-		}
-		rows = append(rows, added...)
-		v, err := buildScopeVecs(after, rows, old, dims, true)
+		v, err := old.appendRows(after, added, dims)
 		if err != nil {
 			continue // the next search reloads the scope
 		}
 		s.vecs.patches.Add(1)
 		s.vecs.put(key, v)
 	}
+}
+
+// appendRows returns a copy of v at version with rows (each with its
+// vector and lexemes) added after v's. v is unchanged: the new copy
+// shares v's arrays, writing past their ends when v still owns that
+// room (its readers never look past their lengths), and copies the
+// index and each touched lexeme's postings.
+func (v *scopeVecs) appendRows(version int64, rows []loadedRow, dims int) (*scopeVecs, error) {
+	n := len(v.ids)
+	for _, r := range rows {
+		if len(r.vec) != dims || r.tsv == nil {
+			return nil, fmt.Errorf("vector cache: row %s lacks its vector or lexemes", r.id)
+		}
+		if _, dup := v.index[r.id]; dup {
+			return nil, fmt.Errorf("vector cache: row %s is in the copy already", r.id)
+		}
+	}
+	ids, xmins, created, expires, tags, vecs := v.ids, v.xmins, v.created, v.expires, v.tags, v.vecs
+	if !v.tail.CompareAndSwap(true, false) {
+		// Another copy extends v already: append to copies of the arrays.
+		ids, xmins, created, expires, tags, vecs = slices.Clip(ids), slices.Clip(xmins), slices.Clip(created),
+			slices.Clip(expires), slices.Clip(tags), slices.Clip(vecs)
+	}
+	w := &scopeVecs{version: version, text: v.text, index: maps.Clone(v.index), bytes: v.bytes}
+	if v.text {
+		w.postings = maps.Clone(v.postings)
+	}
+	for k, r := range rows {
+		i := int32(n + k)
+		ids, xmins, created = append(ids, r.id), append(xmins, r.xmin), append(created, r.created.UnixNano())
+		var exp int64
+		if r.expires != nil {
+			exp = r.expires.UnixNano()
+		}
+		expires, tags, vecs = append(expires, exp), append(tags, r.tags), append(vecs, r.vec...)
+		w.index[r.id] = i
+		w.bytes += int64(len(r.id)) + 64 + int64(4*dims)
+		for _, t := range r.tags {
+			w.bytes += int64(len(t)) + 16
+		}
+		if !v.text {
+			continue
+		}
+		err := parseTSVector(*r.tsv, func(lexeme string, weights []uint8) {
+			ps := w.postings[lexeme]
+			if len(ps) == 0 {
+				w.bytes += int64(len(lexeme)) + 48
+			}
+			// A clipped slice: appending never writes into v's.
+			w.postings[lexeme] = append(slices.Clip(ps), posting{row: i, w: lexemeWeight(weights)})
+			w.bytes += 8
+		})
+		if err != nil {
+			return nil, fmt.Errorf("vector cache: row %s: %w", r.id, err)
+		}
+	}
+	w.ids, w.xmins, w.created, w.expires, w.tags, w.vecs = ids, xmins, created, expires, tags, vecs
+	w.tail.Store(true)
+	return w, nil
 }

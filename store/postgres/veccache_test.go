@@ -426,3 +426,64 @@ func TestVectorCacheFollowsOwnAdds(t *testing.T) {
 		t.Errorf("the search after another store's add loaded nothing")
 	}
 }
+
+// TestVectorCacheConcurrentAddsAndSearches: adds that extend the copies
+// while searches read them (run with -race) leave the copies answering
+// as SQL does.
+func TestVectorCacheConcurrentAddsAndSearches(t *testing.T) {
+	const dims = storetest.Dims
+	s, d := pgtest.NewStore(t)
+	if err := s.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
+		t.Fatal(err)
+	}
+	plain := openStore(t, d, postgres.Config{VectorCacheBytes: -1})
+	alice := storetest.Member("acme", "alice")
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	q := store.Query{Vector: storetest.RandomVector(3, dims), Text: "deploy", Limit: 10}
+	for range 2 { // the first search reads the index list, the second loads
+		if _, err := s.Search(t.Context(), alice, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 15 {
+				m := store.NewMemory{Scope: user, Content: fmt.Sprintf("deploy note %d-%d", w, i),
+					Vector: storetest.Mix(q.Vector, storetest.RandomVector(uint64(100*w+i), dims), 0.5)}
+				if _, err := s.Add(t.Context(), alice, []store.NewMemory{m}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for range 30 {
+				if _, err := s.Search(t.Context(), alice, q); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	want, err := plain.Search(t.Context(), alice, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Search(t.Context(), alice, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
+		t.Fatalf("cached %v, SQL %v", ids(got), ids(want))
+	}
+	if s.VectorCachePatches() == 0 {
+		t.Error("no add brought a copy up to date")
+	}
+}
