@@ -76,7 +76,11 @@
 // Add checks each new memory against its scope the same way: the content
 // hash through its btree, the nearest vector exactly or through the
 // scope's index, so adding to a large scope costs a graph search, not a
-// scan.
+// scan; when the scope's copy in the vector cache is at the scope's
+// version (checked in the same round trip), the copy answers the vector
+// check instead. Once committed, an add appends its rows to the copies
+// of its scopes that were at the version just before its own, so a
+// search after it reloads nothing.
 //
 // # Large scopes
 //
