@@ -30,8 +30,8 @@
 // filled by queries bound to them.
 //
 // The vector half is exact for small scopes. Over the visible scopes'
-// rows it re-ranks max(4 x the candidates wanted, rows/192) rows exactly
-// (200 for ten hits), shared among the scopes by their sizes with at
+// rows it re-ranks max(2 x the candidates wanted, rows/192) rows exactly
+// (100 for ten hits), shared among the scopes by their sizes with at
 // least the candidates wanted per scope; a scope holding no more than its
 // share is scanned whole, in a larger one the binary codes pick its share
 // of candidates, whose exact cosine similarity ranks them. In a scope of
