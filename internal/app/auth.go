@@ -239,6 +239,16 @@ func (p *protector) protect(next http.Handler) http.Handler {
 			return
 		}
 		id, err := p.verify(r, token)
+		var unavailable *keyStoreError
+		if errors.As(err, &unavailable) {
+			// Not the credential's fault: no 401, no failed login counted
+			// against the address.
+			p.app.log.WarnContext(r.Context(), "API key lookup failed", "err", err, "remote", source)
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable",
+				"error_description": "the API key could not be checked: the store did not answer; retry shortly"})
+			return
+		}
 		if err != nil {
 			reason := "invalid token"
 			var te *scope.TokenError
@@ -290,7 +300,11 @@ func (p *protector) verify(r *http.Request, token string) (scope.Identity, error
 		if p.keys == nil {
 			return scope.Identity{}, &scope.TokenError{Reason: "API keys are not accepted by this server"}
 		}
-		return p.keys.Verify(r.Context(), token)
+		id, err := p.keys.Verify(r.Context(), token)
+		if err != nil && !errors.Is(err, scope.ErrInvalidToken) && !errors.As(err, new(*scope.TokenError)) && !errors.As(err, new(*scope.KeyFailure)) {
+			return id, &keyStoreError{err}
+		}
+		return id, err
 	}
 	if p.cfg.Verifier == nil {
 		return scope.Identity{}, &scope.TokenError{Reason: "this server accepts only API keys (smk_live_...)"}
@@ -439,3 +453,11 @@ func validSessionKey(s string) bool {
 	}
 	return true
 }
+
+// keyStoreError is an API key that could not be checked because its
+// record could not be read (the store failed or timed out): the request
+// is answered 503, not 401.
+type keyStoreError struct{ err error }
+
+func (e *keyStoreError) Error() string { return "API key lookup: " + e.err.Error() }
+func (e *keyStoreError) Unwrap() error { return e.err }

@@ -131,7 +131,7 @@ func (a *App) HTTPHandler(hc HTTPConfig) http.Handler {
 	a.closers = append(a.closers, g.close)
 	var keys *scope.APIKeyVerifier
 	if kr, ok := a.BaseStore().(store.KeyResolver); ok && !hc.DisableAPIKeys {
-		keys = &scope.APIKeyVerifier{Lookup: kr.LookupKey}
+		keys = &scope.APIKeyVerifier{Lookup: a.boundKeyLookup(kr.LookupKey)}
 	}
 	// A server of its own, so that the quota and audit middleware wraps
 	// only the calls that arrive over HTTP.
@@ -206,5 +206,19 @@ func (a *App) NewHTTPServer(addr string, hc HTTPConfig) *http.Server {
 		WriteTimeout:      hc.WriteTimeout,
 		IdleTimeout:       hc.IdleTimeout,
 		MaxHeaderBytes:    hc.MaxHeaderBytes,
+	}
+}
+
+// boundKeyLookup bounds each API-key lookup by Config.StoreTimeout, as
+// deadlineStore bounds the tools' store calls: a database that does not
+// answer fails the request with 503 (see protect) instead of holding it.
+func (a *App) boundKeyLookup(lookup scope.APIKeyLookup) scope.APIKeyLookup {
+	if a.cfg.StoreTimeout <= 0 {
+		return lookup
+	}
+	return func(ctx context.Context, id string) (scope.APIKey, error) {
+		ctx, cancel := context.WithTimeoutCause(ctx, a.cfg.StoreTimeout, errStoreTimeout)
+		defer cancel()
+		return lookup(ctx, id)
 	}
 }

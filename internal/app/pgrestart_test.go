@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +18,9 @@ import (
 
 	"github.com/scopemem/scopemem/internal/app"
 	"github.com/scopemem/scopemem/internal/pgtest"
+	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/postgres"
 )
 
 // pgCluster is a private PostgreSQL cluster, made and driven by
@@ -140,6 +143,44 @@ func TestPostgresRestart(t *testing.T) {
 	})
 	ts := httpServer(t, a)
 	tok := token(t, "acme", "alice", nil, allPerms...)
+
+	// An API key, whose record is read from the database on every request:
+	// while the database is away such a request is answered 503 within the
+	// store timeout, not 401 (the key is not at fault).
+	keys, err := postgres.OpenAdmin(t.Context(), d.OwnerURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, rec, err := scope.NewAPIKey(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Identity, rec.CreatedAt = scope.Identity{Org: "acme", User: "alice", Permissions: allPerms}, time.Now().UTC()
+	if err := keys.CreateKey(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	keys.Close()
+	keyRequest := func() (int, time.Duration) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.URL+"/mcp",
+			strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+key)
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, time.Since(start)
+	}
+	if code, _ := keyRequest(); code == http.StatusUnauthorized || code == http.StatusServiceUnavailable {
+		t.Fatalf("a request with a valid API key = %d before the outage", code)
+	}
 
 	var (
 		mu       sync.Mutex
@@ -282,6 +323,9 @@ func TestPostgresRestart(t *testing.T) {
 			}()
 		}
 		dwg.Wait()
+		if code, took := keyRequest(); code != http.StatusServiceUnavailable || took > storeTimeout+slack {
+			t.Errorf("%s: a request with an API key = %d after %v, want 503 within the store timeout", what, code, took)
+		}
 	}
 
 	time.Sleep(time.Second) // every session adding and searching
