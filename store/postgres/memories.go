@@ -302,19 +302,7 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, id scope.Identity, ms []s
 		}
 		return rows.Err()
 	})
-	b.Queue(scopeVersionsSQL, id.Org, kinds, sids).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var (
-				sc scope.Scope
-				v  int64
-			)
-			if err := rows.Scan(&sc.Kind, &sc.ID, &v); err != nil {
-				return err
-			}
-			added.versions[sc] = v
-		}
-		return rows.Err()
-	})
+	queueVersions(b, id.Org, kinds, sids, added.versions)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return addedRows{}, err
 	}

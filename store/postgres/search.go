@@ -581,19 +581,7 @@ func (s *Store) searchCached(ctx context.Context, id scope.Identity, q store.Que
 		var byVec, byText []store.Candidate
 		err = s.readBatchWith(ctx, beginSnapshot, settings{id: id}, func(b *pgx.Batch) {
 			b.Queue(searchSettingsSQL, "force_generic_plan")
-			b.Queue(scopeVersionsSQL, id.Org, kinds, sids).Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					var (
-						sc scope.Scope
-						v  int64
-					)
-					if err := rows.Scan(&sc.Kind, &sc.ID, &v); err != nil {
-						return err
-					}
-					versions[sc] = v
-				}
-				return rows.Err()
-			})
+			queueVersions(b, id.Org, kinds, sids, versions)
 			b.Queue(sh.sql(), sh.args(id.Org, now, q.Tags, n, sh.fetchCount(limit, n), pgvector.Vector{}, tsq, half, scopes)...).Query(func(rows pgx.Rows) error {
 				var err error
 				byVec, byText, err = scanSearch(rows)
@@ -656,6 +644,19 @@ func allText(snaps []*scopeVecs) bool {
 // fetchSQL reads the memories of ids ($2) of org $1, under row-level
 // security, by primary key.
 const fetchSQL = `SELECT ` + memoryCols + ` FROM memories m WHERE m.org_id = $1 AND m.id = ANY($2::uuid[])`
+
+// scanMemories reads rows of memoryCols into read, by id.
+func scanMemories(rows pgx.Rows, read map[string]store.Memory) error {
+	defer rows.Close()
+	for rows.Next() {
+		m, err := scanMemory(rows)
+		if err != nil {
+			return err
+		}
+		read[m.ID] = m
+	}
+	return rows.Err()
+}
 
 // searchAllCached answers a search whose halves both rank from the copies
 // snaps (lexemes: the query's, sorted; none without a text half): the
@@ -730,29 +731,8 @@ func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.
 	read := make(map[string]store.Memory, len(ids))
 	err := s.readBatchWith(ctx, beginSnapshot, settings{id: id}, func(b *pgx.Batch) {
 		b.Queue(searchSettingsSQL, "force_generic_plan")
-		b.Queue(scopeVersionsSQL, id.Org, kinds, sids).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var (
-					sc scope.Scope
-					v  int64
-				)
-				if err := rows.Scan(&sc.Kind, &sc.ID, &v); err != nil {
-					return err
-				}
-				versions[sc] = v
-			}
-			return rows.Err()
-		})
-		b.Queue(fetchSQL, id.Org, ids).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				m, err := scanMemory(rows)
-				if err != nil {
-					return err
-				}
-				read[m.ID] = m
-			}
-			return rows.Err()
-		})
+		queueVersions(b, id.Org, kinds, sids, versions)
+		b.Queue(fetchSQL, id.Org, ids).Query(func(rows pgx.Rows) error { return scanMemories(rows, read) })
 	})
 	if err != nil {
 		return nil, nil, false, err

@@ -187,6 +187,24 @@ func (c *vecCache) bytesUsed() int64 {
 const scopeVersionsSQL = `SELECT scope_kind, scope_id, version FROM scope_versions
 	WHERE org_id = $1 AND (scope_kind, scope_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))`
 
+// queueVersions queues the read of the versions of the scopes (kinds,
+// sids) of org into versions.
+func queueVersions(b *pgx.Batch, org string, kinds, sids []string, versions map[scope.Scope]int64) {
+	b.Queue(scopeVersionsSQL, org, kinds, sids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var (
+				sc scope.Scope
+				v  int64
+			)
+			if err := rows.Scan(&sc.Kind, &sc.ID, &v); err != nil {
+				return err
+			}
+			versions[sc] = v
+		}
+		return rows.Err()
+	})
+}
+
 // scopeSizeSQL reads the version of scope ($2, $3) of org $1 and how
 // many rows it holds.
 const scopeSizeSQL = `SELECT COALESCE((SELECT version FROM scope_versions

@@ -137,19 +137,7 @@ func (s *Store) findDuplicates(ctx context.Context, tx pgx.Tx, org string, ms []
 	}
 	kinds, sids := scopeArrays(scopes)
 	versions := make(map[scope.Scope]int64, len(groups))
-	b.Queue(scopeVersionsSQL, org, kinds, sids).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var (
-				sc scope.Scope
-				v  int64
-			)
-			if err := rows.Scan(&sc.Kind, &sc.ID, &v); err != nil {
-				return err
-			}
-			versions[sc] = v
-		}
-		return rows.Err()
-	})
+	queueVersions(b, org, kinds, sids, versions)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, err
 	}
@@ -171,15 +159,7 @@ func (s *Store) findDuplicates(ctx context.Context, tx pgx.Tx, org string, ms []
 		if err != nil {
 			return nil, nil, err
 		}
-		for rows.Next() {
-			m, err := scanMemory(rows)
-			if err != nil {
-				rows.Close()
-				return nil, nil, err
-			}
-			read[m.ID] = m
-		}
-		if err := rows.Err(); err != nil {
+		if err := scanMemories(rows, read); err != nil {
 			return nil, nil, err
 		}
 		for _, g := range groups {
