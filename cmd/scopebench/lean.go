@@ -108,16 +108,8 @@ func (r *leanReader) rewrite(line []byte) []byte {
 	if pending == 0 {
 		return line
 	}
-	var id, result []byte
-	if !jsonFields(line, func(k, v []byte) bool {
-		switch string(k) {
-		case "id":
-			id = v
-		case "result":
-			result = v
-		}
-		return id == nil || result == nil
-	}) || id == nil || result == nil {
+	id, result, ok := idAndResult(line)
+	if !ok {
 		return line
 	}
 	r.mu.Lock()
@@ -131,6 +123,21 @@ func (r *leanReader) rewrite(line []byte) []byte {
 		return append(short, '\n')
 	}
 	return line
+}
+
+// idAndResult returns the raw id and result of the JSON-RPC response b,
+// and whether it has both.
+func idAndResult(b []byte) (id, result []byte, ok bool) {
+	ok = jsonFields(b, func(k, v []byte) bool {
+		switch string(k) {
+		case "id":
+			id = v
+		case "result":
+			result = v
+		}
+		return id == nil || result == nil
+	})
+	return id, result, ok && id != nil && result != nil
 }
 
 // shorten returns the stand-in for the answer (request id, result) to a
@@ -185,16 +192,7 @@ func (t leanRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	var id, result []byte
-	if jsonFields(body, func(k, v []byte) bool {
-		switch string(k) {
-		case "id":
-			id = v
-		case "result":
-			result = v
-		}
-		return id == nil || result == nil
-	}) && id != nil && result != nil {
+	if id, result, ok := idAndResult(body); ok {
 		if short, ok := shorten(id, result, out); ok {
 			body = short
 		}
