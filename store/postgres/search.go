@@ -562,7 +562,7 @@ func (s *Store) searchCached(ctx context.Context, id scope.Identity, q store.Que
 			return nil, false, err
 		}
 		if lexemes, ok := cacheLexemes(tsq); ok && (!sh.text || allText(snaps)) {
-			hits, stale, ok, err := s.searchAllCached(ctx, id, q, sh, scopes, snaps, vec, lexemes, limit, n, now)
+			hits, stale, ok, err := s.searchAllCached(ctx, id, q, sh, scopes, kinds, sids, snaps, vec, lexemes, limit, n, now)
 			if err != nil || stale == nil {
 				return hits, ok, err
 			}
@@ -666,7 +666,7 @@ func scanMemories(rows pgx.Rows, read map[string]store.Memory) error {
 // the limit winners are read; otherwise every candidate is. stale is the
 // scopes' versions when some copy is older (search again with them), ok
 // false when the cache cannot answer (search in SQL).
-func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.Query, sh searchShape, scopes []scope.Scope,
+func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.Query, sh searchShape, scopes []scope.Scope, kinds, sids []string,
 	snaps []*scopeVecs, vec []float32, lexemes []string, limit, n int, now time.Time) (_ []store.Hit, stale map[scope.Scope]int64, ok bool, _ error) {
 	// sims holds the similarity of the vector half's hits (1 - dist): a
 	// text hit among them needs no second dot product.
@@ -726,7 +726,6 @@ func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.
 			}
 		}
 	}
-	kinds, sids := scopeArrays(scopes)
 	versions := make(map[scope.Scope]int64, len(scopes))
 	read := make(map[string]store.Memory, len(ids))
 	err := s.readBatchWith(ctx, beginSnapshot, settings{id: id}, func(b *pgx.Batch) {
