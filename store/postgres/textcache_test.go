@@ -145,26 +145,7 @@ func TestTextCacheMatchesSQL(t *testing.T) {
 		add(sc, 80)
 	}
 	user := alice.Visible()[0]
-	check := func(t *testing.T, q store.Query) {
-		t.Helper()
-		want, err := plain.Search(t.Context(), alice, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := cached.Search(t.Context(), alice, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
-			t.Fatalf("cached %v, SQL %v", ids(got), ids(want))
-		}
-		for j := range got {
-			if math.Abs(got[j].Similarity-want[j].Similarity) > 1e-5 || got[j].Score != want[j].Score ||
-				got[j].Content != want[j].Content || !slices.Equal(got[j].Tags, want[j].Tags) || !got[j].CreatedAt.Equal(want[j].CreatedAt) {
-				t.Errorf("hit %d: cached %+v, SQL %+v", j, got[j], want[j])
-			}
-		}
-	}
+	check := func(t *testing.T, q store.Query) { sameAsSQL(t, cached, plain, alice, q) }
 	queries := func(t *testing.T) {
 		for i := range 24 {
 			q := store.Query{Vector: storetest.RandomVector(uint64(i%7), dims), Limit: 3 + i%10}
@@ -234,5 +215,30 @@ func TestCacheLexemesMatchServer(t *testing.T) {
 	}
 	if n < 15000 {
 		t.Errorf("only %d of 20,000 words checked", n)
+	}
+}
+
+// sameAsSQL fails t unless cached (a store with the vector cache) answers
+// q as id exactly as plain (one without) does: the same hits in the same
+// order, with the same scores, content, tags and times, and similarities
+// within float32 rounding.
+func sameAsSQL(t *testing.T, cached, plain *postgres.Store, id scope.Identity, q store.Query) {
+	t.Helper()
+	want, err := plain.Search(t.Context(), id, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := cached.Search(t.Context(), id, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
+		t.Fatalf("cached %v, SQL %v", ids(got), ids(want))
+	}
+	for j := range got {
+		if math.Abs(got[j].Similarity-want[j].Similarity) > 1e-5 || got[j].Score != want[j].Score ||
+			got[j].Content != want[j].Content || !slices.Equal(got[j].Tags, want[j].Tags) || !got[j].CreatedAt.Equal(want[j].CreatedAt) {
+			t.Errorf("hit %d: cached %+v, SQL %+v", j, got[j], want[j])
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"testing"
 
@@ -195,24 +194,7 @@ func TestVectorCacheMatchesSQL(t *testing.T) {
 		if i%4 == 0 {
 			q.Scopes = alice.Visible()[:2]
 		}
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			want, err := plain.Search(t.Context(), alice, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := cached.Search(t.Context(), alice, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
-				t.Fatalf("cached %v, SQL %v", ids(got), ids(want))
-			}
-			for j := range got {
-				if math.Abs(got[j].Similarity-want[j].Similarity) > 1e-5 || got[j].Score != want[j].Score || got[j].Content != want[j].Content {
-					t.Errorf("hit %d: cached %+v, SQL %+v", j, got[j], want[j])
-				}
-			}
-		})
+		t.Run(fmt.Sprint(i), func(t *testing.T) { sameAsSQL(t, cached, plain, alice, q) })
 	}
 	if cached.VectorCacheBytes() == 0 {
 		t.Error("the vector cache holds nothing after the searches")
@@ -366,20 +348,7 @@ func TestVectorCacheFollowsOwnAdds(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := store.Query{Vector: storetest.RandomVector(7, dims), Text: "deploy note", Limit: 10}
-	same := func(t *testing.T) {
-		t.Helper()
-		want, err := plain.Search(t.Context(), alice, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.Search(t.Context(), alice, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
-			t.Fatalf("cached %v, SQL %v", ids(got), ids(want))
-		}
-	}
+	same := func(t *testing.T) { t.Helper(); sameAsSQL(t, s, plain, alice, q) }
 	same(t) // reads the list of per-scope indexes, in SQL
 	same(t) // loads the copies
 	loads := s.VectorCacheLoads()
@@ -472,17 +441,7 @@ func TestVectorCacheConcurrentAddsAndSearches(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	want, err := plain.Search(t.Context(), alice, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Search(t.Context(), alice, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
-		t.Fatalf("cached %v, SQL %v", ids(got), ids(want))
-	}
+	sameAsSQL(t, s, plain, alice, q)
 	if s.VectorCachePatches() == 0 {
 		t.Error("no add brought a copy up to date")
 	}
