@@ -53,6 +53,9 @@ type protector struct {
 	cfg   HTTPConfig
 	guard *guard
 	keys  *scope.APIKeyVerifier
+	// calls answers tools/call requests without the transport; nil
+	// sends every request to it.
+	calls *httpCalls
 
 	public       *url.URL // nil without PublicURL
 	origins      []string // allowed origins, lower case
@@ -276,12 +279,18 @@ func (p *protector) protect(next http.Handler) http.Handler {
 			tooMany(w, retry, "rate limit of "+which+" exceeded")
 			return
 		}
+		var (
+			body []byte
+			call toolCall
+		)
 		if r.Method == http.MethodPost {
-			body, ok := p.readBody(w, r)
-			if !ok {
+			var ok bool
+			if body, ok = p.readBody(w, r); !ok {
 				return
 			}
-			if method, ok := jsonRPCMethod(body); ok && !strings.HasPrefix(method, "notifications/") {
+			if json.Unmarshal(body, &call) != nil {
+				call = toolCall{} // not taken by p.calls either
+			} else if call.Method != "" && !strings.HasPrefix(call.Method, "notifications/") {
 				p.guard.countCall(id.Org)
 			}
 			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
@@ -290,6 +299,9 @@ func (p *protector) protect(next http.Handler) http.Handler {
 			id.Session = sid
 		}
 		ctx := store.WithSource(scope.WithIdentity(r.Context(), id), source)
+		if body != nil && p.calls != nil && p.calls.serve(ctx, w, r, &call, body) {
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -393,17 +405,6 @@ func (p *protector) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bo
 		return nil, false
 	}
 	return body, true
-}
-
-// jsonRPCMethod returns the method of a JSON-RPC message.
-func jsonRPCMethod(body []byte) (string, bool) {
-	var m struct {
-		Method string `json:"method"`
-	}
-	if json.Unmarshal(body, &m) != nil || m.Method == "" {
-		return "", false
-	}
-	return m.Method, true
 }
 
 // credentialInURL reports a query parameter that carries a credential:

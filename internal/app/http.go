@@ -58,6 +58,10 @@ type HTTPConfig struct {
 	// tools-call-error scenario calls (e2e/conformance.sh). Never set it
 	// in production.
 	ConformanceFixture bool
+	// TransportCalls sends tools/call requests through mcp-go's streamable
+	// HTTP transport too, instead of answering them directly (see
+	// httpCalls); the answers are the same.
+	TransportCalls bool
 	// FlushInterval is how often call counts and audit events are written
 	// to the store; default 1s. They are also written on Close.
 	FlushInterval time.Duration
@@ -140,8 +144,9 @@ func (a *App) HTTPHandler(hc HTTPConfig) http.Handler {
 	if hc.ConformanceFixture {
 		addConformanceFixture(mcpServer)
 	}
+	sessions := &optionalSessionIDs{}
 	mcpHandler := server.NewStreamableHTTPServer(mcpServer,
-		server.WithSessionIdManager(&optionalSessionIDs{}),
+		server.WithSessionIdManager(sessions),
 		server.WithDisableStreaming(true),
 		server.WithStreamableHTTPLogger(a.log),
 		// The Host check below does the same, and also admits the public
@@ -153,6 +158,9 @@ func (a *App) HTTPHandler(hc HTTPConfig) http.Handler {
 	// listener of its own.
 	a.closers = append(a.closers, func() { _ = mcpHandler.Shutdown(context.Background()) })
 	p := &protector{app: a, cfg: hc, guard: g, keys: keys}
+	if !hc.TransportCalls {
+		p.calls = newHTTPCalls(mcpServer, mcpHandler, sessions)
+	}
 	p.init()
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", withRequestID(p.protect(mcpHandler)))
