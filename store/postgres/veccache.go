@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -481,6 +482,9 @@ func worse(a, b vecHit) bool {
 func rankCached(snaps []*scopeVecs, vec []float32, dims int, tags []string, now time.Time, n int) []vecHit {
 	at := now.UnixNano()
 	top := make([]vecHit, 0, n+1) // a max-heap on worse: top[0] ranks last
+	// Once top is full, a row farther than top[0] cannot enter it: most
+	// rows are ruled out by this one comparison.
+	last := math.Inf(1)
 	for si, v := range snaps {
 	rows:
 		for i := range v.ids {
@@ -492,7 +496,14 @@ func rankCached(snaps []*scopeVecs, vec []float32, dims int, tags []string, now 
 					continue rows
 				}
 			}
-			top = offer(top, vecHit{snap: int32(si), row: int32(i), dist: 1 - store.Dot(vec, v.vec(i, dims)), created: v.created[i], id: v.ids[i]}, n)
+			dist := 1 - store.Dot(vec, v.vec(i, dims))
+			if dist > last {
+				continue
+			}
+			top = offer(top, vecHit{snap: int32(si), row: int32(i), dist: dist, created: v.created[i], id: v.ids[i]}, n)
+			if n > 0 && len(top) == n {
+				last = top[0].dist
+			}
 		}
 	}
 	sortHits(top)
