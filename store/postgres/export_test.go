@@ -19,6 +19,9 @@ func SearchSQL(dims, nScopes int, vector, text, merged, indexed bool) string {
 	return searchShape{dims: dims, scopes: nScopes, vector: vector, text: text, merged: merged, indexed: indexed}.sql()
 }
 
+// ListScopesSQL counts the live rows of scopes, for plan tests.
+const ListScopesSQL = listScopesSQL
+
 // SearchSettingsSQL sets a search's plan cache mode, for plan tests.
 const SearchSettingsSQL = searchSettingsSQL
 

@@ -485,6 +485,15 @@ func (s *Store) Delete(ctx context.Context, id scope.Identity, memoryID string) 
 	return nil
 }
 
+// listScopesSQL counts the live rows of scopes ($2, $3) of org $1 at $4.
+// Everything it and row-level security read is in memories_scope, so it
+// reads no row (see migration 00600).
+const listScopesSQL = `SELECT m.scope_kind, m.scope_id, count(*) FROM memories m
+	WHERE m.org_id = $1
+		AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+		AND (m.expires_at IS NULL OR m.expires_at > $4)
+	GROUP BY m.scope_kind, m.scope_id`
+
 // ListScopes returns the caller's visible scopes, narrowest first, with
 // counts of live memories. Errors: store.ErrUnavailable.
 func (s *Store) ListScopes(ctx context.Context, id scope.Identity) ([]store.ScopeInfo, error) {
@@ -494,25 +503,20 @@ func (s *Store) ListScopes(ctx context.Context, id scope.Identity) ([]store.Scop
 	visible := id.Visible()
 	kinds, sids := scopeArrays(visible)
 	counts := map[scope.Scope]int{}
-	err := s.inTx(ctx, settings{id: id}, true, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT m.scope_kind, m.scope_id, count(*) FROM memories m
-			WHERE m.org_id = $1
-				AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
-				AND (m.expires_at IS NULL OR m.expires_at > $4)
-			GROUP BY m.scope_kind, m.scope_id`, id.Org, kinds, sids, time.Now())
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var kind, sid string
-			var n int
-			if err := rows.Scan(&kind, &sid, &n); err != nil {
-				return err
+	// One round trip: BEGIN, the identity, the count and COMMIT.
+	err := s.readBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
+		b.Queue(listScopesSQL, id.Org, kinds, sids, time.Now()).Query(func(rows pgx.Rows) error {
+			defer rows.Close()
+			for rows.Next() {
+				var kind, sid string
+				var n int
+				if err := rows.Scan(&kind, &sid, &n); err != nil {
+					return err
+				}
+				counts[scope.Scope{Kind: scope.Kind(kind), ID: sid}] = n
 			}
-			counts[scope.Scope{Kind: scope.Kind(kind), ID: sid}] = n
-		}
-		return rows.Err()
+			return rows.Err()
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list scopes: %w", translate(err))
