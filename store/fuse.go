@@ -15,6 +15,12 @@ type Candidate struct {
 	Memory
 	Vector     []float32 // unit length; may be nil for text-only candidates
 	Similarity float64   // cosine similarity to the query vector
+	// Key, when not zero, names the candidate's row within one search:
+	// equal keys are the same memory, different keys different ones.
+	// When every candidate has one, Fuse matches the halves' candidates
+	// by key instead of hashing their ids (whose bytes are rarely in
+	// the CPU's cache).
+	Key uint64
 }
 
 // Fuse merges the two ranked halves of a hybrid search by reciprocal rank
@@ -33,19 +39,46 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 		c     Candidate
 		score float64
 	}
-	idx := make(map[string]int, len(byVector)+len(byText))
+	keyed := true
+	for _, list := range [][]Candidate{byVector, byText} {
+		for i := range list {
+			keyed = keyed && list[i].Key != 0
+		}
+	}
+	var (
+		byID  map[string]int
+		byKey map[uint64]int
+	)
+	if keyed {
+		byKey = make(map[uint64]int, len(byVector)+len(byText))
+	} else {
+		byID = make(map[string]int, len(byVector)+len(byText))
+	}
 	all := make([]acc, 0, len(byVector)+len(byText))
 	add := func(list []Candidate) {
 		for rank, c := range list {
 			s := 1 / float64(RRFK+rank+1)
-			if i, ok := idx[c.ID]; ok {
+			var (
+				i     int
+				found bool
+			)
+			if keyed {
+				i, found = byKey[c.Key]
+			} else {
+				i, found = byID[c.ID]
+			}
+			if found {
 				all[i].score += s
 				if all[i].c.Vector == nil && c.Vector != nil {
 					all[i].c.Vector, all[i].c.Similarity = c.Vector, c.Similarity
 				}
 				continue
 			}
-			idx[c.ID] = len(all)
+			if keyed {
+				byKey[c.Key] = len(all)
+			} else {
+				byID[c.ID] = len(all)
+			}
 			all = append(all, acc{c, s})
 		}
 	}

@@ -112,7 +112,8 @@ func unit(r *rand.Rand, base []float32, noise float64) []float32 {
 }
 
 // TestFuseMatchesReference runs both Fuse implementations on random
-// candidate lists full of cross-scope copies and near-copies.
+// candidate lists full of cross-scope copies and near-copies, with and
+// without row keys.
 func TestFuseMatchesReference(t *testing.T) {
 	scopes := []scope.Scope{{Kind: scope.KindSession, ID: "u/s"}, {Kind: scope.KindAgent, ID: "u/a"}, {Kind: scope.KindUser, ID: "u"},
 		{Kind: scope.KindTeam, ID: "t1"}, {Kind: scope.KindTeam, ID: "t2"}, {Kind: scope.KindOrg}}
@@ -130,6 +131,11 @@ func TestFuseMatchesReference(t *testing.T) {
 				ID: fmt.Sprintf("m%d", i), Scope: scopes[r.IntN(len(scopes))], Content: texts[r.IntN(len(texts))] + strings.Repeat(" x", r.IntN(2)),
 				CreatedAt: time.Unix(int64(r.IntN(5)), 0),
 			}}
+			// A third of the iterations name rows by Key, a third name all
+			// but the first (Fuse then matches by ID).
+			if iter%3 == 1 || (iter%3 == 2 && i > 0) {
+				c.Key = uint64(i + 1)
+			}
 			if r.IntN(4) > 0 {
 				c.Vector = unit(r, bases[r.IntN(len(bases))], []float64{0, 0.05, 0.2, 1}[r.IntN(4)])
 				c.Similarity = r.Float64()

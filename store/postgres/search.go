@@ -666,6 +666,9 @@ func scanMemories(rows pgx.Rows, read map[string]store.Memory) error {
 // the limit winners are read; otherwise every candidate is. stale is the
 // scopes' versions when some copy is older (search again with them), ok
 // false when the cache cannot answer (search in SQL).
+// fuseKey names row of the search's copy snap for store.Fuse: never zero.
+func fuseKey(snap, row int32) uint64 { return uint64(snap+1)<<32 | uint64(uint32(row)) }
+
 func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.Query, sh searchShape, scopes []scope.Scope, kinds, sids []string,
 	snaps []*scopeVecs, vec []float32, lexemes []string, limit, n int, now time.Time) (_ []store.Hit, stale map[scope.Scope]int64, ok bool, _ error) {
 	// sims holds the similarity of the vector half's hits (1 - dist): a
@@ -689,6 +692,7 @@ func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.
 				Memory:     store.Memory{ID: v.ids[h.row], Org: id.Org, Scope: scopes[h.snap], CreatedAt: time.Unix(0, v.created[h.row])},
 				Vector:     rv,
 				Similarity: sim,
+				Key:        fuseKey(h.snap, h.row),
 			}
 		}
 		return out

@@ -227,7 +227,7 @@ func (t *topK) sorted(vec []float32, vectorHalf bool) []store.Candidate {
 			if e.rids[h.slot] != h.rid {
 				continue
 			}
-			c := store.Candidate{Memory: e.mems[h.slot]}
+			c := store.Candidate{Memory: e.mems[h.slot], Key: uint64(h.rid)}
 			// Without a query vector, hits carry no vector, so that only
 			// identical content collapses across scopes.
 			if v := e.vecs[h.slot]; vec != nil && len(v) == len(vec) {
