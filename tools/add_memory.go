@@ -36,8 +36,7 @@ var addMemoryTool = mcp.NewTool("add_memory",
 		"It goes to your default scope unless scope names another one you may write (see list_scopes). "+
 		"If the same or nearly the same memory is already in that scope, nothing new is stored and the existing one is returned with duplicate=true. "+
 		"Store facts, not chit-chat; one idea per memory."),
-	mcp.WithInputSchema[AddMemoryInput](),
-	mcp.WithOutputSchema[AddMemoryOutput](),
+	schemas("add_memory"),
 	mcp.WithReadOnlyHintAnnotation(false),
 	mcp.WithDestructiveHintAnnotation(false),
 	mcp.WithIdempotentHintAnnotation(true),

@@ -27,8 +27,7 @@ var purgeTool = mcp.NewTool("purge",
 	mcp.WithDescription("Permanently delete every memory in one scope. This cannot be undone. "+
 		"Only use it when the user explicitly asks to forget everything in a scope; to forget one memory use delete_memory. "+
 		"confirm must repeat scope exactly. Returns how many memories were deleted per scope."),
-	mcp.WithInputSchema[PurgeInput](),
-	mcp.WithOutputSchema[PurgeOutput](),
+	schemas("purge"),
 	mcp.WithReadOnlyHintAnnotation(false),
 	mcp.WithDestructiveHintAnnotation(true),
 	mcp.WithIdempotentHintAnnotation(true),

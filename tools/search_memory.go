@@ -44,8 +44,7 @@ var searchMemoryTool = mcp.NewTool("search_memory",
 	mcp.WithDescription("Search your memories by meaning and by words (hybrid search) across every scope you can see: "+
 		"this session, this agent, you, your teams and your organization. Each result names its scope, score, creation time and tags. "+
 		"Call it before answering questions that may depend on earlier conversations, preferences or decisions."),
-	mcp.WithInputSchema[SearchMemoryInput](),
-	mcp.WithOutputSchema[SearchMemoryOutput](),
+	schemas("search_memory"),
 	mcp.WithReadOnlyHintAnnotation(true),
 	mcp.WithDestructiveHintAnnotation(false),
 	mcp.WithIdempotentHintAnnotation(true),
