@@ -37,12 +37,19 @@ func newApp(t *testing.T, mod func(*app.Config)) *app.App {
 // httpServer serves a over httptest with HS256 tokens signed by testSecret.
 func httpServer(t *testing.T, a *app.App) *httptest.Server {
 	t.Helper()
+	return httpServerWith(t, a, app.HTTPConfig{})
+}
+
+// httpServerWith is httpServer with hc, whose Verifier it sets.
+func httpServerWith(t *testing.T, a *app.App, hc app.HTTPConfig) *httptest.Server {
+	t.Helper()
 	v, err := scope.NewJWTVerifier(t.Context(), scope.JWTConfig{Secret: testSecret, Issuer: "test-issuer", Audience: "scopemem-test"})
 	if err != nil {
 		t.Fatalf("NewJWTVerifier: %v", err)
 	}
 	t.Cleanup(v.Close)
-	ts := httptest.NewServer(a.HTTPHandler(app.HTTPConfig{Verifier: v.Verify}))
+	hc.Verifier = v.Verify
+	ts := httptest.NewServer(a.HTTPHandler(hc))
 	t.Cleanup(ts.Close)
 	return ts
 }

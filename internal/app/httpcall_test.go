@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/scopemem/scopemem/internal/app"
-	"github.com/scopemem/scopemem/scope"
 )
 
 // TestHTTPToolCallsMatchTransport sends the same requests to a server
@@ -22,15 +20,8 @@ import (
 // to the transport.
 func TestHTTPToolCallsMatchTransport(t *testing.T) {
 	a := newApp(t, nil)
-	v, err := scope.NewJWTVerifier(t.Context(), scope.JWTConfig{Secret: testSecret, Issuer: "test-issuer", Audience: "scopemem-test"})
-	if err != nil {
-		t.Fatalf("NewJWTVerifier: %v", err)
-	}
-	t.Cleanup(v.Close)
-	direct := httptest.NewServer(a.HTTPHandler(app.HTTPConfig{Verifier: v.Verify}))
-	t.Cleanup(direct.Close)
-	viaTransport := httptest.NewServer(a.HTTPHandler(app.HTTPConfig{Verifier: v.Verify, TransportCalls: true}))
-	t.Cleanup(viaTransport.Close)
+	direct := httpServer(t, a)
+	viaTransport := httpServerWith(t, a, app.HTTPConfig{TransportCalls: true})
 
 	tok := token(t, "acme", "alice", nil, allPerms...)
 	seed := connect(t, direct.URL, tok)
