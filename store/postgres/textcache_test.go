@@ -116,11 +116,7 @@ func TestCacheLexemes(t *testing.T) {
 // without a vector (its text half runs in SQL).
 func TestTextCacheMatchesSQL(t *testing.T) {
 	const dims = storetest.Dims
-	cached, d := pgtest.NewStore(t)
-	if err := cached.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
-		t.Fatal(err)
-	}
-	plain := openStore(t, d, postgres.Config{VectorCacheBytes: -1})
+	cached, plain, d := cachedAndPlain(t)
 	alice := storetest.Member("acme", "alice", "api")
 	words := []string{"deploy", "billing", "oauth", "latency", "coffee", "café", "schema", "release"}
 	r := rand.New(rand.NewPCG(3, 9))

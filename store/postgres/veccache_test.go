@@ -27,6 +27,18 @@ func TestContractWithoutVectorCache(t *testing.T) {
 	})
 }
 
+// cachedAndPlain opens a store with the vector cache (the default), with
+// the embedder recorded, and another on the same database without the
+// cache: every search of plain ranks in SQL.
+func cachedAndPlain(t *testing.T) (cached, plain *postgres.Store, d *pgtest.Database) {
+	t.Helper()
+	cached, d = pgtest.NewStore(t)
+	if err := cached.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
+		t.Fatal(err)
+	}
+	return cached, openStore(t, d, postgres.Config{VectorCacheBytes: -1}), d
+}
+
 // openStore opens another store on d as the runtime role with cfg.
 func openStore(t *testing.T, d *pgtest.Database, cfg postgres.Config) *postgres.Store {
 	t.Helper()
@@ -164,11 +176,7 @@ func TestVectorCacheFollowsOtherWriters(t *testing.T) {
 // for vector and hybrid queries, with tags, over several scopes.
 func TestVectorCacheMatchesSQL(t *testing.T) {
 	const dims = storetest.Dims
-	cached, d := pgtest.NewStore(t)
-	if err := cached.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
-		t.Fatal(err)
-	}
-	plain := openStore(t, d, postgres.Config{VectorCacheBytes: -1})
+	cached, plain, _ := cachedAndPlain(t)
 	alice := storetest.Member("acme", "alice", "api")
 	words := []string{"deploy", "billing", "oauth", "latency", "coffee"}
 	for _, sc := range alice.Visible() {
@@ -328,11 +336,7 @@ func TestVectorCacheOneLoadForConcurrentSearches(t *testing.T) {
 // wrote in between the copy is reloaded instead.
 func TestVectorCacheFollowsOwnAdds(t *testing.T) {
 	const dims = storetest.Dims
-	s, d := pgtest.NewStore(t)
-	if err := s.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
-		t.Fatal(err)
-	}
-	plain := openStore(t, d, postgres.Config{VectorCacheBytes: -1})
+	s, plain, _ := cachedAndPlain(t)
 	alice := storetest.Member("acme", "alice")
 	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
 	memory := func(i int) store.NewMemory {
@@ -401,11 +405,7 @@ func TestVectorCacheFollowsOwnAdds(t *testing.T) {
 // as SQL does.
 func TestVectorCacheConcurrentAddsAndSearches(t *testing.T) {
 	const dims = storetest.Dims
-	s, d := pgtest.NewStore(t)
-	if err := s.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
-		t.Fatal(err)
-	}
-	plain := openStore(t, d, postgres.Config{VectorCacheBytes: -1})
+	s, plain, _ := cachedAndPlain(t)
 	alice := storetest.Member("acme", "alice")
 	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
 	q := store.Query{Vector: storetest.RandomVector(3, dims), Text: "deploy", Limit: 10}
