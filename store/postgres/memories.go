@@ -494,6 +494,23 @@ const listScopesSQL = `SELECT m.scope_kind, m.scope_id, count(*) FROM memories m
 		AND (m.expires_at IS NULL OR m.expires_at > $4)
 	GROUP BY m.scope_kind, m.scope_id`
 
+// scanScopeCounts reads rows of (scope_kind, scope_id, count), giving
+// each to add, and closes rows.
+func scanScopeCounts(rows pgx.Rows, add func(scope.Scope, int)) error {
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			kind, sid string
+			n         int
+		)
+		if err := rows.Scan(&kind, &sid, &n); err != nil {
+			return err
+		}
+		add(scope.Scope{Kind: scope.Kind(kind), ID: sid}, n)
+	}
+	return rows.Err()
+}
+
 // ListScopes returns the caller's visible scopes, narrowest first, with
 // counts of live memories. Errors: store.ErrUnavailable.
 func (s *Store) ListScopes(ctx context.Context, id scope.Identity) ([]store.ScopeInfo, error) {
@@ -506,16 +523,7 @@ func (s *Store) ListScopes(ctx context.Context, id scope.Identity) ([]store.Scop
 	// One round trip: BEGIN, the identity, the count and COMMIT.
 	err := s.readBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
 		b.Queue(listScopesSQL, id.Org, kinds, sids, time.Now()).Query(func(rows pgx.Rows) error {
-			defer rows.Close()
-			for rows.Next() {
-				var kind, sid string
-				var n int
-				if err := rows.Scan(&kind, &sid, &n); err != nil {
-					return err
-				}
-				counts[scope.Scope{Kind: scope.Kind(kind), ID: sid}] = n
-			}
-			return rows.Err()
+			return scanScopeCounts(rows, func(sc scope.Scope, n int) { counts[sc] = n })
 		})
 	})
 	if err != nil {
@@ -589,16 +597,7 @@ func (s *Store) Purge(ctx context.Context, id scope.Identity, t scope.Target) (s
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var kind, sid string
-			var c int
-			if err := rows.Scan(&kind, &sid, &c); err != nil {
-				return err
-			}
-			counts[scope.Scope{Kind: scope.Kind(kind), ID: sid}.Qualified()] = c
-		}
-		if err := rows.Err(); err != nil {
+		if err := scanScopeCounts(rows, func(sc scope.Scope, n int) { counts[sc.Qualified()] = n }); err != nil {
 			return err
 		}
 		if len(counts) == 0 || counts.Total() == 0 {
