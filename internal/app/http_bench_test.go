@@ -53,15 +53,25 @@ func BenchmarkHTTPCall(b *testing.B) {
 			for i := range 20 {
 				benchPost(b, h, tok, mcpCall("add_memory", map[string]any{"content": fmt.Sprintf("benchmark fact number %d about the deployment", i)}))
 			}
-			for _, tc := range []struct{ name, body string }{
-				{"search_memory", mcpCall("search_memory", map[string]any{"query": "deployment fact", "limit": 10})},
-				{"list_scopes", mcpCall("list_scopes", nil)},
-				{"tools_list", `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`},
+			same := func(body string) func(int) string { return func(int) string { return body } }
+			for _, tc := range []struct {
+				name string
+				body func(i int) string
+			}{
+				{"search_memory", same(mcpCall("search_memory", map[string]any{"query": "deployment fact", "limit": 10}))},
+				{"list_scopes", same(mcpCall("list_scopes", nil))},
+				{"tools_list", same(`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`)},
+				// Each add stores a new memory (the scope grows by b.N).
+				{"add_memory", func(i int) string {
+					return mcpCall("add_memory", map[string]any{"content": fmt.Sprintf("added fact %d: the rollout of service %d went fine", i, i*7919)})
+				}},
 			} {
 				b.Run(tc.name, func(b *testing.B) {
 					b.ReportAllocs()
+					i := 0
 					for b.Loop() {
-						benchPost(b, h, tok, tc.body)
+						benchPost(b, h, tok, tc.body(i))
+						i++
 					}
 				})
 			}

@@ -205,6 +205,32 @@ func BenchmarkAddBatch(b *testing.B) {
 	b.ReportMetric(float64(n*1000)/b.Elapsed().Seconds(), "memories/s")
 }
 
+// BenchmarkAddOne adds one memory per call to a scope of 1,000 whose
+// copy the vector cache holds (as under a mixed load, where searches
+// keep it loaded and every add patches it): the duplicate check reads
+// the copy, so the database's share is the statements and their round
+// trips.
+func BenchmarkAddOne(b *testing.B) {
+	s, _ := benchStore(b, postgres.Config{})
+	c := newCorpus(1, 300)
+	id := member("acme")
+	addAll(b, s, id, c.orgMemories("acme", 1000, 1000, 7), 500)
+	ctx := context.Background()
+	more := c.orgMemories("acme", 1000, 20000, 8)
+	if _, err := s.Search(ctx, id, store.Query{Vector: more[0].Vector, Limit: 10}); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		m := more[i%len(more)]
+		m.Content = fmt.Sprintf("%s (added %d)", m.Content, i)
+		if _, err := s.Add(ctx, id, []store.NewMemory{m}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
 // scaleEnv runs TestScale when set: its value is the total number of
 // memories to load (at least 200,000), or anything else (e.g. 1) for
 // the full 1,000,000.

@@ -183,66 +183,87 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 	slices.Sort(keys) // one order for every caller: no deadlocks
 
 	out := make([]store.Added, n)
-	var added addedRows
-	err = s.inTx(ctx, settings{id: id}, false, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS sorted`, keys); err != nil {
-			return err
-		}
-		now := time.Now()
-		// Duplicates already stored: same normalized content, or a vector
-		// at least DuplicateSimilarity close, in the same scope, live.
-		found, _, err := s.findDuplicates(ctx, tx, id.Org, ms, hashes, vecs, dims, now)
-		if err != nil {
-			return err
-		}
-
-		// Within the batch, a memory duplicates an earlier new one of its
-		// scope the same way.
-		var ins []int
-		firstOf := make([]int, n)
-		for i := range ms {
-			firstOf[i] = -1
-			if found[i] != nil {
-				out[i] = store.Added{Memory: *found[i], Duplicate: true}
-				continue
-			}
-			for _, j := range ins {
-				if ms[j].Scope == ms[i].Scope && (string(hashes[j]) == string(hashes[i]) ||
-					store.NearDuplicate(vecs[j].Slice(), vecs[i].Slice())) {
-					firstOf[i] = j
-					break
-				}
-			}
-			if firstOf[i] < 0 {
-				ins = append(ins, i)
-			}
-		}
-		if len(ins) > 0 {
-			var err error
-			if added, err = s.insert(ctx, tx, id, ms, ins, hashes, vecs, metas, now, out); err != nil {
-				return err
-			}
-		}
-		for i, j := range firstOf {
-			if j >= 0 {
-				out[i] = store.Added{Memory: out[j].Memory, Duplicate: true}
-			}
-		}
-		return nil
-	})
+	added, err := s.addInTx(ctx, id, ms, keys, hashes, vecs, metas, dims, out)
 	if err != nil {
 		return nil, fmt.Errorf("add memories: %w", translate(err))
 	}
-	s.patchCopies(id.Org, dims, added)
+	s.patchCopies(id.Org, dims, *added)
 	return out, nil
 }
 
-// insert stores ms[i] for i in ins with one INSERT ... SELECT FROM unnest
-// (COPY is refused under row-level security) and records one audit row per
-// scope. It returns the rows as the vector cache holds them, and the
+// addInTx stores ms in two round trips: BEGIN, the identity, the
+// scopes' advisory locks and the duplicate checks; then the insert of
+// what is new and COMMIT (a duplicate found in the vector cache costs
+// one more, for its content). It fills out and returns the inserted
+// rows for the vector cache.
+func (s *Store) addInTx(ctx context.Context, id scope.Identity, ms []store.NewMemory, keys []int64,
+	hashes [][]byte, vecs []pgvector.Vector, metas []*string, dims int, out []store.Added) (*addedRows, error) {
+	t, err := s.beginBatch(ctx, `BEGIN`, settings{id: id})
+	if err != nil {
+		return nil, err
+	}
+	defer t.release(ctx)
+	now := time.Now()
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS sorted`, keys)
+	// Duplicates already stored: same normalized content, or a vector at
+	// least DuplicateSimilarity close, in the same scope, live. The
+	// checks run after the locks, in the same round trip.
+	dup := s.queueDuplicates(b, id.Org, ms, hashes, vecs, dims, now)
+	if err := t.send(ctx, b, false); err != nil {
+		return nil, err
+	}
+	found, err := dup.finish(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+
+	// Within the batch, a memory duplicates an earlier new one of its
+	// scope the same way.
+	var ins []int
+	firstOf := make([]int, len(ms))
+	for i := range ms {
+		firstOf[i] = -1
+		if found[i] != nil {
+			out[i] = store.Added{Memory: *found[i], Duplicate: true}
+			continue
+		}
+		for _, j := range ins {
+			if ms[j].Scope == ms[i].Scope && (string(hashes[j]) == string(hashes[i]) ||
+				store.NearDuplicate(vecs[j].Slice(), vecs[i].Slice())) {
+				firstOf[i] = j
+				break
+			}
+		}
+		if firstOf[i] < 0 {
+			ins = append(ins, i)
+		}
+	}
+	b = &pgx.Batch{}
+	added := &addedRows{}
+	if len(ins) > 0 {
+		if added, err = s.queueInsert(ctx, b, id, ms, ins, hashes, vecs, metas, now, out); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.send(ctx, b, true); err != nil {
+		return nil, err
+	}
+	for i, j := range firstOf {
+		if j >= 0 {
+			out[i] = store.Added{Memory: out[j].Memory, Duplicate: true}
+		}
+	}
+	return added, nil
+}
+
+// queueInsert queues into b the insert of ms[i] for i in ins, one INSERT
+// ... SELECT FROM unnest (COPY is refused under row-level security), with
+// one audit row per scope. Once b has run, out holds the new memories and
+// the returned rows are them as the vector cache holds them, with the
 // scopes' versions after the insert.
-func (s *Store) insert(ctx context.Context, tx pgx.Tx, id scope.Identity, ms []store.NewMemory, ins []int,
-	hashes [][]byte, vecs []pgvector.Vector, metas []*string, now time.Time, out []store.Added) (addedRows, error) {
+func (s *Store) queueInsert(ctx context.Context, b *pgx.Batch, id scope.Identity, ms []store.NewMemory, ins []int,
+	hashes [][]byte, vecs []pgvector.Vector, metas []*string, now time.Time, out []store.Added) (*addedRows, error) {
 	k := len(ins)
 	var (
 		ids      = make([]string, k)
@@ -259,7 +280,7 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, id scope.Identity, ms []s
 	for j, i := range ins {
 		u, err := uuid.NewV7()
 		if err != nil {
-			return addedRows{}, err
+			return nil, err
 		}
 		ids[j] = u.String()
 		pos[ids[j]] = i
@@ -268,8 +289,7 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, id scope.Identity, ms []s
 		tags[j] = textArrayLiteral(m.Tags)
 		mts[j], exps[j], vs[j] = metas[i], m.ExpiresAt, vecs[i]
 	}
-	added := addedRows{versions: map[scope.Scope]int64{}}
-	b := &pgx.Batch{}
+	added := &addedRows{versions: map[scope.Scope]int64{}}
 	b.Queue(`
 		WITH ins AS (
 			INSERT INTO memories AS m (org_id, id, scope_kind, scope_id, content, content_hash, tags, metadata,
@@ -303,9 +323,6 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, id scope.Identity, ms []s
 		return rows.Err()
 	})
 	queueVersions(b, id.Org, kinds, sids, added.versions)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return addedRows{}, err
-	}
 	return added, nil
 }
 

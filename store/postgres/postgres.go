@@ -293,25 +293,79 @@ const beginSnapshot = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`
 
 // readBatchWith is readBatch with the transaction started by begin.
 func (s *Store) readBatchWith(ctx context.Context, begin string, st settings, queue func(*pgx.Batch)) error {
-	conn, err := s.pool.Acquire(ctx)
+	t, err := s.beginBatch(ctx, begin, st)
 	if err != nil {
 		return err
 	}
-	defer conn.Release()
+	defer t.release(ctx)
+	b := &pgx.Batch{}
+	queue(b)
+	return t.send(ctx, b, true)
+}
+
+// batchTx is a transaction whose statements go to the server in as few
+// round trips as their dependencies allow: BEGIN and the identity
+// settings travel with the first batch sent, COMMIT with the last
+// (pgx.Tx spends a round trip on each). The settings are local to the
+// transaction exactly as in inTx.
+type batchTx struct {
+	conn  *pgxpool.Conn
+	first *pgx.Batch // BEGIN and the settings until the first send
+}
+
+// querier runs one statement: a pgx.Tx or a batchTx.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+var _ querier = (*batchTx)(nil)
+
+// beginBatch takes a connection for a transaction started by begin, as
+// st. Nothing is sent until send; release must follow.
+func (s *Store) beginBatch(ctx context.Context, begin string, st settings) (*batchTx, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
 	b := &pgx.Batch{}
 	b.Queue(begin)
 	b.Queue(setIdentitySQL, s.identityArgs(st)...)
-	queue(b)
-	b.Queue(`COMMIT`)
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		if conn.Conn().PgConn().TxStatus() != 'I' {
-			if _, rbErr := conn.Exec(context.WithoutCancel(ctx), `ROLLBACK`); rbErr != nil {
-				conn.Conn().Close(context.WithoutCancel(ctx))
-			}
-		}
-		return err
+	return &batchTx{conn: conn, first: b}, nil
+}
+
+// send runs b's statements (after BEGIN and the settings, the first
+// time) and then, with commit, COMMIT, in one round trip. When a
+// statement fails, the server skips the rest, COMMIT included, and
+// release rolls the transaction back.
+func (t *batchTx) send(ctx context.Context, b *pgx.Batch, commit bool) error {
+	if t.first != nil {
+		t.first.QueuedQueries = append(t.first.QueuedQueries, b.QueuedQueries...)
+		b, t.first = t.first, nil
 	}
-	return nil
+	if commit {
+		b.Queue(`COMMIT`)
+	}
+	return t.conn.SendBatch(ctx, b).Close()
+}
+
+// Query runs one statement in the transaction, after a first send.
+func (t *batchTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if t.first != nil {
+		return nil, errors.New("batchTx: Query before the transaction began")
+	}
+	return t.conn.Query(ctx, sql, args...)
+}
+
+// release rolls back a transaction that did not commit and returns the
+// connection to the pool (a connection that cannot be rolled back is
+// closed, not reused).
+func (t *batchTx) release(ctx context.Context) {
+	if t.conn.Conn().PgConn().TxStatus() != 'I' {
+		if _, err := t.conn.Exec(context.WithoutCancel(ctx), `ROLLBACK`); err != nil {
+			t.conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}
+	t.conn.Release()
 }
 
 // identityArgs are the arguments of setIdentitySQL for st.

@@ -69,41 +69,50 @@ func dupVectorSQL(dims int) string {
 			WHERE v.org_id = $1 AND v.scope_kind = $2 AND v.scope_id = $3), 0)`
 }
 
-// findDuplicates returns, for each new memory, the live memory of its
-// scope that it duplicates (same normalized content first, else the
-// nearest vector at least store.DuplicateSimilarity close), or nil, and
-// the versions of the scopes as the checks saw them. It sends two
-// statements per scope of the batch, in one round trip. A scope whose
-// copy in the vector cache is at the scope's version answers the vector
-// check from the copy (the statement, given the copy's version, then
-// reads nothing); a duplicate found there costs one more round trip, for
-// its content.
-func (s *Store) findDuplicates(ctx context.Context, tx pgx.Tx, org string, ms []store.NewMemory,
-	hashes [][]byte, vecs []pgvector.Vector, dims int, now time.Time) ([]*store.Memory, map[scope.Scope]int64, error) {
-	type group struct {
-		scope  scope.Scope
-		idx    []int // positions in ms
-		hashes [][]byte
-		vecs   []pgvector.Vector
-		copy   *scopeVecs // a copy of the scope's rows, or nil
-		near   []string   // per vector, the copy's duplicate of it, or ""
-	}
-	var groups []*group
-	byScope := map[scope.Scope]*group{}
+// dupCheck is the duplicate check of one Add: queueDuplicates queues
+// its statements into the batch that takes the scopes' locks, and finish
+// reads what they found once that batch has run.
+type dupCheck struct {
+	org      string
+	groups   []*dupGroup
+	byHash   []*store.Memory
+	byVec    []*store.Memory
+	versions map[scope.Scope]int64
+}
+
+// dupGroup is the new memories of one scope.
+type dupGroup struct {
+	scope  scope.Scope
+	idx    []int // positions in ms
+	hashes [][]byte
+	vecs   []pgvector.Vector
+	copy   *scopeVecs // a copy of the scope's rows, or nil
+	near   []string   // per vector, the copy's duplicate of it, or ""
+}
+
+// queueDuplicates queues into b the check of which live memory of its
+// scope each new memory duplicates (same normalized content first, else
+// the nearest vector at least store.DuplicateSimilarity close): two
+// statements per scope of ms, and the scopes' versions as the checks see
+// them. A scope whose copy in the vector cache is at the scope's version
+// answers the vector check from the copy (the statement, given the
+// copy's version, then reads nothing).
+func (s *Store) queueDuplicates(b *pgx.Batch, org string, ms []store.NewMemory,
+	hashes [][]byte, vecs []pgvector.Vector, dims int, now time.Time) *dupCheck {
+	d := &dupCheck{org: org, byHash: make([]*store.Memory, len(ms)), byVec: make([]*store.Memory, len(ms))}
+	byScope := map[scope.Scope]*dupGroup{}
 	for i, m := range ms {
 		g := byScope[m.Scope]
 		if g == nil {
-			g = &group{scope: m.Scope}
+			g = &dupGroup{scope: m.Scope}
 			byScope[m.Scope] = g
-			groups = append(groups, g)
+			d.groups = append(d.groups, g)
 		}
 		g.idx = append(g.idx, i)
 		g.hashes = append(g.hashes, hashes[i])
 		g.vecs = append(g.vecs, vecs[i])
 	}
-	byHash := make([]*store.Memory, len(ms))
-	byVec := make([]*store.Memory, len(ms))
-	collect := func(g *group, into []*store.Memory) func(pgx.Rows) error {
+	collect := func(g *dupGroup, into []*store.Memory) func(pgx.Rows) error {
 		return func(rows pgx.Rows) error {
 			for rows.Next() {
 				var ord int
@@ -120,9 +129,8 @@ func (s *Store) findDuplicates(ctx context.Context, tx pgx.Tx, org string, ms []
 		}
 	}
 	vecSQL := dupVectorSQL(dims)
-	b := &pgx.Batch{}
-	scopes := make([]scope.Scope, len(groups))
-	for i, g := range groups {
+	scopes := make([]scope.Scope, len(d.groups))
+	for i, g := range d.groups {
 		scopes[i] = g.scope
 		copyVersion := int64(-1)
 		if s.vecs != nil {
@@ -132,19 +140,23 @@ func (s *Store) findDuplicates(ctx context.Context, tx pgx.Tx, org string, ms []
 			}
 		}
 		kind, sid := string(g.scope.Kind), g.scope.ID
-		b.Queue(dupHashSQL, org, kind, sid, now, g.hashes).Query(collect(g, byHash))
-		b.Queue(vecSQL, org, kind, sid, now, g.vecs, 1-store.DuplicateSimilarity, copyVersion).Query(collect(g, byVec))
+		b.Queue(dupHashSQL, org, kind, sid, now, g.hashes).Query(collect(g, d.byHash))
+		b.Queue(vecSQL, org, kind, sid, now, g.vecs, 1-store.DuplicateSimilarity, copyVersion).Query(collect(g, d.byVec))
 	}
 	kinds, sids := scopeArrays(scopes)
-	versions := make(map[scope.Scope]int64, len(groups))
-	queueVersions(b, org, kinds, sids, versions)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, nil, err
-	}
+	d.versions = make(map[scope.Scope]int64, len(d.groups))
+	queueVersions(b, org, kinds, sids, d.versions)
+	return d
+}
+
+// finish returns, once the statements queueDuplicates queued have run,
+// each new memory's duplicate or nil. A duplicate the vector cache found
+// costs one more round trip on q, for its content.
+func (d *dupCheck) finish(ctx context.Context, q querier) ([]*store.Memory, error) {
 	// The copies that were current answered the vector check.
 	var fromCopy []string
-	for _, g := range groups {
-		if g.copy == nil || g.copy.version != versions[g.scope] {
+	for _, g := range d.groups {
+		if g.copy == nil || g.copy.version != d.versions[g.scope] {
 			continue
 		}
 		for _, id := range g.near {
@@ -155,32 +167,32 @@ func (s *Store) findDuplicates(ctx context.Context, tx pgx.Tx, org string, ms []
 	}
 	if len(fromCopy) > 0 {
 		read := map[string]store.Memory{}
-		rows, err := tx.Query(ctx, fetchSQL, org, fromCopy)
+		rows, err := q.Query(ctx, fetchSQL, d.org, fromCopy)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err := scanMemories(rows, read); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		for _, g := range groups {
-			if g.copy == nil || g.copy.version != versions[g.scope] {
+		for _, g := range d.groups {
+			if g.copy == nil || g.copy.version != d.versions[g.scope] {
 				continue
 			}
 			for j, id := range g.near {
 				if m, ok := read[id]; ok && m.Scope == g.scope {
-					byVec[g.idx[j]] = &m
+					d.byVec[g.idx[j]] = &m
 				} else if id != "" {
-					return nil, nil, fmt.Errorf("duplicate check: memory %s of the current copy of %s is not in the database", id, g.scope.Qualified())
+					return nil, fmt.Errorf("duplicate check: memory %s of the current copy of %s is not in the database", id, g.scope.Qualified())
 				}
 			}
 		}
 	}
-	for i := range byHash {
-		if byHash[i] == nil {
-			byHash[i] = byVec[i]
+	for i := range d.byHash {
+		if d.byHash[i] == nil {
+			d.byHash[i] = d.byVec[i]
 		}
 	}
-	return byHash, versions, nil
+	return d.byHash, nil
 }
 
 // nearestInCopy returns, for each of vecs, the id of the live row of v
