@@ -182,6 +182,23 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 	}
 	slices.Sort(keys) // one order for every caller: no deadlocks
 
+	if s.vecs != nil {
+		// The duplicate check compares new vectors with the scopes'
+		// copies in the vector cache when they are current (else every
+		// vector of the scope in SQL): load the missing ones as a search
+		// would, so that adds to a scope no search has read yet do not
+		// scan it each time. A copy is every row the identity's scope
+		// holds (the select policy asks no more than the insert policy).
+		// Should loading fail, the check runs in SQL.
+		var scs []scope.Scope
+		for _, m := range ms {
+			if !slices.Contains(scs, m.Scope) {
+				scs = append(scs, m.Scope)
+			}
+		}
+		_, _, _ = s.snapshots(ctx, id, scs, dims, nil)
+	}
+
 	out := make([]store.Added, n)
 	added, err := s.addInTx(ctx, id, ms, keys, hashes, vecs, metas, dims, out)
 	if err != nil {

@@ -107,7 +107,8 @@ func (c *turnCounter) count(t *testing.T, f func() error) int64 {
 // cache's copies loaded (two runs before the one counted): an add is
 // two (BEGIN, identity, locks and duplicate checks; insert and COMMIT),
 // whether it stores, finds a stored duplicate or finds one in the vector
-// cache (which then reads its content: three); a search and list_scopes
+// cache (which then reads its content: three), and once the scope's copy
+// is cached whether or not a search loaded it; a search and list_scopes
 // are one.
 func TestRoundTrips(t *testing.T) {
 	first, d := pgtest.NewStore(t)
@@ -156,6 +157,9 @@ func TestRoundTrips(t *testing.T) {
 		}, 2},
 		{"add a stored duplicate", func(run int) error {
 			return add(plain, storetest.New(user, "new memory 0"))
+		}, 2},
+		{"add new, vector cache, no search", func(run int) error {
+			return add(withCache, storetest.New(team, fmt.Sprintf("cached team note %d", run)))
 		}, 2},
 		{"add new, vector cache", func(run int) error {
 			if err := search(withCache, run); err != nil { // the copy is current
