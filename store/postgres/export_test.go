@@ -74,3 +74,7 @@ func (s *Store) VectorCacheLoads() int64 { return s.vecs.loads.Load() }
 // VectorCachePatches is how many copies the store's adds brought up to
 // date.
 func (s *Store) VectorCachePatches() int64 { return s.vecs.patches.Load() }
+
+// VectorCacheChecks is how many scopes' duplicate checks the store's
+// copies answered (the SQL statement reading nothing).
+func (s *Store) VectorCacheChecks() int64 { return s.vecs.checked.Load() }

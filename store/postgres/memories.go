@@ -183,6 +183,8 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 	slices.Sort(keys) // one order for every caller: no deadlocks
 
 	if s.vecs != nil {
+		unlock := s.vecs.lockAdds(keys)
+		defer unlock()
 		// The duplicate check compares new vectors with the scopes'
 		// copies in the vector cache when they are current (else every
 		// vector of the scope in SQL): load the missing ones as a search

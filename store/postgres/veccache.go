@@ -97,6 +97,54 @@ type vecCache struct {
 	loading map[cacheKey]chan struct{} // closed when that key's load ends
 	loads   atomic.Int64               // copies loaded, for tests
 	patches atomic.Int64               // copies brought up to date by an Add, for tests
+	checked atomic.Int64               // duplicate checks of a scope answered by its copy, for tests
+
+	// adding serializes this store's adds to one scope (by advisory
+	// lock key) from before their duplicate check takes the scope's copy
+	// until the add has patched it: an add that waited for another then
+	// finds the copy current, where under the database's lock alone it
+	// would hold the copy from before the other's insert and check in
+	// SQL.
+	addMu  sync.Mutex
+	adding map[int64]*addLock
+}
+
+// addLock is one scope's lock in vecCache.adding, there while adds hold
+// or wait for it.
+type addLock struct {
+	sync.Mutex
+	users int
+}
+
+// lockAdds takes the scopes' locks for the advisory lock keys (sorted,
+// distinct: one order for every caller) and returns the function that
+// releases them.
+func (c *vecCache) lockAdds(keys []int64) (unlock func()) {
+	locks := make([]*addLock, len(keys))
+	c.addMu.Lock()
+	for i, k := range keys {
+		l := c.adding[k]
+		if l == nil {
+			l = &addLock{}
+			c.adding[k] = l
+		}
+		l.users++
+		locks[i] = l
+	}
+	c.addMu.Unlock()
+	for _, l := range locks {
+		l.Lock()
+	}
+	return func() {
+		c.addMu.Lock()
+		defer c.addMu.Unlock()
+		for i, l := range locks {
+			l.Unlock()
+			if l.users--; l.users == 0 {
+				delete(c.adding, keys[i])
+			}
+		}
+	}
 }
 
 type cacheItem struct {
@@ -105,7 +153,8 @@ type cacheItem struct {
 }
 
 func newVecCache(budget int64) *vecCache {
-	return &vecCache{budget: budget, lru: list.New(), items: map[cacheKey]*list.Element{}, loading: map[cacheKey]chan struct{}{}}
+	return &vecCache{budget: budget, lru: list.New(), items: map[cacheKey]*list.Element{}, loading: map[cacheKey]chan struct{}{},
+		adding: map[int64]*addLock{}}
 }
 
 // claim records that the caller loads keys and returns the channel to

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -403,6 +404,54 @@ func TestVectorCacheFollowsOwnAdds(t *testing.T) {
 	if n := s.VectorCacheLoads(); n == loads {
 		t.Errorf("the search after another store's add loaded nothing")
 	}
+}
+
+// TestVectorCacheConcurrentAddsOneScope: adds to one scope at once each
+// find the scope's copy current (the one before them patched it), so
+// no duplicate check falls back to reading the scope in SQL; every add
+// is stored, and searches answer as SQL does.
+func TestVectorCacheConcurrentAddsOneScope(t *testing.T) {
+	const dims = storetest.Dims
+	s, plain, _ := cachedAndPlain(t)
+	alice := storetest.Member("acme", "alice")
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	if _, err := s.Add(t.Context(), alice, []store.NewMemory{storetest.New(user, "the first note")}); err != nil {
+		t.Fatal(err) // loads the scope's copy
+	}
+	const workers, each = 8, 10
+	checks := s.VectorCacheChecks()
+	var (
+		wg     sync.WaitGroup
+		stored atomic.Int64
+	)
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				m := store.NewMemory{Scope: user, Content: fmt.Sprintf("note %d-%d", w, i), Vector: storetest.RandomVector(uint64(1000*w+i), dims)}
+				got, err := s.Add(t.Context(), alice, []store.NewMemory{m})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !got[0].Duplicate {
+					stored.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := stored.Load(); n != workers*each {
+		t.Errorf("%d adds stored, want %d", n, workers*each)
+	}
+	if n := s.VectorCacheChecks() - checks; n != workers*each {
+		t.Errorf("the copy answered %d of %d duplicate checks; the others read the scope in SQL", n, workers*each)
+	}
+	sameAsSQL(t, s, plain, alice, store.Query{Vector: storetest.RandomVector(5, dims), Text: "note", Limit: 10})
 }
 
 // TestVectorCacheConcurrentAddsAndSearches: adds that extend the copies

@@ -73,6 +73,7 @@ func dupVectorSQL(dims int) string {
 // its statements into the batch that takes the scopes' locks, and finish
 // reads what they found once that batch has run.
 type dupCheck struct {
+	cache    *vecCache // nil without a vector cache
 	org      string
 	groups   []*dupGroup
 	byHash   []*store.Memory
@@ -99,7 +100,7 @@ type dupGroup struct {
 // copy's version, then reads nothing).
 func (s *Store) queueDuplicates(b *pgx.Batch, org string, ms []store.NewMemory,
 	hashes [][]byte, vecs []pgvector.Vector, dims int, now time.Time) *dupCheck {
-	d := &dupCheck{org: org, byHash: make([]*store.Memory, len(ms)), byVec: make([]*store.Memory, len(ms))}
+	d := &dupCheck{cache: s.vecs, org: org, byHash: make([]*store.Memory, len(ms)), byVec: make([]*store.Memory, len(ms))}
 	byScope := map[scope.Scope]*dupGroup{}
 	for i, m := range ms {
 		g := byScope[m.Scope]
@@ -159,6 +160,7 @@ func (d *dupCheck) finish(ctx context.Context, q querier) ([]*store.Memory, erro
 		if g.copy == nil || g.copy.version != d.versions[g.scope] {
 			continue
 		}
+		d.cache.checked.Add(1)
 		for _, id := range g.near {
 			if id != "" {
 				fromCopy = append(fromCopy, id)
