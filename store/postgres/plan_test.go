@@ -170,6 +170,24 @@ func TestSearchPlan(t *testing.T) {
 			t.Errorf("duplicate check does not go through the btree:\n%s", text)
 		}
 	})
+	// Given the version of a current copy in the vector cache (which
+	// answered the check), the statement reads no memory at all.
+	t.Run("duplicate, copy current", func(t *testing.T) {
+		var version int64
+		if err := connect(t, d.AdminURL).QueryRow(t.Context(), `SELECT version FROM scope_versions
+			WHERE org_id = 'acme' AND scope_kind = 'user' AND scope_id = 'alice'`).Scan(&version); err != nil {
+			t.Fatal(err)
+		}
+		text := explainWith(t, "ANALYZE, COSTS OFF, TIMING OFF", custom, postgres.DupVectorSQL(dims), alice.Org, "user", "alice", now, `{"`+vec+`"}`, 0.03, version)
+		for line := range strings.SplitSeq(text, "\n") {
+			if strings.Contains(line, " on memories") && !strings.Contains(line, "never executed") {
+				t.Errorf("with the copy's version, the check still reads memories: %s\n%s", strings.TrimSpace(line), text)
+			}
+		}
+		if !strings.Contains(text, " on memories") {
+			t.Errorf("no scan of memories in the plan at all:\n%s", text)
+		}
+	})
 
 	// list_scopes counts a scope from the (org, scope) index alone: row-
 	// level security and the count read nothing the index does not hold.
