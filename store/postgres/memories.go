@@ -160,6 +160,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 		hashes = make([][]byte, n)
 		vecs   = make([]pgvector.Vector, n)
 		metas  = make([]*string, n)
+		scopes []scope.Scope // distinct, in order of appearance
 		keys   []int64
 	)
 	for i, m := range ms {
@@ -176,11 +177,14 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 			return nil, fmt.Errorf("memory %d: %w", i, err)
 		}
 		hashes[i] = contentHash(m.Content)
-		if k := lockKey(id.Org, m.Scope); !slices.Contains(keys, k) {
-			keys = append(keys, k)
+		if !slices.Contains(scopes, m.Scope) {
+			scopes = append(scopes, m.Scope)
+			keys = append(keys, lockKey(id.Org, m.Scope))
 		}
 	}
-	slices.Sort(keys) // one order for every caller: no deadlocks
+	// One order for every caller (no deadlocks), each key once.
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
 
 	if s.vecs != nil {
 		unlock := s.vecs.lockAdds(keys)
@@ -192,13 +196,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 		// scan it each time. A copy is every row the identity's scope
 		// holds (the select policy asks no more than the insert policy).
 		// Should loading fail, the check runs in SQL.
-		var scs []scope.Scope
-		for _, m := range ms {
-			if !slices.Contains(scs, m.Scope) {
-				scs = append(scs, m.Scope)
-			}
-		}
-		_, _, _ = s.snapshots(ctx, id, scs, dims, nil)
+		_, _, _ = s.snapshots(ctx, id, scopes, dims, nil)
 	}
 
 	out := make([]store.Added, n)

@@ -313,13 +313,6 @@ type batchTx struct {
 	first *pgx.Batch // BEGIN and the settings until the first send
 }
 
-// querier runs one statement: a pgx.Tx or a batchTx.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
-var _ querier = (*batchTx)(nil)
-
 // beginBatch takes a connection for a transaction started by begin, as
 // st. Nothing is sent until send; release must follow.
 func (s *Store) beginBatch(ctx context.Context, begin string, st settings) (*batchTx, error) {

@@ -152,8 +152,8 @@ func (s *Store) queueDuplicates(b *pgx.Batch, org string, ms []store.NewMemory,
 
 // finish returns, once the statements queueDuplicates queued have run,
 // each new memory's duplicate or nil. A duplicate the vector cache found
-// costs one more round trip on q, for its content.
-func (d *dupCheck) finish(ctx context.Context, q querier) ([]*store.Memory, error) {
+// costs one more round trip on t, for its content.
+func (d *dupCheck) finish(ctx context.Context, t *batchTx) ([]*store.Memory, error) {
 	// The copies that were current answered the vector check.
 	var fromCopy []string
 	for _, g := range d.groups {
@@ -169,7 +169,7 @@ func (d *dupCheck) finish(ctx context.Context, q querier) ([]*store.Memory, erro
 	}
 	if len(fromCopy) > 0 {
 		read := map[string]store.Memory{}
-		rows, err := q.Query(ctx, fetchSQL, d.org, fromCopy)
+		rows, err := t.Query(ctx, fetchSQL, d.org, fromCopy)
 		if err != nil {
 			return nil, err
 		}
