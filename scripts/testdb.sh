@@ -236,10 +236,19 @@ init_cluster() {
 # port (set in PORT and kept in postgresql.conf for later starts) and
 # creates the database scopemem_test.
 start_new_cluster() {
-	local tries=0
+	local tries=0 low=32768 base span
+	# Below the kernel's ephemeral range: while the cluster is stopped, a
+	# client's outgoing connection (or one connecting to itself while
+	# retrying the stopped server's port) could otherwise take the port
+	# and keep the cluster from starting again on it.
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	base=10000 span=$((low - 10000))
+	if [ "$span" -lt 1000 ]; then
+		base=1024 span=$((low - 1024))
+	fi
 	while :; do
 		tries=$((tries + 1))
-		PORT=$((20000 + RANDOM % 40000))
+		PORT=$((base + (RANDOM * 32768 + RANDOM) % span))
 		# The last setting in the file wins: each try appends its port.
 		echo "port = $PORT" | as_run_user tee -a "$CLUSTER_DIR/data/postgresql.conf" >/dev/null
 		if as_run_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w -t 30 start >/dev/null 2>&1; then
@@ -311,8 +320,17 @@ cmd_cluster() {
 		as_run_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w -t 30 stop >/dev/null
 		;;
 	start)
-		as_run_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w -t 30 start >/dev/null ||
-			{ tail -n 20 "$CLUSTER_DIR/server.log" >&2; die "could not start PostgreSQL in $CLUSTER_DIR"; }
+		# The port stays the cluster's: if something holds it for a
+		# moment (a connection in its last state), try again for a while.
+		local tries=0
+		until as_run_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w -t 30 start >/dev/null 2>&1; do
+			tries=$((tries + 1))
+			if [ "$tries" -ge 20 ] || ! tail -n 5 "$CLUSTER_DIR/server.log" | grep -q 'could not bind\|could not create any TCP/IP sockets'; then
+				tail -n 20 "$CLUSTER_DIR/server.log" >&2
+				die "could not start PostgreSQL in $CLUSTER_DIR"
+			fi
+			sleep 0.5
+		done
 		;;
 	freeze)
 		# The postmaster first, so that it forks no new backend meanwhile.
