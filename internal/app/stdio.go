@@ -195,16 +195,18 @@ func (t *drainTracker) wait(timeout time.Duration) bool {
 // answered. Tool calls that calls can serve never reach the returned
 // reader.
 func (t *drainTracker) reader(ctx context.Context, in io.Reader, drain time.Duration, logger *slog.Logger, calls *directCalls) io.Reader {
-	r := &drainReader{t: t, ctx: ctx, lines: make(chan []byte), drain: drain, log: logger}
-	// The goroutine ends when in ends; a blocked read of stdin ends with
+	r := &drainReader{t: t, ctx: ctx, in: bufio.NewReaderSize(in, 64<<10), lines: make(chan []byte), drain: drain, log: logger}
+	// The workers end when in ends; a blocked read of stdin ends with
 	// the process.
-	go r.readLines(in, calls)
+	go calls.run(r)
 	return r
 }
 
 type drainReader struct {
 	t     *drainTracker
 	ctx   context.Context
+	in    *bufio.Reader // read by the worker of calls holding input
+	eof   bool          // in has ended; likewise
 	lines chan []byte
 	buf   []byte
 	drain time.Duration
@@ -217,21 +219,28 @@ type drainReader struct {
 	waiting atomic.Bool
 }
 
-// readLines reads in line by line: a tool call is served by calls when
-// mcp-go is waiting for input, anything else goes to Read.
-func (r *drainReader) readLines(in io.Reader, calls *directCalls) {
-	defer close(r.lines)
-	defer calls.stop()
-	br := bufio.NewReaderSize(in, 64<<10)
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 && !(r.waiting.Load() && r.ctx.Err() == nil && calls.serve(line)) {
-			r.lines <- line
+// buffered reports whether input has been read ahead of the last line.
+func (r *drainReader) buffered() bool { return r.in.Buffered() > 0 }
+
+// next reads input up to the next tool call that calls takes (only while
+// mcp-go is waiting for input) and returns it; every other line goes to
+// Read. It reports false, once, when input has ended.
+func (r *drainReader) next(calls *directCalls) (directCall, bool) {
+	for !r.eof {
+		line, err := r.in.ReadBytes('\n')
+		r.eof = err != nil
+		if len(line) == 0 {
+			continue
 		}
-		if err != nil {
-			return
+		if r.waiting.Load() && r.ctx.Err() == nil {
+			if call, ok := calls.take(line); ok {
+				return call, true
+			}
 		}
+		r.lines <- line
 	}
+	close(r.lines)
+	return directCall{}, false
 }
 
 func (r *drainReader) Read(p []byte) (int, error) {

@@ -1,7 +1,10 @@
 package app_test
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 )
@@ -219,5 +223,92 @@ func TestStdioAnswersEverythingBeforeExiting(t *testing.T) {
 	}
 	if total != adds {
 		t.Errorf("%d memories stored, want %d", total, adds)
+	}
+}
+
+// TestStdioSlowCallDoesNotHoldUpOthers sends a tool call whose embedder
+// takes 400 ms, then a call that needs no embedding, either at once or
+// while the first is running: the second must be answered first, as from
+// a server answering calls concurrently.
+func TestStdioSlowCallDoesNotHoldUpOthers(t *testing.T) {
+	const (
+		slow = `{"jsonrpc":"2.0","id":"slow","method":"tools/call","params":{"name":"add_memory","arguments":{"content":"a fact that takes long to embed"}}}` + "\n"
+		fast = `{"jsonrpc":"2.0","id":"fast","method":"tools/call","params":{"name":"list_scopes","arguments":{}}}` + "\n"
+	)
+	for _, tc := range []struct {
+		name string
+		gap  time.Duration // between the two calls; 0: one write
+	}{
+		{"one write", 0},
+		{"second call 50ms later", 50 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(binary, "serve", "--db", filepath.Join(t.TempDir(), "m.db"),
+				"--embedder", "fake", "--fake-dims", "64", "--fake-delay", "400ms")
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				stdin.Close()
+				if err := cmd.Wait(); err != nil {
+					t.Errorf("scopemem exited with %v; stderr:\n%s", err, stderr.String())
+				}
+			}()
+			out := bufio.NewScanner(stdout)
+			out.Buffer(nil, 1<<20)
+			readID := func() string {
+				t.Helper()
+				if !out.Scan() {
+					t.Fatalf("no response: %v; stderr:\n%s", out.Err(), stderr.String())
+				}
+				var resp struct {
+					ID     any             `json:"id"`
+					Result json.RawMessage `json:"result"`
+				}
+				if err := json.Unmarshal(out.Bytes(), &resp); err != nil || resp.Result == nil {
+					t.Fatalf("response %s: %v", out.Bytes(), err)
+				}
+				return fmt.Sprint(resp.ID)
+			}
+			write := func(s string) {
+				t.Helper()
+				if _, err := io.WriteString(stdin, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}` + "\n")
+			if id := readID(); id != "0" {
+				t.Fatalf("answer to initialize has id %s", id)
+			}
+			write(`{"jsonrpc":"2.0","method":"notifications/initialized"}` + "\n")
+			// A first call, so that the server's tool calls have started.
+			write(strings.ReplaceAll(fast, `"fast"`, `"first"`))
+			if id := readID(); id != "first" {
+				t.Fatalf("answer to the first call has id %s", id)
+			}
+			if tc.gap == 0 {
+				write(slow + fast)
+			} else {
+				write(slow)
+				time.Sleep(tc.gap)
+				write(fast)
+			}
+			start := time.Now()
+			first, second := readID(), readID()
+			if first != "fast" || second != "slow" {
+				t.Errorf("answers came in the order %s, %s; want fast, slow", first, second)
+			}
+			t.Logf("both answered in %v", time.Since(start))
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -31,13 +32,18 @@ type directCalls struct {
 	// ctx is the context the transport serves requests in (its session
 	// and the caller's identity); nil until it starts listening.
 	ctx atomic.Pointer[context.Context]
-	// work hands calls to the workers: goroutines that live as long as
-	// input does, so that each call runs on a stack already grown by
-	// the ones before (a new goroutine's stack would grow, by copying,
-	// on every call). At most stdioWorkers run; once they are all busy,
-	// reading input waits for one, as with the transport's worker pool.
-	work    chan directCall
-	workers int // started; only the input goroutine reads or writes it
+	// input passes the reading of input from one worker to another: the
+	// worker that reads a call answers it itself, so that no call waits
+	// for another goroutine to wake up before it starts, and hands input
+	// over to an idle worker (one waiting here) when more input is
+	// already there or once the call has run for handOverAfter. Workers
+	// live as long as input does, so that each call runs on a stack
+	// already grown by the ones before (a new goroutine's stack would
+	// grow, by copying, on every call). At most stdioWorkers run; once
+	// they are all busy, reading input waits for one, as with the
+	// transport's worker pool.
+	input   chan struct{}
+	workers int // started; only the worker holding input reads or writes it
 }
 
 // directCall is one tools/call request to answer.
@@ -48,51 +54,86 @@ type directCall struct {
 }
 
 func newDirectCalls(s *server.MCPServer, t *drainTracker, w *countingWriter, logger *slog.Logger) *directCalls {
-	return &directCalls{mcp: s, t: t, w: w, log: logger, work: make(chan directCall)}
+	return &directCalls{mcp: s, t: t, w: w, log: logger, input: make(chan struct{})}
 }
 
 // start records the transport's request context: calls are served from
 // then on.
 func (c *directCalls) start(ctx context.Context) { c.ctx.Store(&ctx) }
 
-// serve starts answering line if it is a tools/call request, and reports
-// whether it did; a line it does not take goes to mcp-go's transport.
-// Only the goroutine reading input calls it.
-func (c *directCalls) serve(line []byte) bool {
+// take returns line as a call to answer if it is a tools/call request
+// that can be served now; a line it does not take goes to mcp-go's
+// transport. Only the worker holding input calls it.
+func (c *directCalls) take(line []byte) (directCall, bool) {
 	ctx := c.ctx.Load()
 	if ctx == nil {
-		return false
+		return directCall{}, false
 	}
 	id, ok := toolCallID(line)
 	if !ok || !json.Valid(line) || !c.t.take() {
-		return false
+		return directCall{}, false
 	}
-	call := directCall{ctx: *ctx, id: id, line: line}
+	return directCall{ctx: *ctx, id: id, line: line}, true
+}
+
+// run reads in on the first worker until input ends.
+func (c *directCalls) run(in *drainReader) {
+	c.workers = 1
+	c.worker(in)
+}
+
+// worker holds input first: it reads it up to a call, hands input over,
+// answers the call and waits for input again, until input ends.
+func (c *directCalls) worker(in *drainReader) {
+	for {
+		call, ok := in.next(c)
+		if !ok {
+			// The idle workers end now, the others once they have
+			// answered their calls.
+			close(c.input)
+			return
+		}
+		if in.buffered() {
+			// More input has come already: it may hold more calls.
+			c.handOver(in)
+			c.answer(call)
+		} else {
+			// Answered here while nothing else comes in: handing input
+			// over wakes another thread, which costs a serial client
+			// about a fifth of a search's time. A call that runs
+			// longer (an embedder's, a busy database's) hands input
+			// over once it has run for handOverAfter, for calls sent
+			// meanwhile.
+			t := time.AfterFunc(handOverAfter, func() { c.handOver(in) })
+			c.answer(call)
+			if t.Stop() {
+				continue // input is still this worker's
+			}
+		}
+		if _, ok := <-c.input; !ok {
+			return
+		}
+	}
+}
+
+// handOverAfter is how long a call answered by the worker holding input
+// runs before input passes to another worker.
+const handOverAfter = time.Millisecond
+
+// handOver passes input to an idle worker, to a new one while fewer than
+// stdioWorkers run, or else to the first to finish its call.
+func (c *directCalls) handOver(in *drainReader) {
 	select {
-	case c.work <- call:
-		return true
+	case c.input <- struct{}{}:
+		return
 	default:
 	}
 	if c.workers < stdioWorkers {
 		c.workers++
-		// The worker ends when stop closes c.work.
-		go c.worker(call)
-		return true
+		go c.worker(in)
+		return
 	}
-	c.work <- call
-	return true
-}
-
-// stop ends the workers once they have answered their calls. The
-// goroutine reading input calls it when input ends.
-func (c *directCalls) stop() { close(c.work) }
-
-// worker answers first, then every call handed to it until stop.
-func (c *directCalls) worker(first directCall) {
-	c.answer(first)
-	for call := range c.work {
-		c.answer(call)
-	}
+	c.input <- struct{}{}
 }
 
 // answer runs call and writes its response.
