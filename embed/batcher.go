@@ -57,7 +57,8 @@ func (c BatcherConfig) withDefaults() BatcherConfig {
 //
 // Batcher is safe for concurrent use. It runs one goroutine, started by
 // NewBatcher, plus one per merged call in flight; [Batcher.Close] stops
-// them.
+// them. A call that finds a slot free and nobody gathered makes its call
+// on its own goroutine.
 type Batcher struct {
 	next Embedder
 	cfg  BatcherConfig
@@ -68,6 +69,10 @@ type Batcher struct {
 	loopDone chan struct{}
 	closeMu  sync.Once
 	inflight sync.WaitGroup
+	// direct guards closed for callers that make their call themselves
+	// (see Embed): Close sets it before waiting for calls in flight.
+	direct sync.RWMutex
+	closed bool
 
 	calls   atomic.Uint64 // merged calls made to next
 	busy    atomic.Int64  // merged calls in flight
@@ -124,6 +129,13 @@ func (b *Batcher) Embed(ctx context.Context, texts []string) ([][]float32, error
 		return nil, err
 	}
 	r := &batchReq{ctx: ctx, texts: texts, res: make(chan batchRes, 1)}
+	if ok, err := b.callDirect(r); ok || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		res := <-r.res
+		return res.vecs, res.err
+	}
 	select {
 	case b.reqs <- r:
 	case <-b.closing:
@@ -145,10 +157,66 @@ func (b *Batcher) Embed(ctx context.Context, texts []string) ([][]float32, error
 // gone), and returns when no goroutine of the batcher is left. Later calls
 // of Embed return ErrClosed. Close may be called more than once.
 func (b *Batcher) Close() error {
-	b.closeMu.Do(func() { close(b.closing) })
+	b.closeMu.Do(func() {
+		b.direct.Lock()
+		b.closed = true
+		b.direct.Unlock()
+		close(b.closing)
+	})
 	<-b.loopDone
 	b.inflight.Wait()
 	return nil
+}
+
+// callDirect makes r's call on the caller's goroutine when a slot is free
+// and no caller is gathered for the next batch, and reports whether it
+// did (r.res then holds the answer). A lone caller so costs no hand-over
+// to the batcher's goroutines, each of which wakes another thread; it
+// reaches the embedder exactly as through the loop, alone in its batch.
+func (b *Batcher) callDirect(r *batchReq) (bool, error) {
+	if b.waiting.Load() > 0 || !b.acquire() {
+		return false, nil
+	}
+	b.direct.RLock()
+	if b.closed {
+		b.direct.RUnlock()
+		b.release(false)
+		return false, ErrClosed
+	}
+	b.inflight.Add(1)
+	b.direct.RUnlock()
+	defer b.inflight.Done()
+	defer b.release(false)
+	b.run(r.ctx, []*batchReq{r})
+	return true, nil
+}
+
+// acquire takes a slot for a merged call, if one of InFlight is free.
+func (b *Batcher) acquire() bool {
+	for {
+		n := b.busy.Load()
+		if n >= int64(b.cfg.InFlight) {
+			return false
+		}
+		if b.busy.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release frees a slot and wakes the loop, always, or (for a call made
+// directly) only when callers are gathered for the next batch: the loop
+// stores that count before it tries to take a slot, and release frees the
+// slot before it loads the count, so either the loop finds the slot free
+// or release sees the callers.
+func (b *Batcher) release(always bool) {
+	b.busy.Add(-1)
+	if always || b.waiting.Load() > 0 {
+		select { // wake the loop; a wake-up already pending will do
+		case b.freed <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // loop gathers requests into batches. It exits when Close is called, after
@@ -159,38 +227,46 @@ func (b *Batcher) loop() {
 		batch []*batchReq
 		n     int // texts in batch
 	)
+	// flush sends the batch; its slot is taken (a full batch takes one
+	// even when none is free).
 	flush := func() {
-		if len(batch) > 0 {
-			b.dispatch(batch)
-		}
+		b.dispatch(batch)
 		batch, n = nil, 0
 		b.waiting.Store(0)
 	}
-	free := func() bool { return b.busy.Load() < int64(b.cfg.InFlight) }
+	force := func() {
+		b.busy.Add(1)
+		flush()
+	}
 	for {
 		select {
 		case r := <-b.reqs:
 			if n > 0 && n+len(r.texts) > b.cfg.MaxBatch {
-				flush()
+				force()
 			}
 			batch = append(batch, r)
 			n += len(r.texts)
 			b.waiting.Store(int64(len(batch)))
-			if n >= b.cfg.MaxBatch || free() {
+			if n >= b.cfg.MaxBatch {
+				force()
+			} else if b.acquire() {
 				flush()
 			}
 		case <-b.freed:
-			if free() {
+			if len(batch) > 0 && b.acquire() {
 				flush()
 			}
 		case <-b.closing:
-			flush()
+			if len(batch) > 0 {
+				force()
+			}
 			return
 		}
 	}
 }
 
-// dispatch runs one merged call in its own goroutine.
+// dispatch runs one merged call, whose slot is taken, in its own
+// goroutine.
 func (b *Batcher) dispatch(batch []*batchReq) {
 	// The merged call outlives any single caller: it is cancelled only when
 	// every caller's context has ended.
@@ -206,16 +282,9 @@ func (b *Batcher) dispatch(batch []*batchReq) {
 		})
 	}
 	b.inflight.Add(1)
-	b.busy.Add(1)
 	go func() {
 		defer b.inflight.Done()
-		defer func() {
-			b.busy.Add(-1)
-			select { // wake the loop; a wake-up already pending will do
-			case b.freed <- struct{}{}:
-			default:
-			}
-		}()
+		defer b.release(true)
 		defer cancel()
 		defer func() {
 			for _, stop := range stops {

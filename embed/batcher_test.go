@@ -334,6 +334,72 @@ func TestBatcherSendsALoneCallAtOnce(t *testing.T) {
 	}
 }
 
+// probeKey marks a caller's context for TestBatcherLoneCallKeepsItsContext.
+type probeKey struct{}
+
+// ctxProbe records the probeKey value of the context of its last call.
+type ctxProbe struct {
+	embed.Embedder
+	mu  sync.Mutex
+	got any
+}
+
+func (p *ctxProbe) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	p.mu.Lock()
+	p.got = ctx.Value(probeKey{})
+	p.mu.Unlock()
+	return p.Embedder.Embed(ctx, texts)
+}
+
+// TestBatcherLoneCallKeepsItsContext checks that a lone caller makes its
+// call itself, with its own context (and so its trace and values), rather
+// than through the batcher's goroutines and their detached context.
+func TestBatcherLoneCallKeepsItsContext(t *testing.T) {
+	p := &ctxProbe{Embedder: embed.NewBuiltin(64)}
+	b := newBatcher(t, p, embed.BatcherConfig{})
+	for i := range 3 {
+		ctx := context.WithValue(context.Background(), probeKey{}, i)
+		if _, err := b.Embed(ctx, []string{fmt.Sprintf("alone %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+		p.mu.Lock()
+		got := p.got
+		p.mu.Unlock()
+		if got != i {
+			t.Errorf("call %d reached the embedder with probe value %v", i, got)
+		}
+	}
+}
+
+// TestBatcherKeepsInFlight drives 32 callers at once, some of whom find a
+// slot free and call directly while others gather into batches: no more
+// than InFlight calls may ever reach the embedder at once, and merging
+// must still happen.
+func TestBatcherKeepsInFlight(t *testing.T) {
+	for _, inFlight := range []int{1, 2, 4} {
+		t.Run(fmt.Sprint(inFlight), func(t *testing.T) {
+			rec := newRecorder()
+			rec.delay = time.Millisecond
+			b := newBatcher(t, rec, embed.BatcherConfig{InFlight: inFlight})
+			const callers, each = 32, 20
+			concurrently(callers, func(i int) {
+				for k := range each {
+					if _, err := b.Embed(context.Background(), []string{fmt.Sprintf("caller %d text %d", i, k)}); err != nil {
+						t.Errorf("Embed() = %v", err)
+						return
+					}
+				}
+			})
+			if got := rec.MaxActive(); got > inFlight {
+				t.Errorf("%d calls reached the embedder at once, want at most %d", got, inFlight)
+			}
+			if calls := len(rec.Calls()); calls >= callers*each {
+				t.Errorf("%d calls for %d texts: nothing merged", calls, callers*each)
+			}
+		})
+	}
+}
+
 // TestBatcherInFlight drives 32 closed-loop callers through a batcher in
 // front of a model server that answers one request at a time (a Fake with
 // Parallel 1 and a 10ms delay) for a fixed time, and counts the texts

@@ -21,10 +21,12 @@ type recorder struct {
 	// fail, when set, fails a call whose texts it returns an error for.
 	fail func(texts []string) error
 
-	mu       sync.Mutex
-	info     embed.Info
-	calls    [][]string
-	ctxEnded int // calls that returned because their context ended
+	mu        sync.Mutex
+	info      embed.Info
+	calls     [][]string
+	ctxEnded  int // calls that returned because their context ended
+	active    int // calls running now
+	maxActive int // the most calls that ran at once
 }
 
 func newRecorder() *recorder {
@@ -47,7 +49,14 @@ func (r *recorder) setModel(model string) {
 func (r *recorder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, slices.Clone(texts))
+	r.active++
+	r.maxActive = max(r.maxActive, r.active)
 	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.active--
+		r.mu.Unlock()
+	}()
 	if r.gate != nil {
 		select {
 		case <-r.gate:
@@ -71,6 +80,13 @@ func (r *recorder) Embed(ctx context.Context, texts []string) ([][]float32, erro
 		}
 	}
 	return r.inner.Embed(ctx, texts)
+}
+
+// MaxActive returns the most calls that ran at once so far.
+func (r *recorder) MaxActive() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.maxActive
 }
 
 // Calls returns a copy of the texts of every call so far.
