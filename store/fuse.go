@@ -35,8 +35,14 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 		halves = 1
 	}
 	limit = max(limit, 0)
+	// Candidates are large (a memory and its vector): the accumulators
+	// point into the halves, which Fuse does not change, and carry the
+	// vector (and its similarity) a text-only candidate takes from its
+	// vector half.
 	type acc struct {
-		c     Candidate
+		c     *Candidate
+		vec   []float32
+		sim   float64
 		score float64
 	}
 	keyed := true
@@ -56,7 +62,8 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 	}
 	all := make([]acc, 0, len(byVector)+len(byText))
 	add := func(list []Candidate) {
-		for rank, c := range list {
+		for rank := range list {
+			c := &list[rank]
 			s := 1 / float64(RRFK+rank+1)
 			var (
 				i     int
@@ -69,8 +76,8 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 			}
 			if found {
 				all[i].score += s
-				if all[i].c.Vector == nil && c.Vector != nil {
-					all[i].c.Vector, all[i].c.Similarity = c.Vector, c.Similarity
+				if all[i].vec == nil && c.Vector != nil {
+					all[i].vec, all[i].sim = c.Vector, c.Similarity
 				}
 				continue
 			}
@@ -79,7 +86,7 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 			} else {
 				byID[c.ID] = len(all)
 			}
-			all = append(all, acc{c, s})
+			all = append(all, acc{c: c, vec: c.Vector, sim: c.Similarity, score: s})
 		}
 	}
 	add(byVector)
@@ -88,7 +95,7 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 	for i := range all {
 		all[i].score /= top
 	}
-	// Sort positions rather than the candidates, which are large.
+	// Sort positions rather than the accumulators.
 	order := make([]int32, len(all))
 	for i := range order {
 		order[i] = int32(i)
@@ -114,9 +121,9 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 	// some kept group are compared, and only against the kept groups: the
 	// groups the full pairwise pass would add after them never show.
 	type group struct {
-		c     Candidate
+		a     *acc // the group's memory
 		score float64
-		rank  int // c.Scope.Kind.Rank()
+		rank  int // a.c.Scope.Kind.Rank()
 	}
 	kept := make([]group, 0, min(limit, len(all)))
 	for _, i := range order {
@@ -129,25 +136,25 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 		merged := false
 		for i := range kept {
 			k := &kept[i]
-			if k.c.Scope == a.c.Scope {
+			if k.a.c.Scope == a.c.Scope {
 				continue
 			}
-			if sameNormalized(k.c.Content, a.c.Content) ||
-				(k.c.Vector != nil && a.c.Vector != nil && NearDuplicate(k.c.Vector, a.c.Vector)) {
+			if sameNormalized(k.a.c.Content, a.c.Content) ||
+				(k.a.vec != nil && a.vec != nil && NearDuplicate(k.a.vec, a.vec)) {
 				if rank < k.rank {
-					k.c, k.rank = a.c, rank
+					k.a, k.rank = a, rank
 				}
 				merged = true
 				break
 			}
 		}
 		if !merged && canAdd {
-			kept = append(kept, group{c: a.c, score: a.score, rank: rank})
+			kept = append(kept, group{a: a, score: a.score, rank: rank})
 		}
 	}
 	out := make([]Hit, len(kept))
 	for i, k := range kept {
-		out[i] = Hit{Memory: k.c.Memory, Score: k.score, Similarity: k.c.Similarity}
+		out[i] = Hit{Memory: k.a.c.Memory, Score: k.score, Similarity: k.a.sim}
 	}
 	return out
 }

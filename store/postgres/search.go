@@ -666,6 +666,9 @@ func scanMemories(rows pgx.Rows, read map[string]store.Memory) error {
 // the limit winners are read; otherwise every candidate is. stale is the
 // scopes' versions when some copy is older (search again with them), ok
 // false when the cache cannot answer (search in SQL).
+// candidatePool holds the candidate slices of searchAllCached.
+var candidatePool = sync.Pool{New: func() any { return new([]store.Candidate) }}
+
 // fuseKey names row of the search's copy snap for store.Fuse: never zero.
 func fuseKey(snap, row int32) uint64 { return uint64(snap+1)<<32 | uint64(uint32(row)) }
 
@@ -674,8 +677,21 @@ func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.
 	// sims holds the similarity of the vector half's hits (1 - dist): a
 	// text hit among them needs no second dot product.
 	sims := make(map[[2]int32]float64, n)
+	// The candidates only live until store.Fuse has copied the winners
+	// out: their slices (about 230 bytes a candidate, a few hundred a
+	// search) go back to a pool.
+	var pooled []*[]store.Candidate
+	defer func() {
+		for _, p := range pooled {
+			clear(*p)
+			candidatePool.Put(p)
+		}
+	}()
 	candidates := func(top []vecHit, vectorHalf bool) []store.Candidate {
-		out := make([]store.Candidate, len(top))
+		p := candidatePool.Get().(*[]store.Candidate)
+		pooled = append(pooled, p)
+		out := slices.Grow((*p)[:0], len(top))[:len(top)]
+		*p = out
 		for i, h := range top {
 			v := snaps[h.snap]
 			rv := v.vec(int(h.row), sh.dims)
