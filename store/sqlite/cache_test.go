@@ -1,0 +1,120 @@
+package sqlite
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/scopemem/scopemem/store"
+)
+
+// cacheRows makes n rows with random unit vectors, rids from first.
+func cacheRows(r *rand.Rand, first int64, n, dims int) []cachedRow {
+	rows := make([]cachedRow, n)
+	for i := range rows {
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = float32(r.NormFloat64()) + 0.3 // off centre, so the mean matters
+		}
+		store.Normalize(v)
+		rid := first + int64(i)
+		rows[i] = cachedRow{rid: rid, vec: v, mem: store.Memory{ID: fmt.Sprint(rid), Content: fmt.Sprintf("row %d", rid)}}
+	}
+	return rows
+}
+
+// settled waits for e's recentring to finish.
+func settled(t *testing.T, e *scopeVecs) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		e.mu.RLock()
+		busy := e.recentring
+		e.mu.RUnlock()
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("recentring did not finish in 10s")
+		}
+	}
+}
+
+// TestRecentre grows an entry one add at a time past twice the rows its
+// mean was taken from, changing rows while the codes are recomputed
+// beside the adds: once done, the mean must be that of the rows at the
+// time, and every live row's code its vector's code around that mean, as
+// in an entry loaded whole.
+func TestRecentre(t *testing.T) {
+	const dims = 256
+	for _, tc := range []struct {
+		name   string
+		change bool // remove and replace rows right after the add that starts it
+	}{
+		{"adds only", false},
+		{"rows changed meanwhile", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(1, 2))
+			e := newScopeVecs()
+			e.force(1, dims, cacheRows(r, 1, 100, dims))
+			v := int64(1)
+			extra := cacheRows(r, 1000, 120, dims)
+			for i := range extra {
+				v++
+				e.apply(v, dims, &delta{upserts: extra[i : i+1]})
+				if e.live == 200 && tc.change {
+					v++
+					e.apply(v, dims, &delta{removed: []int64{5, 50}, upserts: cacheRows(r, 5000, 3, dims)})
+				}
+			}
+			settled(t, e)
+			e.mu.RLock()
+			defer e.mu.RUnlock()
+			if e.meanN < 200 {
+				t.Fatalf("mean taken from %d rows; want the 200 or more live when it doubled", e.meanN)
+			}
+			// The mean must be that of the rows it was taken from: here
+			// compare with the mean of the live rows, which it equals
+			// exactly when no row changed after it was taken, and
+			// closely otherwise.
+			want := make([]float32, dims)
+			for slot, rid := range e.rids {
+				if rid != 0 {
+					axpy(1, e.vecs[slot], want)
+				}
+			}
+			scal(1/float32(e.live), want)
+			var diff float64
+			for i := range want {
+				diff = max(diff, float64(abs32(want[i]-e.mean[i])))
+			}
+			if diff > 0.01 {
+				t.Errorf("mean differs from the live rows' by up to %g", diff)
+			}
+			code := make([]uint64, e.words)
+			buf := make([]float32, codeBits(dims))
+			pw := e.prefixWords()
+			for slot, rid := range e.rids {
+				if rid == 0 {
+					continue
+				}
+				encodeCode(e.vecs[slot], e.mean, code, buf)
+				if !slices.Equal(code, e.codes[slot*e.words:(slot+1)*e.words]) {
+					t.Fatalf("row %d: its code is not its vector's around the entry's mean", rid)
+				}
+				if !slices.Equal(code[:pw], e.prefix[slot*pw:(slot+1)*pw]) {
+					t.Fatalf("row %d: its prefix is not its code's", rid)
+				}
+			}
+		})
+	}
+}
+
+func abs32(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
