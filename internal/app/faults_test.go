@@ -92,6 +92,21 @@ func start(t *testing.T, cmd *exec.Cmd) *proc {
 	return p
 }
 
+// stdioPipes returns the pipes to cmd's standard input and output, to be
+// called before start.
+func stdioPipes(t *testing.T, cmd *exec.Cmd) (io.WriteCloser, io.ReadCloser) {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stdin, stdout
+}
+
 // wait waits at most d for the process to exit and returns its exit error.
 func (p *proc) wait(t *testing.T, d time.Duration) error {
 	t.Helper()
@@ -179,14 +194,7 @@ func TestSIGKILLWhileAddingSQLite(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "killed.db")
 	cmd := exec.Command(binary, "serve", "--db", db, "--embedder", "builtin")
 	cmd.Env = append(os.Environ(), "SCOPEMEM_ORG=acme", "SCOPEMEM_USER=alice")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := stdioPipes(t, cmd)
 	p := start(t, cmd)
 
 	var wmu sync.Mutex

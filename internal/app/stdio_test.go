@@ -245,23 +245,12 @@ func TestStdioSlowCallDoesNotHoldUpOthers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(binary, "serve", "--db", filepath.Join(t.TempDir(), "m.db"),
 				"--embedder", "fake", "--fake-dims", "64", "--fake-delay", "400ms")
-			stdin, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			stdin, stdout := stdioPipes(t, cmd)
+			p := start(t, cmd)
 			defer func() {
 				stdin.Close()
-				if err := cmd.Wait(); err != nil {
-					t.Errorf("scopemem exited with %v; stderr:\n%s", err, stderr.String())
+				if err := p.wait(t, 10*time.Second); err != nil {
+					t.Errorf("scopemem exited with %v; stderr:\n%s", err, p.stderr.String())
 				}
 			}()
 			out := bufio.NewScanner(stdout)
@@ -269,7 +258,7 @@ func TestStdioSlowCallDoesNotHoldUpOthers(t *testing.T) {
 			readID := func() string {
 				t.Helper()
 				if !out.Scan() {
-					t.Fatalf("no response: %v; stderr:\n%s", out.Err(), stderr.String())
+					t.Fatalf("no response: %v; stderr:\n%s", out.Err(), p.stderr.String())
 				}
 				var resp struct {
 					ID     any             `json:"id"`
