@@ -658,6 +658,12 @@ func scanMemories(rows pgx.Rows, read map[string]store.Memory) error {
 	return rows.Err()
 }
 
+// candidatePool holds the candidate slices of searchAllCached.
+var candidatePool = sync.Pool{New: func() any { return new([]store.Candidate) }}
+
+// fuseKey names row of the search's copy snap for store.Fuse: never zero.
+func fuseKey(snap, row int32) uint64 { return uint64(snap+1)<<32 | uint64(uint32(row)) }
+
 // searchAllCached answers a search whose halves both rank from the copies
 // snaps (lexemes: the query's, sorted; none without a text half): the
 // database reads only the scopes' versions and the content of the hits,
@@ -666,12 +672,6 @@ func scanMemories(rows pgx.Rows, read map[string]store.Memory) error {
 // the limit winners are read; otherwise every candidate is. stale is the
 // scopes' versions when some copy is older (search again with them), ok
 // false when the cache cannot answer (search in SQL).
-// candidatePool holds the candidate slices of searchAllCached.
-var candidatePool = sync.Pool{New: func() any { return new([]store.Candidate) }}
-
-// fuseKey names row of the search's copy snap for store.Fuse: never zero.
-func fuseKey(snap, row int32) uint64 { return uint64(snap+1)<<32 | uint64(uint32(row)) }
-
 func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.Query, sh searchShape, scopes []scope.Scope, kinds, sids []string,
 	snaps []*scopeVecs, vec []float32, lexemes []string, limit, n int, now time.Time) (_ []store.Hit, stale map[scope.Scope]int64, ok bool, _ error) {
 	// sims holds the similarity of the vector half's hits (1 - dist): a
