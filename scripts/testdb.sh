@@ -232,6 +232,12 @@ init_cluster() {
 		as_run_user tee -a "$CLUSTER_DIR/data/postgresql.conf" >/dev/null
 }
 
+# port_taken reports whether the cluster's last start failed because its
+# port was in use.
+port_taken() {
+	tail -n 8 "$CLUSTER_DIR/server.log" 2>/dev/null | grep -q 'could not bind\|Address already in use'
+}
+
 # start_new_cluster starts the cluster of init_cluster on a free loopback
 # port (set in PORT and kept in postgresql.conf for later starts) and
 # creates the database scopemem_test.
@@ -255,7 +261,7 @@ start_new_cluster() {
 			PG_STARTED=1
 			break
 		fi
-		if [ "$tries" -ge 10 ] || ! grep -q 'could not bind\|Address already in use' "$CLUSTER_DIR/server.log" 2>/dev/null; then
+		if [ "$tries" -ge 10 ] || ! port_taken; then
 			cat "$CLUSTER_DIR/server.log" >&2 || true
 			die "could not start PostgreSQL"
 		fi
@@ -325,7 +331,7 @@ cmd_cluster() {
 		local tries=0
 		until as_run_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w -t 30 start >/dev/null 2>&1; do
 			tries=$((tries + 1))
-			if [ "$tries" -ge 20 ] || ! tail -n 5 "$CLUSTER_DIR/server.log" | grep -q 'could not bind\|could not create any TCP/IP sockets'; then
+			if [ "$tries" -ge 20 ] || ! port_taken; then
 				tail -n 20 "$CLUSTER_DIR/server.log" >&2
 				die "could not start PostgreSQL in $CLUSTER_DIR"
 			fi
