@@ -423,14 +423,13 @@ func (e *scopeVecs) recentreFrom(snap recentreSnapshot) {
 		return
 	}
 	e.mean, e.meanN = mean, n
-	w, pw := e.words, e.prefixWords()
+	w := e.words
 	for slot, rid := range e.rids {
 		switch {
 		case rid == 0:
 		case slot < len(snap.rids) && rid == snap.rids[slot] && e.gens[slot] == snap.gens[slot]:
-			code := codes[slot*w : (slot+1)*w]
-			copy(e.codes[slot*w:(slot+1)*w], code)
-			copy(e.prefix[slot*pw:(slot+1)*pw], code)
+			copy(e.codes[slot*w:(slot+1)*w], codes[slot*w:(slot+1)*w])
+			e.copyPrefix(slot)
 		default:
 			e.setCode(slot, e.vecs[slot])
 		}
@@ -474,10 +473,14 @@ func (e *scopeVecs) prefixWords() int { return min(prefixWords, e.words) }
 // setCode writes the code of v (and its prefix) for slot. The caller
 // holds e.mu for writing.
 func (e *scopeVecs) setCode(slot int, v []float32) {
-	code := e.codes[slot*e.words : (slot+1)*e.words]
-	encodeCode(v, e.mean, code, e.buf)
+	encodeCode(v, e.mean, e.codes[slot*e.words:(slot+1)*e.words], e.buf)
+	e.copyPrefix(slot)
+}
+
+// copyPrefix copies the prefix of slot's code into e.prefix.
+func (e *scopeVecs) copyPrefix(slot int) {
 	pw := e.prefixWords()
-	copy(e.prefix[slot*pw:(slot+1)*pw], code)
+	copy(e.prefix[slot*pw:(slot+1)*pw], e.codes[slot*e.words:])
 }
 
 // codeBits returns the bits of a code for dims dimensions: the next power
