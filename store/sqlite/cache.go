@@ -175,6 +175,7 @@ type scopeVecs struct {
 	text    int64 // bytes of the live rows' ids, contents and metadata
 
 	mean  []float32 // the centre the codes are taken around
+	rmean []float32 // its rotation (rotate), from which codes are taken
 	meanN int       // live rows when mean was computed
 	// recentring is set while a goroutine recomputes the mean and the
 	// codes (recentre); installs counts installs, so that it can tell
@@ -257,6 +258,8 @@ func (e *scopeVecs) install(v int64, dims int, rows []cachedRow) {
 	if len(rows) > 0 {
 		scal(1/float32(len(rows)), e.mean)
 	}
+	e.rmean = make([]float32, codeBits(dims))
+	rotate(e.mean, e.rmean)
 	e.meanN = len(rows)
 	for _, r := range rows {
 		e.add(r)
@@ -407,12 +410,14 @@ func (e *scopeVecs) recentreFrom(snap recentreSnapshot) {
 		}
 	}
 	codes := make([]uint64, len(snap.vecs)*snap.words)
+	rmean := make([]float32, codeBits(snap.dims))
 	if n > 0 {
 		scal(1/float32(n), mean)
+		rotate(mean, rmean)
 		buf := make([]float32, codeBits(snap.dims))
 		for slot, v := range snap.vecs {
 			if snap.rids[slot] != 0 {
-				encodeCode(v, mean, codes[slot*snap.words:(slot+1)*snap.words], buf)
+				encodeCode(v, rmean, codes[slot*snap.words:(slot+1)*snap.words], buf)
 			}
 		}
 	}
@@ -422,7 +427,7 @@ func (e *scopeVecs) recentreFrom(snap recentreSnapshot) {
 	if n == 0 || e.installs != snap.installs {
 		return
 	}
-	e.mean, e.meanN = mean, n
+	e.mean, e.rmean, e.meanN = mean, rmean, n
 	w := e.words
 	for slot, rid := range e.rids {
 		switch {
@@ -473,7 +478,7 @@ func (e *scopeVecs) prefixWords() int { return min(prefixWords, e.words) }
 // setCode writes the code of v (and its prefix) for slot. The caller
 // holds e.mu for writing.
 func (e *scopeVecs) setCode(slot int, v []float32) {
-	encodeCode(v, e.mean, e.codes[slot*e.words:(slot+1)*e.words], e.buf)
+	encodeCode(v, e.rmean, e.codes[slot*e.words:(slot+1)*e.words], e.buf)
 	e.copyPrefix(slot)
 }
 
@@ -493,47 +498,86 @@ func codeBits(dims int) int {
 	return n
 }
 
-// encodeCode writes the code of v around mean into code, using buf (of
-// codeBits(len(v)) floats) as scratch. The centred vector is multiplied by
-// random signs and rotated by a Walsh-Hadamard transform before its signs
-// are taken: every bit is then the side of a random hyperplane (SimHash),
-// so the Hamming distance of two codes estimates the angle of the centred
-// vectors whatever the variance of each dimension. The signs come from a
-// fixed seed: every code of every process agrees.
-func encodeCode(v, mean []float32, code []uint64, buf []float32) {
-	clear(code)
-	if len(v) != len(mean) {
-		return
-	}
-	buf = buf[:codeBits(len(v))]
-	clear(buf)
+// rotate writes into out (codeBits(len(v)) floats) the rotation codes are
+// taken in: v padded with zeros, multiplied by random signs and rotated by
+// a Walsh-Hadamard transform. The signs come from a fixed seed: every
+// code of every process agrees.
+//
+// The code of a vector v around a scope's mean is the signs of
+// rotate(v) - rotate(mean) (signCode): every bit is the side of a random
+// hyperplane through the mean (SimHash), so the Hamming distance of two
+// codes estimates the angle of the centred vectors whatever the variance
+// of each dimension. The rotation is linear, so a scope keeps its mean
+// rotated and a search rotates its query once for all the scopes it reads.
+func rotate(v, out []float32) {
+	out = out[:codeBits(len(v))]
 	s := uint64(0x9e3779b97f4a7c15)
 	for i, x := range v {
 		if i&63 == 0 {
 			s = s*6364136223846793005 + 1442695040888963407
 		}
-		d := x - mean[i]
-		if (s>>(i&63))&1 == 1 {
-			d = -d
-		}
-		buf[i] = d
+		// Flip the sign bit where the seed's bit is set.
+		out[i] = math.Float32frombits(math.Float32bits(x) ^ uint32((s>>(i&63))&1)<<31)
 	}
-	fwht(buf)
-	for i, x := range buf {
-		if x > 0 {
-			code[i>>6] |= 1 << (i & 63)
+	clear(out[len(v):])
+	fwht(out)
+}
+
+// signCode writes into code one bit per element of r, set where r
+// exceeds rmean: the code, around a mean whose rotation is rmean, of the
+// vector whose rotation is r.
+func signCode(r, rmean []float32, code []uint64) {
+	r, rmean = r[:64*len(code)], rmean[:64*len(code)]
+	for w := range code {
+		x, m := r[64*w:64*w+64], rmean[64*w:64*w+64]
+		var word uint64
+		for i := range x {
+			// The sign bit of m - x, set where x > m: a branch here
+			// would be mispredicted for half the bits.
+			word |= uint64(math.Float32bits(m[i]-x[i])>>31) << i
 		}
+		code[w] = word
 	}
 }
 
+// encodeCode writes the code of v around the mean whose rotation is
+// rmean into code, using buf (codeBits(len(v)) floats) as scratch.
+func encodeCode(v, rmean []float32, code []uint64, buf []float32) {
+	if len(rmean) != codeBits(len(v)) {
+		clear(code)
+		return
+	}
+	rotate(v, buf)
+	signCode(buf, rmean, code)
+}
+
 // fwht applies the (unnormalized) Walsh-Hadamard transform to a, whose
-// length is a power of two.
+// length is a power of two, at least 8. The first three levels are done
+// together on each group of eight, the others eight pairs at a time.
 func fwht(a []float32) {
-	for h := 1; h < len(a); h *= 2 {
-		for i := 0; i < len(a); i += 2 * h {
-			x, y := a[i:i+h], a[i+h:i+2*h]
-			for j := range x {
-				x[j], y[j] = x[j]+y[j], x[j]-y[j]
+	n := len(a)
+	for i := 0; i+8 <= n; i += 8 {
+		g := (*[8]float32)(a[i : i+8])
+		a0, a1, a2, a3 := g[0]+g[1], g[0]-g[1], g[2]+g[3], g[2]-g[3]
+		a4, a5, a6, a7 := g[4]+g[5], g[4]-g[5], g[6]+g[7], g[6]-g[7]
+		b0, b1, b2, b3 := a0+a2, a1+a3, a0-a2, a1-a3
+		b4, b5, b6, b7 := a4+a6, a5+a7, a4-a6, a5-a7
+		g[0], g[1], g[2], g[3] = b0+b4, b1+b5, b2+b6, b3+b7
+		g[4], g[5], g[6], g[7] = b0-b4, b1-b5, b2-b6, b3-b7
+	}
+	for h := 8; h < n; h *= 2 {
+		for i := 0; i < n; i += 2 * h {
+			x, y := a[i:i+h:i+h], a[i+h:i+2*h:i+2*h]
+			for j := 0; j+8 <= h; j += 8 {
+				p, q := (*[8]float32)(x[j:j+8]), (*[8]float32)(y[j:j+8])
+				p[0], q[0] = p[0]+q[0], p[0]-q[0]
+				p[1], q[1] = p[1]+q[1], p[1]-q[1]
+				p[2], q[2] = p[2]+q[2], p[2]-q[2]
+				p[3], q[3] = p[3]+q[3], p[3]-q[3]
+				p[4], q[4] = p[4]+q[4], p[4]-q[4]
+				p[5], q[5] = p[5]+q[5], p[5]-q[5]
+				p[6], q[6] = p[6]+q[6], p[6]-q[6]
+				p[7], q[7] = p[7]+q[7], p[7]-q[7]
 			}
 		}
 	}
@@ -665,7 +709,7 @@ func (e *scopeVecs) nearest(vec []float32, now int64, c int) []int32 {
 		return out
 	}
 	code := make([]uint64, e.words)
-	encodeCode(vec, e.mean, code, make([]float32, codeBits(e.dims)))
+	encodeCode(vec, e.rmean, code, make([]float32, codeBits(e.dims)))
 	// The code prefixes pick prefixOver x c rows, whose whole codes then
 	// pick c, as a search's vector half does.
 	pw, w := e.prefixWords(), e.words

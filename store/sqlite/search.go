@@ -60,6 +60,7 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 	}
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
+	sc.rot = sc.rot[:0]
 	f := filter{now: nowNanos(), tags: tags, dims: dims}
 	need := max(50, store.CandidatesPerHalf*limit)
 	halves := 0
@@ -121,7 +122,7 @@ type scratch struct {
 	pick    []int32
 	sel     []int32
 	code    []uint64
-	buf     []float32
+	rot     []float32 // the query vector rotated (rotate); empty until needed
 	scores  []float64
 	touched []int32
 }
@@ -393,8 +394,13 @@ func scanVectors(e *scopeVecs, vec []float32, f filter, c int, top *topK, sc *sc
 	}
 	w := e.words
 	sc.code = slices.Grow(sc.code[:0], w)[:w]
-	sc.buf = slices.Grow(sc.buf[:0], codeBits(e.dims))[:codeBits(e.dims)]
-	encodeCode(vec, e.mean, sc.code, sc.buf)
+	if len(sc.rot) == 0 {
+		// Rotated once for every scope of the search: codes are signs of
+		// rotated vectors minus the scope's rotated mean.
+		sc.rot = slices.Grow(sc.rot, codeBits(len(vec)))[:codeBits(len(vec))]
+		rotate(vec, sc.rot)
+	}
+	signCode(sc.rot, e.rmean, sc.code)
 	n := len(e.rids)
 	sc.dist = slices.Grow(sc.dist[:0], n)[:n]
 	const skip = math.MaxUint16
