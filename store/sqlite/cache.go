@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/simhash"
 )
 
 // scopeKey names one scope of one org.
@@ -164,7 +164,7 @@ type scopeVecs struct {
 	rids    []int64 // 0: free slot
 	vecs    [][]float32
 	codes   []uint64 // words per slot
-	prefix  []uint64 // the first prefixWords words of each code, packed
+	prefix  []uint64 // the first prefixWords() words of each code, packed
 	expires []int64  // unix nanoseconds; 0: never
 	mems    []store.Memory
 	gens    []uint16 // bumped when a slot is reused, to spot stale postings
@@ -237,8 +237,8 @@ func (e *scopeVecs) force(v int64, dims int, rows []cachedRow) {
 
 func (e *scopeVecs) install(v int64, dims int, rows []cachedRow) {
 	e.installs++
-	e.version, e.dims, e.words = v, dims, codeBits(dims)/64
-	e.buf = make([]float32, codeBits(dims))
+	e.version, e.dims, e.words = v, dims, simhash.Bits(dims)/64
+	e.buf = make([]float32, simhash.Bits(dims))
 	e.index, e.terms, e.free, e.live = make(map[int64]int32, len(rows)), map[string]*postings{}, nil, 0
 	e.tokens, e.stale, e.posts, e.text = 0, 0, 0, 0
 	e.rids = make([]int64, 0, len(rows))
@@ -258,8 +258,8 @@ func (e *scopeVecs) install(v int64, dims int, rows []cachedRow) {
 	if len(rows) > 0 {
 		scal(1/float32(len(rows)), e.mean)
 	}
-	e.rmean = make([]float32, codeBits(dims))
-	rotate(e.mean, e.rmean)
+	e.rmean = make([]float32, simhash.Bits(dims))
+	simhash.Rotate(e.mean, e.rmean)
 	e.meanN = len(rows)
 	for _, r := range rows {
 		e.add(r)
@@ -410,14 +410,14 @@ func (e *scopeVecs) recentreFrom(snap recentreSnapshot) {
 		}
 	}
 	codes := make([]uint64, len(snap.vecs)*snap.words)
-	rmean := make([]float32, codeBits(snap.dims))
+	rmean := make([]float32, simhash.Bits(snap.dims))
 	if n > 0 {
 		scal(1/float32(n), mean)
-		rotate(mean, rmean)
-		buf := make([]float32, codeBits(snap.dims))
+		simhash.Rotate(mean, rmean)
+		buf := make([]float32, simhash.Bits(snap.dims))
 		for slot, v := range snap.vecs {
 			if snap.rids[slot] != 0 {
-				encodeCode(v, rmean, codes[slot*snap.words:(slot+1)*snap.words], buf)
+				simhash.Encode(v, rmean, codes[slot*snap.words:(slot+1)*snap.words], buf)
 			}
 		}
 	}
@@ -466,19 +466,13 @@ func (e *scopeVecs) apply(v int64, dims int, d *delta) {
 	e.resize()
 }
 
-// prefixWords is how many words of a code (256 bits) the first pass of a
-// search in a large scope compares: a shorter SimHash, less precise but
-// four times cheaper to scan, that picks the rows whose whole codes are
-// then compared.
-const prefixWords = 4
-
 // prefixWords returns the words of e's code prefixes.
-func (e *scopeVecs) prefixWords() int { return min(prefixWords, e.words) }
+func (e *scopeVecs) prefixWords() int { return min(simhash.PrefixWords, e.words) }
 
 // setCode writes the code of v (and its prefix) for slot. The caller
 // holds e.mu for writing.
 func (e *scopeVecs) setCode(slot int, v []float32) {
-	encodeCode(v, e.rmean, e.codes[slot*e.words:(slot+1)*e.words], e.buf)
+	simhash.Encode(v, e.rmean, e.codes[slot*e.words:(slot+1)*e.words], e.buf)
 	e.copyPrefix(slot)
 }
 
@@ -486,111 +480,6 @@ func (e *scopeVecs) setCode(slot int, v []float32) {
 func (e *scopeVecs) copyPrefix(slot int) {
 	pw := e.prefixWords()
 	copy(e.prefix[slot*pw:(slot+1)*pw], e.codes[slot*e.words:])
-}
-
-// codeBits returns the bits of a code for dims dimensions: the next power
-// of two, at least 64.
-func codeBits(dims int) int {
-	n := 64
-	for n < dims {
-		n *= 2
-	}
-	return n
-}
-
-// rotate writes into out (codeBits(len(v)) floats) the rotation codes are
-// taken in: v padded with zeros, multiplied by random signs and rotated by
-// a Walsh-Hadamard transform. The signs come from a fixed seed: every
-// code of every process agrees.
-//
-// The code of a vector v around a scope's mean is the signs of
-// rotate(v) - rotate(mean) (signCode): every bit is the side of a random
-// hyperplane through the mean (SimHash), so the Hamming distance of two
-// codes estimates the angle of the centred vectors whatever the variance
-// of each dimension. The rotation is linear, so a scope keeps its mean
-// rotated and a search rotates its query once for all the scopes it reads.
-func rotate(v, out []float32) {
-	out = out[:codeBits(len(v))]
-	s := uint64(0x9e3779b97f4a7c15)
-	for i, x := range v {
-		if i&63 == 0 {
-			s = s*6364136223846793005 + 1442695040888963407
-		}
-		// Flip the sign bit where the seed's bit is set.
-		out[i] = math.Float32frombits(math.Float32bits(x) ^ uint32((s>>(i&63))&1)<<31)
-	}
-	clear(out[len(v):])
-	fwht(out)
-}
-
-// signCode writes into code one bit per element of r, set where r
-// exceeds rmean: the code, around a mean whose rotation is rmean, of the
-// vector whose rotation is r.
-func signCode(r, rmean []float32, code []uint64) {
-	r, rmean = r[:64*len(code)], rmean[:64*len(code)]
-	for w := range code {
-		x, m := r[64*w:64*w+64], rmean[64*w:64*w+64]
-		var word uint64
-		for i := range x {
-			// The sign bit of m - x, set where x > m: a branch here
-			// would be mispredicted for half the bits.
-			word |= uint64(math.Float32bits(m[i]-x[i])>>31) << i
-		}
-		code[w] = word
-	}
-}
-
-// encodeCode writes the code of v around the mean whose rotation is
-// rmean into code, using buf (codeBits(len(v)) floats) as scratch.
-func encodeCode(v, rmean []float32, code []uint64, buf []float32) {
-	if len(rmean) != codeBits(len(v)) {
-		clear(code)
-		return
-	}
-	rotate(v, buf)
-	signCode(buf, rmean, code)
-}
-
-// fwht applies the (unnormalized) Walsh-Hadamard transform to a, whose
-// length is a power of two, at least 8. The first three levels are done
-// together on each group of eight, the others eight pairs at a time.
-func fwht(a []float32) {
-	n := len(a)
-	for i := 0; i+8 <= n; i += 8 {
-		g := (*[8]float32)(a[i : i+8])
-		a0, a1, a2, a3 := g[0]+g[1], g[0]-g[1], g[2]+g[3], g[2]-g[3]
-		a4, a5, a6, a7 := g[4]+g[5], g[4]-g[5], g[6]+g[7], g[6]-g[7]
-		b0, b1, b2, b3 := a0+a2, a1+a3, a0-a2, a1-a3
-		b4, b5, b6, b7 := a4+a6, a5+a7, a4-a6, a5-a7
-		g[0], g[1], g[2], g[3] = b0+b4, b1+b5, b2+b6, b3+b7
-		g[4], g[5], g[6], g[7] = b0-b4, b1-b5, b2-b6, b3-b7
-	}
-	for h := 8; h < n; h *= 2 {
-		for i := 0; i < n; i += 2 * h {
-			x, y := a[i:i+h:i+h], a[i+h:i+2*h:i+2*h]
-			for j := 0; j+8 <= h; j += 8 {
-				p, q := (*[8]float32)(x[j:j+8]), (*[8]float32)(y[j:j+8])
-				p[0], q[0] = p[0]+q[0], p[0]-q[0]
-				p[1], q[1] = p[1]+q[1], p[1]-q[1]
-				p[2], q[2] = p[2]+q[2], p[2]-q[2]
-				p[3], q[3] = p[3]+q[3], p[3]-q[3]
-				p[4], q[4] = p[4]+q[4], p[4]-q[4]
-				p[5], q[5] = p[5]+q[5], p[5]-q[5]
-				p[6], q[6] = p[6]+q[6], p[6]-q[6]
-				p[7], q[7] = p[7]+q[7], p[7]-q[7]
-			}
-		}
-	}
-}
-
-// hamming returns the number of differing bits of two codes.
-func hamming(a, b []uint64) int {
-	n := 0
-	b = b[:len(a)]
-	for i, x := range a {
-		n += bits.OnesCount64(x ^ b[i])
-	}
-	return n
 }
 
 // scopeVersion reads the change counter of k; 0 when the scope was never
@@ -709,25 +598,25 @@ func (e *scopeVecs) nearest(vec []float32, now int64, c int) []int32 {
 		return out
 	}
 	code := make([]uint64, e.words)
-	encodeCode(vec, e.rmean, code, make([]float32, codeBits(e.dims)))
-	// The code prefixes pick prefixOver x c rows, whose whole codes then
+	simhash.Encode(vec, e.rmean, code, make([]float32, simhash.Bits(e.dims)))
+	// The code prefixes pick PrefixOver x c rows, whose whole codes then
 	// pick c, as a search's vector half does.
 	pw, w := e.prefixWords(), e.words
 	dist := make([]uint16, len(e.rids))
 	hist := make([]int32, 64*w+2)
 	prefixDistances(e, code[:pw], filter{now: now}, dist, hist[:64*pw+2])
 	if pw == w {
-		return nearest(dist, hist, c, out)
+		return simhash.Nearest(dist, hist, c, out)
 	}
-	picks := nearest(dist, hist, prefixOver*c, nil)
+	picks := simhash.Nearest(dist, hist, simhash.PrefixOver*c, nil)
 	clear(hist)
 	dist = dist[:len(picks)]
 	for i, slot := range picks {
-		d := hamming(code, e.codes[int(slot)*w:int(slot+1)*w])
+		d := simhash.Hamming(code, e.codes[int(slot)*w:int(slot+1)*w])
 		dist[i] = uint16(d)
 		hist[d]++
 	}
-	for _, i := range nearest(dist, hist, c, nil) {
+	for _, i := range simhash.Nearest(dist, hist, c, nil) {
 		out = append(out, picks[i])
 	}
 	return out

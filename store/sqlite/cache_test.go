@@ -2,14 +2,13 @@ package sqlite
 
 import (
 	"fmt"
-	"math"
-	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/simhash"
 )
 
 // cacheRows makes n rows with random unit vectors, rids from first.
@@ -96,8 +95,8 @@ func TestRecentre(t *testing.T) {
 				t.Errorf("mean differs from the live rows' by up to %g", diff)
 			}
 			code := make([]uint64, e.words)
-			buf := make([]float32, codeBits(dims))
-			rotate(e.mean, buf)
+			buf := make([]float32, simhash.Bits(dims))
+			simhash.Rotate(e.mean, buf)
 			if !slices.Equal(buf, e.rmean) {
 				t.Fatal("the entry's rotated mean is not its mean's rotation")
 			}
@@ -106,7 +105,7 @@ func TestRecentre(t *testing.T) {
 				if rid == 0 {
 					continue
 				}
-				encodeCode(e.vecs[slot], e.rmean, code, buf)
+				simhash.Encode(e.vecs[slot], e.rmean, code, buf)
 				if !slices.Equal(code, e.codes[slot*e.words:(slot+1)*e.words]) {
 					t.Fatalf("row %d: its code is not its vector's around the entry's mean", rid)
 				}
@@ -123,70 +122,4 @@ func abs32(x float32) float32 {
 		return -x
 	}
 	return x
-}
-
-// TestFWHT compares fwht with the Walsh-Hadamard matrix applied directly:
-// entry (i, j) is -1 where i&j has an odd number of bits.
-func TestFWHT(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, n := range []int{8, 16, 64, 128, 1024} {
-		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			a := make([]float32, n)
-			for i := range a {
-				a[i] = float32(r.NormFloat64())
-			}
-			want := make([]float64, n)
-			for i := range want {
-				for j, x := range a {
-					if bits.OnesCount(uint(i&j))%2 == 1 {
-						want[i] -= float64(x)
-					} else {
-						want[i] += float64(x)
-					}
-				}
-			}
-			fwht(a)
-			for i := range a {
-				if d := math.Abs(float64(a[i]) - want[i]); d > 1e-3*math.Sqrt(float64(n)) {
-					t.Fatalf("element %d = %g, want %g", i, a[i], want[i])
-				}
-			}
-		})
-	}
-}
-
-// TestCodeAroundMean checks that a code taken from rotations (the query's
-// and the mean's, rotated apart) has the bits of the centred vector's
-// rotation: rotation is linear, so they differ only where an element of
-// the centred rotation is within rounding of zero.
-func TestCodeAroundMean(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
-	for _, dims := range []int{8, 100, 384, 768, 1024} {
-		t.Run(fmt.Sprint(dims), func(t *testing.T) {
-			rows := cacheRows(r, 1, 50, dims)
-			mean := make([]float32, dims)
-			for _, row := range rows {
-				axpy(1, row.vec, mean)
-			}
-			scal(1/float32(len(rows)), mean)
-			rmean := make([]float32, codeBits(dims))
-			rotate(mean, rmean)
-			buf := make([]float32, codeBits(dims))
-			code := make([]uint64, codeBits(dims)/64)
-			centred := make([]float32, dims)
-			for _, row := range rows {
-				encodeCode(row.vec, rmean, code, buf)
-				for i := range centred {
-					centred[i] = row.vec[i] - mean[i]
-				}
-				rotate(centred, buf)
-				for i, x := range buf {
-					bit := code[i/64]>>(i%64)&1 == 1
-					if bit != (x > 0) && math.Abs(float64(x)) > 1e-4 {
-						t.Fatalf("row %d bit %d: code %v, centred rotation %g", row.rid, i, bit, x)
-					}
-				}
-			}
-		})
-	}
 }

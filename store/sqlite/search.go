@@ -11,6 +11,7 @@ import (
 
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/simhash"
 )
 
 // Search runs a hybrid search over the cached rows of the caller's visible
@@ -397,29 +398,28 @@ func scanVectors(e *scopeVecs, vec []float32, f filter, c int, top *topK, sc *sc
 	if len(sc.rot) == 0 {
 		// Rotated once for every scope of the search: codes are signs of
 		// rotated vectors minus the scope's rotated mean.
-		sc.rot = slices.Grow(sc.rot, codeBits(len(vec)))[:codeBits(len(vec))]
-		rotate(vec, sc.rot)
+		sc.rot = slices.Grow(sc.rot, simhash.Bits(len(vec)))[:simhash.Bits(len(vec))]
+		simhash.Rotate(vec, sc.rot)
 	}
-	signCode(sc.rot, e.rmean, sc.code)
+	simhash.Sign(sc.rot, e.rmean, sc.code)
 	n := len(e.rids)
 	sc.dist = slices.Grow(sc.dist[:0], n)[:n]
-	const skip = math.MaxUint16
-	if pw := e.prefixWords(); pw < w && e.live > 2*prefixOver*c {
+	if pw := e.prefixWords(); pw < w && e.live > 2*simhash.PrefixOver*c {
 		// A large scope: the distances of the code prefixes pick
-		// prefixOver x c rows, whose whole codes then pick c.
+		// PrefixOver x c rows, whose whole codes then pick c.
 		sc.hist = slices.Grow(sc.hist[:0], 64*pw+2)[:64*pw+2]
 		clear(sc.hist)
 		prefixDistances(e, sc.code[:pw], f, sc.dist, sc.hist)
-		sc.pick = nearest(sc.dist, sc.hist, prefixOver*c, sc.pick[:0])
+		sc.pick = simhash.Nearest(sc.dist, sc.hist, simhash.PrefixOver*c, sc.pick[:0])
 		sc.hist = slices.Grow(sc.hist[:0], 64*w+2)[:64*w+2]
 		clear(sc.hist)
 		sc.dist = sc.dist[:len(sc.pick)]
 		for i, slot := range sc.pick {
-			d := hamming(sc.code, e.codes[int(slot)*w:int(slot+1)*w])
+			d := simhash.Hamming(sc.code, e.codes[int(slot)*w:int(slot+1)*w])
 			sc.dist[i] = uint16(d)
 			sc.hist[d]++
 		}
-		for _, i := range nearest(sc.dist, sc.hist, c, sc.sel[:0]) {
+		for _, i := range simhash.Nearest(sc.dist, sc.hist, c, sc.sel[:0]) {
 			offer(int(sc.pick[i]))
 		}
 		return
@@ -429,34 +429,33 @@ func scanVectors(e *scopeVecs, vec []float32, f filter, c int, top *topK, sc *sc
 	clear(sc.hist)
 	for slot := range n {
 		if !f.keep(e, slot) {
-			sc.dist[slot] = skip
+			sc.dist[slot] = simhash.Skip
 			continue
 		}
-		d := hamming(sc.code, e.codes[slot*w:(slot+1)*w])
+		d := simhash.Hamming(sc.code, e.codes[slot*w:(slot+1)*w])
 		sc.dist[slot] = uint16(d)
 		sc.hist[d]++
 	}
-	sc.sel = nearest(sc.dist, sc.hist, c, sc.sel[:0])
+	sc.sel = simhash.Nearest(sc.dist, sc.hist, c, sc.sel[:0])
 	for _, slot := range sc.sel {
 		offer(int(slot))
 	}
 }
 
 // prefixDistances writes the Hamming distance of each live row's code
-// prefix to q into dist (skip for rows f drops) and counts them in hist.
+// prefix to q into dist (Skip for rows f drops) and counts them in hist.
 // The caller holds e.mu. It is the one loop over every row of a large
 // scope, so the common case (prefixes of 4 words, no tag filter) is
 // written out.
 func prefixDistances(e *scopeVecs, q []uint64, f filter, dist []uint16, hist []int32) {
-	const skip = math.MaxUint16
 	n, pw := len(e.rids), len(q)
 	if pw != 4 || len(f.tags) > 0 {
 		for slot := range n {
 			if !f.keep(e, slot) {
-				dist[slot] = skip
+				dist[slot] = simhash.Skip
 				continue
 			}
-			d := hamming(q, e.prefix[slot*pw:(slot+1)*pw])
+			d := simhash.Hamming(q, e.prefix[slot*pw:(slot+1)*pw])
 			dist[slot] = uint16(d)
 			hist[d]++
 		}
@@ -468,7 +467,7 @@ func prefixDistances(e *scopeVecs, q []uint64, f filter, dist []uint16, hist []i
 	hist = hist[:4*64+1]
 	for slot := range n {
 		if rids[slot] == 0 || (expires[slot] != 0 && expires[slot] <= f.now) {
-			dist[slot] = skip
+			dist[slot] = simhash.Skip
 			continue
 		}
 		p := prefix[4*slot : 4*slot+4 : 4*slot+4]
@@ -476,34 +475,6 @@ func prefixDistances(e *scopeVecs, q []uint64, f filter, dist []uint16, hist []i
 		dist[slot] = uint16(d)
 		hist[d]++
 	}
-}
-
-// prefixOver is how many times the candidates wanted the code prefixes
-// pick in a large scope, for the whole codes to choose from.
-const prefixOver = 4
-
-// nearest appends to out the indexes of the c smallest distances of dist
-// (skipped entries excluded), whose histogram is hist: every index below
-// the distance at which c is reached, then those at it in index order.
-func nearest(dist []uint16, hist []int32, c int, out []int32) []int32 {
-	limit, total := 0, int32(0)
-	for ; limit < len(hist); limit++ {
-		if total+hist[limit] > int32(c) {
-			break
-		}
-		total += hist[limit]
-	}
-	room := c - int(total)
-	for i, d := range dist {
-		switch {
-		case int(d) < limit:
-			out = append(out, int32(i))
-		case int(d) == limit && room > 0:
-			room--
-			out = append(out, int32(i))
-		}
-	}
-	return out
 }
 
 // textHalf ranks the live rows of entries that pass f by BM25 over terms

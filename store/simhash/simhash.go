@@ -1,0 +1,161 @@
+// Package simhash codes vectors as bit strings whose Hamming distances
+// estimate their angles, so that a scan of the codes picks the few rows
+// worth an exact dot product.
+//
+// A code is taken around a centre, the mean of the rows it is compared
+// with: embeddings share a large common component, and only the part of
+// each vector off that centre tells them apart. The centred vector is
+// rotated (random signs, then a Walsh-Hadamard transform) and its signs
+// taken: every bit is the side of a random hyperplane through the
+// centre. A search codes its query around each scope's centre and keeps
+// the rows of smallest distance, in two passes over large scopes: the
+// first PrefixWords words of every code, then the whole codes of
+// PrefixOver times the rows wanted.
+package simhash
+
+import (
+	"math"
+	"math/bits"
+)
+
+// PrefixWords is how many words of a code (256 bits) a first pass over a
+// large scope compares: a shorter code, less precise but four times
+// cheaper to scan, that picks the rows whose whole codes are then
+// compared.
+const PrefixWords = 4
+
+// PrefixOver is how many times the rows finally wanted the first pass
+// picks.
+const PrefixOver = 4
+
+// Skip is the distance that marks a row no pass may pick.
+const Skip = math.MaxUint16
+
+// Bits returns the bits of the code of a vector of dims dimensions: the
+// next power of two, at least 64.
+func Bits(dims int) int {
+	n := 64
+	for n < dims {
+		n *= 2
+	}
+	return n
+}
+
+// Rotate writes into out (Bits(len(v)) floats) the rotation codes are
+// taken in: v padded with zeros, multiplied by random signs and rotated by
+// a Walsh-Hadamard transform. The signs come from a fixed seed: every
+// code of every process agrees.
+//
+// The code of a vector v around a mean is the signs of
+// Rotate(v) - Rotate(mean) (Sign): every bit is the side of a random
+// hyperplane through the mean (SimHash), so the Hamming distance of two
+// codes estimates the angle of the centred vectors whatever the variance
+// of each dimension. The rotation is linear, so a scope keeps its mean
+// rotated and a search rotates its query once for all the scopes it reads.
+func Rotate(v, out []float32) {
+	out = out[:Bits(len(v))]
+	s := uint64(0x9e3779b97f4a7c15)
+	for i, x := range v {
+		if i&63 == 0 {
+			s = s*6364136223846793005 + 1442695040888963407
+		}
+		// Flip the sign bit where the seed's bit is set.
+		out[i] = math.Float32frombits(math.Float32bits(x) ^ uint32((s>>(i&63))&1)<<31)
+	}
+	clear(out[len(v):])
+	fwht(out)
+}
+
+// Sign writes into code one bit per element of r, set where r
+// exceeds rmean: the code, around a mean whose rotation is rmean, of the
+// vector whose rotation is r.
+func Sign(r, rmean []float32, code []uint64) {
+	r, rmean = r[:64*len(code)], rmean[:64*len(code)]
+	for w := range code {
+		x, m := r[64*w:64*w+64], rmean[64*w:64*w+64]
+		var word uint64
+		for i := range x {
+			// The sign bit of m - x, set where x > m: a branch here
+			// would be mispredicted for half the bits.
+			word |= uint64(math.Float32bits(m[i]-x[i])>>31) << i
+		}
+		code[w] = word
+	}
+}
+
+// Encode writes the code of v around the mean whose rotation is
+// rmean into code, using buf (Bits(len(v)) floats) as scratch.
+func Encode(v, rmean []float32, code []uint64, buf []float32) {
+	if len(rmean) != Bits(len(v)) {
+		clear(code)
+		return
+	}
+	Rotate(v, buf)
+	Sign(buf, rmean, code)
+}
+
+// fwht applies the (unnormalized) Walsh-Hadamard transform to a, whose
+// length is a power of two, at least 8. The first three levels are done
+// together on each group of eight, the others eight pairs at a time.
+func fwht(a []float32) {
+	n := len(a)
+	for i := 0; i+8 <= n; i += 8 {
+		g := (*[8]float32)(a[i : i+8])
+		a0, a1, a2, a3 := g[0]+g[1], g[0]-g[1], g[2]+g[3], g[2]-g[3]
+		a4, a5, a6, a7 := g[4]+g[5], g[4]-g[5], g[6]+g[7], g[6]-g[7]
+		b0, b1, b2, b3 := a0+a2, a1+a3, a0-a2, a1-a3
+		b4, b5, b6, b7 := a4+a6, a5+a7, a4-a6, a5-a7
+		g[0], g[1], g[2], g[3] = b0+b4, b1+b5, b2+b6, b3+b7
+		g[4], g[5], g[6], g[7] = b0-b4, b1-b5, b2-b6, b3-b7
+	}
+	for h := 8; h < n; h *= 2 {
+		for i := 0; i < n; i += 2 * h {
+			x, y := a[i:i+h:i+h], a[i+h:i+2*h:i+2*h]
+			for j := 0; j+8 <= h; j += 8 {
+				p, q := (*[8]float32)(x[j:j+8]), (*[8]float32)(y[j:j+8])
+				p[0], q[0] = p[0]+q[0], p[0]-q[0]
+				p[1], q[1] = p[1]+q[1], p[1]-q[1]
+				p[2], q[2] = p[2]+q[2], p[2]-q[2]
+				p[3], q[3] = p[3]+q[3], p[3]-q[3]
+				p[4], q[4] = p[4]+q[4], p[4]-q[4]
+				p[5], q[5] = p[5]+q[5], p[5]-q[5]
+				p[6], q[6] = p[6]+q[6], p[6]-q[6]
+				p[7], q[7] = p[7]+q[7], p[7]-q[7]
+			}
+		}
+	}
+}
+
+// Hamming returns the number of differing bits of two codes.
+func Hamming(a, b []uint64) int {
+	n := 0
+	b = b[:len(a)]
+	for i, x := range a {
+		n += bits.OnesCount64(x ^ b[i])
+	}
+	return n
+}
+
+// Nearest appends to out the indexes of the c smallest distances of dist
+// (skipped entries excluded), whose histogram is hist: every index below
+// the distance at which c is reached, then those at it in index order.
+func Nearest(dist []uint16, hist []int32, c int, out []int32) []int32 {
+	limit, total := 0, int32(0)
+	for ; limit < len(hist); limit++ {
+		if total+hist[limit] > int32(c) {
+			break
+		}
+		total += hist[limit]
+	}
+	room := c - int(total)
+	for i, d := range dist {
+		switch {
+		case int(d) < limit:
+			out = append(out, int32(i))
+		case int(d) == limit && room > 0:
+			room--
+			out = append(out, int32(i))
+		}
+	}
+	return out
+}

@@ -1,0 +1,145 @@
+package simhash
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// offCentre returns n random unit vectors sharing a common component, as
+// embeddings do.
+func offCentre(r *rand.Rand, n, dims int) [][]float32 {
+	out := make([][]float32, n)
+	for k := range out {
+		v := make([]float32, dims)
+		var norm float64
+		for i := range v {
+			v[i] = float32(r.NormFloat64()) + 0.3
+			norm += float64(v[i]) * float64(v[i])
+		}
+		for i := range v {
+			v[i] /= float32(math.Sqrt(norm))
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// TestFWHT compares fwht with the Walsh-Hadamard matrix applied directly:
+// entry (i, j) is -1 where i&j has an odd number of bits.
+func TestFWHT(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{8, 16, 64, 128, 1024} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			a := make([]float32, n)
+			for i := range a {
+				a[i] = float32(r.NormFloat64())
+			}
+			want := make([]float64, n)
+			for i := range want {
+				for j, x := range a {
+					if bits.OnesCount(uint(i&j))%2 == 1 {
+						want[i] -= float64(x)
+					} else {
+						want[i] += float64(x)
+					}
+				}
+			}
+			fwht(a)
+			for i := range a {
+				if d := math.Abs(float64(a[i]) - want[i]); d > 1e-3*math.Sqrt(float64(n)) {
+					t.Fatalf("element %d = %g, want %g", i, a[i], want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestCodeAroundMean checks that a code taken from rotations (the query's
+// and the mean's, rotated apart) has the bits of the centred vector's
+// rotation: rotation is linear, so they differ only where an element of
+// the centred rotation is within rounding of zero.
+func TestCodeAroundMean(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, dims := range []int{8, 100, 384, 768, 1024} {
+		t.Run(fmt.Sprint(dims), func(t *testing.T) {
+			rows := offCentre(r, 50, dims)
+			mean := make([]float32, dims)
+			for _, v := range rows {
+				for i, x := range v {
+					mean[i] += x / float32(len(rows))
+				}
+			}
+			rmean := make([]float32, Bits(dims))
+			Rotate(mean, rmean)
+			buf := make([]float32, Bits(dims))
+			code := make([]uint64, Bits(dims)/64)
+			centred := make([]float32, dims)
+			for k, v := range rows {
+				Encode(v, rmean, code, buf)
+				for i := range centred {
+					centred[i] = v[i] - mean[i]
+				}
+				Rotate(centred, buf)
+				for i, x := range buf {
+					bit := code[i/64]>>(i%64)&1 == 1
+					if bit != (x > 0) && math.Abs(float64(x)) > 1e-4 {
+						t.Fatalf("row %d bit %d: code %v, centred rotation %g", k, i, bit, x)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestNearest checks the selection of the c smallest distances against a
+// sort, skipped entries never chosen and ties taken in index order.
+func TestNearest(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct{ n, max, c int }{{10, 5, 3}, {100, 20, 10}, {1000, 256, 50}, {1000, 3, 7}, {5, 10, 9}} {
+		t.Run(fmt.Sprintf("%d/%d/%d", tc.n, tc.max, tc.c), func(t *testing.T) {
+			dist := make([]uint16, tc.n)
+			hist := make([]int32, tc.max+1)
+			type entry struct{ d, i int }
+			var live []entry
+			for i := range dist {
+				if r.IntN(5) == 0 {
+					dist[i] = Skip
+					continue
+				}
+				d := r.IntN(tc.max + 1)
+				dist[i] = uint16(d)
+				hist[d]++
+				live = append(live, entry{d, i})
+			}
+			slices.SortStableFunc(live, func(a, b entry) int { return a.d - b.d })
+			var want []int32
+			for _, e := range live[:min(tc.c, len(live))] {
+				want = append(want, int32(e.i))
+			}
+			slices.Sort(want)
+			if got := Nearest(dist, hist, tc.c, nil); !slices.Equal(got, want) {
+				t.Errorf("Nearest = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestHamming checks Hamming on codes of several words.
+func TestHamming(t *testing.T) {
+	for _, tc := range []struct {
+		a, b []uint64
+		want int
+	}{
+		{[]uint64{0}, []uint64{0}, 0},
+		{[]uint64{0b1011}, []uint64{0b0001}, 2},
+		{[]uint64{math.MaxUint64, 0}, []uint64{0, 1}, 65},
+	} {
+		if got := Hamming(tc.a, tc.b); got != tc.want {
+			t.Errorf("Hamming(%b, %b) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
