@@ -16,6 +16,7 @@ import (
 
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/simhash"
 )
 
 // The vector cache.
@@ -35,7 +36,10 @@ import (
 // vector: the rows are compared by id and xmin) and the search run again;
 // if the versions still move, the search runs in SQL as it does without
 // the cache. So a cached search answers what the SQL search would in the
-// same snapshot.
+// same snapshot, except that a copy of more than exactRows rows is
+// ranked exactly only on the rows its vectors' binary codes pick
+// (veccodes.go), as a scope with its own HNSW index is ranked
+// approximately by the index.
 //
 // Isolation: an entry is keyed by org and scope, loaded under the
 // searching identity's row-level security, and used only for scopes that
@@ -71,6 +75,15 @@ type scopeVecs struct {
 	vecs    []float32 // len(ids) x dims, unit length
 	index   map[string]int32
 	bytes   int64
+
+	// The vectors' codes (veccodes.go): words per row, each row's first
+	// prefixWords() words apart, taken around the mean of the meanN rows
+	// the copy was built from, whose rotation is rmean.
+	words  int
+	codes  []uint64
+	prefix []uint64
+	rmean  []float32
+	meanN  int
 
 	// text: the copy holds every row of its scope, so postings (each
 	// lexeme's rows, see textcache.go) can rank the text half.
@@ -451,7 +464,9 @@ func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int, w
 			v.bytes += int64(len(t)) + 16
 		}
 	}
-	v.bytes += 128 + int64(spare-n)*int64(4*dims+64)
+	v.codeAll(dims, spare)
+	v.bytes += int64(n) * v.codeBytes()
+	v.bytes += 128 + int64(spare-n)*(int64(4*dims+64)+v.codeBytes())
 	if whole {
 		if err := v.indexText(rows, old); err != nil {
 			return nil, err
@@ -528,30 +543,45 @@ func worse(a, b vecHit) bool {
 
 // rankCached returns the n rows of snaps nearest vec (cosine distance,
 // ties newest first) that are alive at now and carry tags, best first.
+//
+// The rows ranked exactly are shared among the copies by their sizes,
+// simhash.Rerank of all the rows with at least n per copy; a copy with
+// more than its share and more than exactRows rows is ranked on the rows
+// its codes pick.
 func rankCached(snaps []*scopeVecs, vec []float32, dims int, tags []string, now time.Time, n int) []vecHit {
 	at := now.UnixNano()
 	top := make([]vecHit, 0, n+1) // a max-heap on worse: top[0] ranks last
 	// Once top is full, a row farther than top[0] cannot enter it: most
 	// rows are ruled out by this one comparison.
 	last := math.Inf(1)
+	consider := func(si int, v *scopeVecs, i int) {
+		dist := 1 - store.Dot(vec, v.vec(i, dims))
+		if dist > last {
+			return
+		}
+		top = offer(top, vecHit{snap: int32(si), row: int32(i), dist: dist, created: v.created[i], id: v.ids[i]}, n)
+		if n > 0 && len(top) == n {
+			last = top[0].dist
+		}
+	}
+	total := 0
+	for _, v := range snaps {
+		total += len(v.ids)
+	}
+	all := simhash.Rerank(total, n)
+	sc := codeScratchPool.Get().(*codeScratch)
+	defer codeScratchPool.Put(sc)
+	sc.rot = sc.rot[:0]
 	for si, v := range snaps {
-	rows:
+		if c := max(n, (all*len(v.ids)+total-1)/max(total, 1)); len(v.ids) > max(c, exactRows) && len(v.codes) == len(v.ids)*v.words {
+			for _, i := range v.nearest(vec, c, tags, at, sc) {
+				consider(si, v, int(i))
+			}
+			continue
+		}
 		for i := range v.ids {
-			if e := v.expires[i]; e != 0 && e <= at {
-				continue
-			}
-			for _, t := range tags {
-				if !slices.Contains(v.tags[i], t) {
-					continue rows
-				}
-			}
-			dist := 1 - store.Dot(vec, v.vec(i, dims))
-			if dist > last {
-				continue
-			}
-			top = offer(top, vecHit{snap: int32(si), row: int32(i), dist: dist, created: v.created[i], id: v.ids[i]}, n)
-			if n > 0 && len(top) == n {
-				last = top[0].dist
+			if v.live(i, at, tags) {
+				consider(si, v, i)
 			}
 		}
 	}
@@ -677,12 +707,15 @@ func (v *scopeVecs) appendRows(version int64, rows []loadedRow, dims int) (*scop
 		}
 	}
 	ids, xmins, created, expires, tags, vecs := v.ids, v.xmins, v.created, v.expires, v.tags, v.vecs
+	codes, prefix := v.codes, v.prefix
 	if !v.tail.CompareAndSwap(true, false) {
 		// Another copy extends v already: append to copies of the arrays.
 		ids, xmins, created, expires, tags, vecs = slices.Clip(ids), slices.Clip(xmins), slices.Clip(created),
 			slices.Clip(expires), slices.Clip(tags), slices.Clip(vecs)
+		codes, prefix = slices.Clip(codes), slices.Clip(prefix)
 	}
-	w := &scopeVecs{version: version, text: v.text, index: maps.Clone(v.index), bytes: v.bytes}
+	w := &scopeVecs{version: version, text: v.text, index: maps.Clone(v.index), bytes: v.bytes,
+		words: v.words, rmean: v.rmean, meanN: v.meanN}
 	if v.text {
 		w.postings = maps.Clone(v.postings)
 	}
@@ -716,6 +749,15 @@ func (v *scopeVecs) appendRows(version int64, rows []loadedRow, dims int) (*scop
 		}
 	}
 	w.ids, w.xmins, w.created, w.expires, w.tags, w.vecs = ids, xmins, created, expires, tags, vecs
+	if len(w.ids) >= 2*w.meanN && len(w.ids) >= 64 {
+		// The rows have doubled since the mean was taken: a mean of them
+		// all gives codes that tell them apart better. (Once per
+		// doubling, so about a code per added row.)
+		w.codeAll(dims, cap(w.ids))
+	} else {
+		w.codes, w.prefix = w.appendCodes(codes, prefix, vecs[n*dims:], dims)
+	}
+	w.bytes += int64(len(rows)) * w.codeBytes()
 	w.tail.Store(true)
 	return w, nil
 }

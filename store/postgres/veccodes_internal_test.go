@@ -1,0 +1,161 @@
+package postgres
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/simhash"
+)
+
+// codedRows makes n rows of a clustered corpus, as embeddings are: every
+// vector is a common offset, one of 50 topic centres and noise, each row
+// with its lexemes.
+func codedRows(r *rand.Rand, first, n, dims int) []loadedRow {
+	model := rand.New(rand.NewPCG(1, 2)) // the same offset and topics every time
+	offset := make([]float64, dims)
+	for j := range offset {
+		offset[j] = 0.5 / math.Sqrt(float64(dims))
+	}
+	centres := make([][]float64, 50)
+	for k := range centres {
+		centres[k] = make([]float64, dims)
+		for j := range centres[k] {
+			centres[k][j] = model.NormFloat64() / math.Sqrt(float64(dims))
+		}
+	}
+	rows := make([]loadedRow, n)
+	for i := range rows {
+		c := centres[r.IntN(len(centres))]
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = float32(offset[j] + c[j] + 0.6*r.NormFloat64()/math.Sqrt(float64(dims)))
+		}
+		store.Normalize(v)
+		tsv := fmt.Sprintf("'row%d':1", first+i)
+		rows[i] = loadedRow{id: fmt.Sprint(first + i), xmin: 1, created: time.Unix(int64(first+i), 0), vec: v, tsv: &tsv}
+	}
+	return rows
+}
+
+// checkCodes fails unless every row of v is coded around v's mean, the
+// mean of its first v.meanN rows.
+func checkCodes(t *testing.T, v *scopeVecs, dims int) {
+	t.Helper()
+	mean := make([]float32, dims)
+	for i := range v.meanN {
+		for j, x := range v.vec(i, dims) {
+			mean[j] += x
+		}
+	}
+	for j := range mean {
+		mean[j] /= float32(max(v.meanN, 1))
+	}
+	rmean := make([]float32, simhash.Bits(dims))
+	simhash.Rotate(mean, rmean)
+	if !slices.Equal(rmean, v.rmean) {
+		t.Fatalf("the copy's codes are not taken around the mean of its first %d rows", v.meanN)
+	}
+	w, pw := v.words, v.prefixWords()
+	if len(v.codes) != len(v.ids)*w || len(v.prefix) != len(v.ids)*pw {
+		t.Fatalf("%d rows, %d code words and %d prefix words, want %d words a row", len(v.ids), len(v.codes), len(v.prefix), w)
+	}
+	code := make([]uint64, w)
+	buf := make([]float32, simhash.Bits(dims))
+	for i := range v.ids {
+		simhash.Encode(v.vec(i, dims), v.rmean, code, buf)
+		if !slices.Equal(code, v.codes[i*w:(i+1)*w]) || !slices.Equal(code[:pw], v.prefix[i*pw:(i+1)*pw]) {
+			t.Fatalf("row %d of %d: its code is not its vector's", i, len(v.ids))
+		}
+	}
+}
+
+// TestCopyCodes builds a copy and extends it one add at a time past
+// twice its rows: every row must stay coded around the copy's mean, which
+// is taken again over all the rows when they have doubled. An older copy
+// extended again afterwards (its room taken by the first extension) must
+// keep its own codes.
+func TestCopyCodes(t *testing.T) {
+	const dims = 48
+	r := rand.New(rand.NewPCG(7, 8))
+	v, err := buildScopeVecs(1, codedRows(r, 0, 100, dims), nil, dims, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCodes(t, v, dims)
+	first := v
+	for i := range 150 {
+		if v, err = v.appendRows(v.version+1, codedRows(r, 100+i, 1, dims), dims); err != nil {
+			t.Fatal(err)
+		}
+		checkCodes(t, v, dims)
+		if want := 100 + i + 1; len(v.ids) == 200 && v.meanN != 200 {
+			t.Fatalf("at %d rows the mean is of %d, want all of them", want, v.meanN)
+		}
+	}
+	if v.meanN != 200 {
+		t.Errorf("after growing from 100 to 250 rows the mean is of %d rows, want 200", v.meanN)
+	}
+	other, err := first.appendRows(first.version+1, codedRows(r, 1000, 3, dims), dims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCodes(t, other, dims)
+	checkCodes(t, first, dims)
+}
+
+// TestRankCachedByCodes ranks a copy too large to rank exactly and
+// compares with an exact ranking of it: the top ten must hold nearly all
+// of the exact top ten, and a copy of exactRows rows or fewer is ranked
+// exactly.
+func TestRankCachedByCodes(t *testing.T) {
+	const dims = 384 // codes of 8 words: both passes
+	r := rand.New(rand.NewPCG(9, 10))
+	now := time.Now()
+	for _, tc := range []struct {
+		rows   int
+		recall float64
+	}{{exactRows, 1}, {4000, 0.95}} {
+		t.Run(fmt.Sprint(tc.rows), func(t *testing.T) {
+			rows := codedRows(r, 0, tc.rows, dims)
+			v, err := buildScopeVecs(1, rows, nil, dims, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found, want := 0, 0
+			for range 50 {
+				// A query near one of the rows, as a search for a stored
+				// memory is.
+				q := slices.Clone(rows[r.IntN(len(rows))].vec)
+				for j := range q {
+					q[j] += 0.03 * float32(r.NormFloat64())
+				}
+				store.Normalize(q)
+				exact := make([]vecHit, 0, 11)
+				for i := range v.ids {
+					exact = offer(exact, vecHit{row: int32(i), dist: 1 - store.Dot(q, v.vec(i, dims)), created: v.created[i], id: v.ids[i]}, 10)
+				}
+				got := rankCached([]*scopeVecs{v}, q, dims, nil, now, 50)
+				top := map[int32]bool{}
+				for _, h := range got[:10] {
+					top[h.row] = true
+				}
+				for _, h := range exact {
+					want++
+					if top[h.row] {
+						found++
+					}
+				}
+			}
+			recall := float64(found) / float64(want)
+			t.Logf("recall@10 at %d rows: %.3f", tc.rows, recall)
+			if recall < tc.recall {
+				t.Errorf("recall@10 at %d rows = %.3f, want at least %.2f", tc.rows, recall, tc.recall)
+			}
+		})
+	}
+}
