@@ -642,8 +642,10 @@ func allText(snaps []*scopeVecs) bool {
 }
 
 // fetchSQL reads the memories of ids ($2) of org $1, under row-level
-// security, by primary key.
-const fetchSQL = `SELECT ` + memoryCols + ` FROM memories m WHERE m.org_id = $1 AND m.id = ANY($2::uuid[])`
+// security, by primary key. The ids are bound as text: pgx has no binary
+// encoding of []string as uuid[], and building the error that says so
+// before falling back to text cost about 2% of a search.
+const fetchSQL = `SELECT ` + memoryCols + ` FROM memories m WHERE m.org_id = $1 AND m.id = ANY($2::text[]::uuid[])`
 
 // scanMemories reads rows of memoryCols into read, by id.
 func scanMemories(rows pgx.Rows, read map[string]store.Memory) error {
