@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"math/bits"
 	"slices"
 	"sync"
 
@@ -115,56 +114,19 @@ func (v *scopeVecs) nearest(vec []float32, c int, tags []string, at int64, sc *c
 	sc.dist = slices.Grow(sc.dist[:0], n)[:n]
 	sc.hist = slices.Grow(sc.hist[:0], 64*w+1)[:64*w+1]
 	clear(sc.hist)
-	v.prefixDistances(sc.code[:pw], tags, at, sc.dist, sc.hist)
+	simhash.PrefixDistances(sc.code[:pw], v.prefix, v.expires, nil, at, sc.dist, sc.hist)
+	if len(tags) > 0 {
+		for i := range n {
+			if !v.live(i, at, tags) {
+				simhash.Drop(sc.dist, sc.hist, i)
+			}
+		}
+	}
 	if pw == w {
 		sc.sel = simhash.Nearest(sc.dist, sc.hist[:64*pw+1], c, sc.sel[:0])
 		return sc.sel
 	}
 	sc.pick = simhash.Nearest(sc.dist, sc.hist[:64*pw+1], simhash.PrefixOver*c, sc.pick[:0])
-	clear(sc.hist)
-	sc.dist = sc.dist[:len(sc.pick)]
-	for k, i := range sc.pick {
-		d := simhash.Hamming(sc.code, v.codes[int(i)*w:int(i+1)*w])
-		sc.dist[k] = uint16(d)
-		sc.hist[d]++
-	}
-	sc.sel = simhash.Nearest(sc.dist, sc.hist, c, sc.sel[:0])
-	for k, j := range sc.sel {
-		sc.sel[k] = sc.pick[j]
-	}
+	sc.sel = simhash.Refine(sc.code, v.codes, sc.pick, c, sc.dist, sc.hist, sc.sel[:0])
 	return sc.sel
-}
-
-// prefixDistances writes the Hamming distance of each live row's code
-// prefix to q into dist (simhash.Skip for rows that are expired or lack a
-// tag) and counts them in hist. It is the one loop over every row of a
-// large copy, so the common case (prefixes of 4 words, no tag filter) is
-// written out.
-func (v *scopeVecs) prefixDistances(q []uint64, tags []string, at int64, dist []uint16, hist []int32) {
-	n, pw := len(v.ids), len(q)
-	if pw != 4 || len(tags) > 0 {
-		for i := range n {
-			if !v.live(i, at, tags) {
-				dist[i] = simhash.Skip
-				continue
-			}
-			d := simhash.Hamming(q, v.prefix[i*pw:(i+1)*pw])
-			dist[i] = uint16(d)
-			hist[d]++
-		}
-		return
-	}
-	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
-	expires, prefix := v.expires[:n], v.prefix[:4*n]
-	dist, hist = dist[:n], hist[:4*64+1]
-	for i := range n {
-		if e := expires[i]; e != 0 && e <= at {
-			dist[i] = simhash.Skip
-			continue
-		}
-		p := prefix[4*i : 4*i+4 : 4*i+4]
-		d := bits.OnesCount64(q0^p[0]) + bits.OnesCount64(q1^p[1]) + bits.OnesCount64(q2^p[2]) + bits.OnesCount64(q3^p[3])
-		dist[i] = uint16(d)
-		hist[d]++
-	}
 }

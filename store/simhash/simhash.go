@@ -179,3 +179,73 @@ func Nearest(dist []uint16, hist []int32, c int, out []int32) []int32 {
 func Rerank(n, need int) int {
 	return max(2*need, n/192)
 }
+
+// PrefixDistances writes into dist the Hamming distance to q of the code
+// prefix of each row (len(q) words a row, packed in prefix), or Skip for
+// a row that is gone (rids, when not nil, holds 0 for it) or expired
+// (expires, Unix nanoseconds, 0 for never, at or before at), and counts
+// the distances in hist. It is the one loop over every row of a large
+// scope, so the common case, prefixes of 4 words, is written out.
+func PrefixDistances(q, prefix []uint64, expires, rids []int64, at int64, dist []uint16, hist []int32) {
+	n, pw := len(expires), len(q)
+	dead := func(i int) bool {
+		return (rids != nil && rids[i] == 0) || (expires[i] != 0 && expires[i] <= at)
+	}
+	if pw != 4 {
+		for i := range n {
+			if dead(i) {
+				dist[i] = Skip
+				continue
+			}
+			d := Hamming(q, prefix[i*pw:(i+1)*pw])
+			dist[i] = uint16(d)
+			hist[d]++
+		}
+		return
+	}
+	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
+	expires, prefix, dist, hist = expires[:n], prefix[:4*n], dist[:n], hist[:4*64+1]
+	if rids != nil {
+		rids = rids[:n]
+	}
+	for i := range n {
+		if (rids != nil && rids[i] == 0) || (expires[i] != 0 && expires[i] <= at) {
+			dist[i] = Skip
+			continue
+		}
+		p := prefix[4*i : 4*i+4 : 4*i+4]
+		d := bits.OnesCount64(q0^p[0]) + bits.OnesCount64(q1^p[1]) + bits.OnesCount64(q2^p[2]) + bits.OnesCount64(q3^p[3])
+		dist[i] = uint16(d)
+		hist[d]++
+	}
+}
+
+// Drop marks row i, counted in hist, as Skip.
+func Drop(dist []uint16, hist []int32, i int) {
+	if dist[i] != Skip {
+		hist[dist[i]]--
+		dist[i] = Skip
+	}
+}
+
+// Refine appends to out the c rows of picks whose whole codes (len(q)
+// words a row, packed in codes) are nearest q, in the order of picks. It
+// uses dist (len(picks) or more) and hist (64*len(q)+1 or more) as
+// scratch.
+func Refine(q, codes []uint64, picks []int32, c int, dist []uint16, hist []int32, out []int32) []int32 {
+	w := len(q)
+	hist = hist[:64*w+1]
+	clear(hist)
+	dist = dist[:len(picks)]
+	for k, i := range picks {
+		d := Hamming(q, codes[int(i)*w:int(i+1)*w])
+		dist[k] = uint16(d)
+		hist[d]++
+	}
+	first := len(out)
+	out = Nearest(dist, hist, c, out)
+	for k, j := range out[first:] {
+		out[first+k] = picks[j]
+	}
+	return out
+}

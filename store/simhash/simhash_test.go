@@ -143,3 +143,74 @@ func TestHamming(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefixDistancesRefine checks both passes against Hamming computed
+// row by row: gone and expired rows are skipped and not counted, for
+// prefixes of 4 words (the written-out loop) and of 2, and Refine keeps
+// the c picks nearest by whole code.
+func TestPrefixDistancesRefine(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	const n, w, at = 300, 8, 1000
+	codes := make([]uint64, n*w)
+	for i := range codes {
+		codes[i] = r.Uint64()
+	}
+	q := make([]uint64, w)
+	for i := range q {
+		q[i] = r.Uint64()
+	}
+	expires, rids := make([]int64, n), make([]int64, n)
+	for i := range n {
+		rids[i] = int64(i + 1)
+		switch r.IntN(6) {
+		case 0:
+			rids[i] = 0 // a free slot
+		case 1:
+			expires[i] = at - 1 // expired
+		case 2:
+			expires[i] = at + 1 // not yet
+		}
+	}
+	for _, pw := range []int{4, 2} {
+		prefix := make([]uint64, n*pw)
+		for i := range n {
+			copy(prefix[i*pw:(i+1)*pw], codes[i*w:])
+		}
+		dist := make([]uint16, n)
+		hist := make([]int32, 64*w+1)
+		PrefixDistances(q[:pw], prefix, expires, rids, at, dist, hist)
+		want := make([]int32, 64*w+1)
+		var live []int32
+		for i := range n {
+			if rids[i] == 0 || (expires[i] != 0 && expires[i] <= at) {
+				if dist[i] != Skip {
+					t.Fatalf("prefix %d: row %d (rid %d, expires %d) has distance %d, want Skip", pw, i, rids[i], expires[i], dist[i])
+				}
+				continue
+			}
+			if d := Hamming(q[:pw], prefix[i*pw:(i+1)*pw]); int(dist[i]) != d {
+				t.Fatalf("prefix %d: row %d distance %d, want %d", pw, i, dist[i], d)
+			}
+			want[dist[i]]++
+			live = append(live, int32(i))
+		}
+		if !slices.Equal(hist, want) {
+			t.Fatalf("prefix %d: histogram %v, want %v", pw, hist, want)
+		}
+		got := Refine(q, codes, live, 10, dist, hist, nil)
+		whole := make([]int, len(live))
+		for k, i := range live {
+			whole[k] = Hamming(q, codes[int(i)*w:int(i+1)*w])
+		}
+		sorted := slices.Clone(whole)
+		slices.Sort(sorted)
+		for _, i := range got {
+			if d := Hamming(q, codes[int(i)*w:int(i+1)*w]); d > sorted[9] {
+				t.Errorf("Refine kept row %d at distance %d; the tenth nearest is at %d", i, d, sorted[9])
+			}
+		}
+		if len(got) != 10 || !slices.IsSorted(got) {
+			t.Errorf("Refine = %v, want 10 rows in order", got)
+		}
+	}
+}

@@ -609,15 +609,5 @@ func (e *scopeVecs) nearest(vec []float32, now int64, c int) []int32 {
 		return simhash.Nearest(dist, hist, c, out)
 	}
 	picks := simhash.Nearest(dist, hist, simhash.PrefixOver*c, nil)
-	clear(hist)
-	dist = dist[:len(picks)]
-	for i, slot := range picks {
-		d := simhash.Hamming(code, e.codes[int(slot)*w:int(slot+1)*w])
-		dist[i] = uint16(d)
-		hist[d]++
-	}
-	for _, i := range simhash.Nearest(dist, hist, c, nil) {
-		out = append(out, picks[i])
-	}
-	return out
+	return simhash.Refine(code, e.codes, picks, c, dist, hist, out)
 }

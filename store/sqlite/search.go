@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"slices"
 
 	"github.com/scopemem/scopemem/scope"
@@ -393,15 +392,9 @@ func scanVectors(e *scopeVecs, vec []float32, f filter, c int, top *topK, sc *sc
 		prefixDistances(e, sc.code[:pw], f, sc.dist, sc.hist)
 		sc.pick = simhash.Nearest(sc.dist, sc.hist, simhash.PrefixOver*c, sc.pick[:0])
 		sc.hist = slices.Grow(sc.hist[:0], 64*w+2)[:64*w+2]
-		clear(sc.hist)
-		sc.dist = sc.dist[:len(sc.pick)]
-		for i, slot := range sc.pick {
-			d := simhash.Hamming(sc.code, e.codes[int(slot)*w:int(slot+1)*w])
-			sc.dist[i] = uint16(d)
-			sc.hist[d]++
-		}
-		for _, i := range simhash.Nearest(sc.dist, sc.hist, c, sc.sel[:0]) {
-			offer(int(sc.pick[i]))
+		sc.sel = simhash.Refine(sc.code, e.codes, sc.pick, c, sc.dist, sc.hist, sc.sel[:0])
+		for _, slot := range sc.sel {
+			offer(int(slot))
 		}
 		return
 	}
@@ -425,36 +418,15 @@ func scanVectors(e *scopeVecs, vec []float32, f filter, c int, top *topK, sc *sc
 
 // prefixDistances writes the Hamming distance of each live row's code
 // prefix to q into dist (Skip for rows f drops) and counts them in hist.
-// The caller holds e.mu. It is the one loop over every row of a large
-// scope, so the common case (prefixes of 4 words, no tag filter) is
-// written out.
+// The caller holds e.mu.
 func prefixDistances(e *scopeVecs, q []uint64, f filter, dist []uint16, hist []int32) {
-	n, pw := len(e.rids), len(q)
-	if pw != 4 || len(f.tags) > 0 {
-		for slot := range n {
+	simhash.PrefixDistances(q, e.prefix, e.expires, e.rids, f.now, dist, hist)
+	if len(f.tags) > 0 {
+		for slot := range e.rids {
 			if !f.keep(e, slot) {
-				dist[slot] = simhash.Skip
-				continue
+				simhash.Drop(dist, hist, slot)
 			}
-			d := simhash.Hamming(q, e.prefix[slot*pw:(slot+1)*pw])
-			dist[slot] = uint16(d)
-			hist[d]++
 		}
-		return
-	}
-	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
-	rids, expires, prefix := e.rids[:n], e.expires[:n], e.prefix[:4*n]
-	dist = dist[:n]
-	hist = hist[:4*64+1]
-	for slot := range n {
-		if rids[slot] == 0 || (expires[slot] != 0 && expires[slot] <= f.now) {
-			dist[slot] = simhash.Skip
-			continue
-		}
-		p := prefix[4*slot : 4*slot+4 : 4*slot+4]
-		d := bits.OnesCount64(q0^p[0]) + bits.OnesCount64(q1^p[1]) + bits.OnesCount64(q2^p[2]) + bits.OnesCount64(q3^p[3])
-		dist[slot] = uint16(d)
-		hist[d]++
 	}
 }
 
