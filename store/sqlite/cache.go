@@ -189,7 +189,7 @@ type scopeVecs struct {
 	posts   int   // postings, stale included
 	tk      tokenizer
 	touched []*postings // scratch for indexText under mu.Lock
-	buf     []float32   // scratch for encodeCode under mu.Lock
+	buf     []float32   // scratch for simhash.Encode under mu.Lock
 
 	size atomic.Int64 // approximate bytes, for the cache budget
 	used atomic.Int64 // the cache clock at last use

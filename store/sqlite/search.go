@@ -122,7 +122,7 @@ type scratch struct {
 	pick    []int32
 	sel     []int32
 	code    []uint64
-	rot     []float32 // the query vector rotated (rotate); empty until needed
+	rot     []float32 // the query vector rotated (simhash.Rotate); empty until needed
 	scores  []float64
 	touched []int32
 }
@@ -330,7 +330,7 @@ func (s *Store) freshEntries(ctx context.Context, org string, scopes []scope.Sco
 // vectorHalf ranks the live rows of entries that pass f by similarity to
 // vec and returns the best need, best first.
 //
-// The candidates re-ranked exactly, rerankCount of all the rows, are
+// The candidates re-ranked exactly, simhash.Rerank of all the rows, are
 // shared among the scopes by their sizes, with at least need per scope:
 // three scopes of 700 rows re-rank about as many as one of 2,100.
 func vectorHalf(entries []*scopeVecs, vec []float32, f filter, need int, sc *scratch) []store.Candidate {
