@@ -435,8 +435,10 @@ func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int, w
 		index:   make(map[string]int32, n),
 	}
 	v.tail.Store(true)
+	from := make([]int32, n) // each row's row in old; -1: it came with its vector
 	for i, r := range rows {
 		vec := r.vec
+		from[i] = -1
 		if vec == nil {
 			j, ok := int32(-1), false
 			if old != nil {
@@ -446,6 +448,7 @@ func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int, w
 				return nil, fmt.Errorf("vector cache: row %s came without its vector but is not in the previous copy", r.id)
 			}
 			vec = old.vec(int(j), dims)
+			from[i] = j
 		}
 		if len(vec) != dims {
 			return nil, fmt.Errorf("vector cache: row %s has %d dimensions, want %d", r.id, len(vec), dims)
@@ -464,7 +467,7 @@ func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int, w
 			v.bytes += int64(len(t)) + 16
 		}
 	}
-	v.codeAll(dims, spare)
+	v.code(old, from, dims, spare)
 	v.bytes += int64(n) * v.codeBytes()
 	v.bytes += 128 + int64(spare-n)*(int64(4*dims+64)+v.codeBytes())
 	if whole {
@@ -749,10 +752,7 @@ func (v *scopeVecs) appendRows(version int64, rows []loadedRow, dims int) (*scop
 		}
 	}
 	w.ids, w.xmins, w.created, w.expires, w.tags, w.vecs = ids, xmins, created, expires, tags, vecs
-	if len(w.ids) >= 2*w.meanN && len(w.ids) >= 64 {
-		// The rows have doubled since the mean was taken: a mean of them
-		// all gives codes that tell them apart better. (Once per
-		// doubling, so about a code per added row.)
+	if recentre(len(w.ids), w.meanN) {
 		w.codeAll(dims, cap(w.ids))
 	} else {
 		w.codes, w.prefix = w.appendCodes(codes, prefix, vecs[n*dims:], dims)

@@ -56,6 +56,38 @@ func (v *scopeVecs) codeAll(dims, spare int) {
 	}
 }
 
+// recentre reports whether a copy of rows rows, coded around the mean of
+// meanN, is due a mean of them all: once they have doubled (so about one
+// code per added row), which tells them apart better.
+func recentre(rows, meanN int) bool { return rows >= 2*meanN && rows >= 64 }
+
+// code codes v's rows, built again from old (from[i] is row i's row in
+// old, -1 for a row that came with its vector): old's mean is kept and
+// the unchanged rows' codes copied from old, as appendRows keeps them,
+// until the rows are due a new mean; a reload that brought only the
+// changed rows' vectors so codes only those. Without old, codeAll.
+func (v *scopeVecs) code(old *scopeVecs, from []int32, dims, spare int) {
+	n := len(v.ids)
+	if old == nil || len(old.rmean) != simhash.Bits(dims) || len(old.codes) != len(old.ids)*old.words || recentre(n, old.meanN) {
+		v.codeAll(dims, spare)
+		return
+	}
+	v.words, v.rmean, v.meanN = old.words, old.rmean, old.meanN
+	w, pw := v.words, v.prefixWords()
+	v.codes = make([]uint64, n*w, spare*w)
+	v.prefix = make([]uint64, n*pw, spare*pw)
+	buf := make([]float32, simhash.Bits(dims))
+	for i := range n {
+		c := v.codes[i*w : (i+1)*w]
+		if j := int(from[i]); j >= 0 {
+			copy(c, old.codes[j*w:(j+1)*w])
+		} else {
+			simhash.Encode(v.vec(i, dims), v.rmean, c, buf)
+		}
+		copy(v.prefix[i*pw:(i+1)*pw], c)
+	}
+}
+
 // codeBytes is what the codes add to a copy per row.
 func (v *scopeVecs) codeBytes() int64 { return int64(8 * (v.words + v.prefixWords())) }
 

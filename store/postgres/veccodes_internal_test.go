@@ -42,24 +42,37 @@ func codedRows(r *rand.Rand, first, n, dims int) []loadedRow {
 	return rows
 }
 
-// checkCodes fails unless every row of v is coded around v's mean, the
-// mean of its first v.meanN rows.
-func checkCodes(t *testing.T, v *scopeVecs, dims int) {
+// checkMean fails unless v's codes are taken around the mean of vecs.
+func checkMean(t *testing.T, v *scopeVecs, dims int, vecs [][]float32) {
 	t.Helper()
 	mean := make([]float32, dims)
-	for i := range v.meanN {
-		for j, x := range v.vec(i, dims) {
+	for _, vec := range vecs {
+		for j, x := range vec {
 			mean[j] += x
 		}
 	}
 	for j := range mean {
-		mean[j] /= float32(max(v.meanN, 1))
+		mean[j] /= float32(max(len(vecs), 1))
 	}
 	rmean := make([]float32, simhash.Bits(dims))
 	simhash.Rotate(mean, rmean)
-	if !slices.Equal(rmean, v.rmean) {
-		t.Fatalf("the copy's codes are not taken around the mean of its first %d rows", v.meanN)
+	if !slices.Equal(rmean, v.rmean) || v.meanN != len(vecs) {
+		t.Fatalf("the copy's codes are taken around the mean of %d rows, not of the %d expected", v.meanN, len(vecs))
 	}
+}
+
+// firstRows returns the vectors of v's first n rows.
+func firstRows(v *scopeVecs, n, dims int) [][]float32 {
+	out := make([][]float32, n)
+	for i := range out {
+		out[i] = v.vec(i, dims)
+	}
+	return out
+}
+
+// checkCodes fails unless every row of v is coded around v's mean.
+func checkCodes(t *testing.T, v *scopeVecs, dims int) {
+	t.Helper()
 	w, pw := v.words, v.prefixWords()
 	if len(v.codes) != len(v.ids)*w || len(v.prefix) != len(v.ids)*pw {
 		t.Fatalf("%d rows, %d code words and %d prefix words, want %d words a row", len(v.ids), len(v.codes), len(v.prefix), w)
@@ -75,10 +88,10 @@ func checkCodes(t *testing.T, v *scopeVecs, dims int) {
 }
 
 // TestCopyCodes builds a copy and extends it one add at a time past
-// twice its rows: every row must stay coded around the copy's mean, which
-// is taken again over all the rows when they have doubled. An older copy
-// extended again afterwards (its room taken by the first extension) must
-// keep its own codes.
+// twice its rows: every row must stay coded around the copy's mean, the
+// mean of its first rows until they have doubled and then of them all.
+// An older copy extended again afterwards (its room taken by the first
+// extension) must keep its own codes.
 func TestCopyCodes(t *testing.T) {
 	const dims = 48
 	r := rand.New(rand.NewPCG(7, 8))
@@ -86,19 +99,19 @@ func TestCopyCodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkMean(t, v, dims, firstRows(v, 100, dims))
 	checkCodes(t, v, dims)
 	first := v
 	for i := range 150 {
 		if v, err = v.appendRows(v.version+1, codedRows(r, 100+i, 1, dims), dims); err != nil {
 			t.Fatal(err)
 		}
-		checkCodes(t, v, dims)
-		if want := 100 + i + 1; len(v.ids) == 200 && v.meanN != 200 {
-			t.Fatalf("at %d rows the mean is of %d, want all of them", want, v.meanN)
+		want := 100
+		if len(v.ids) >= 200 {
+			want = 200
 		}
-	}
-	if v.meanN != 200 {
-		t.Errorf("after growing from 100 to 250 rows the mean is of %d rows, want 200", v.meanN)
+		checkMean(t, v, dims, firstRows(v, want, dims))
+		checkCodes(t, v, dims)
 	}
 	other, err := first.appendRows(first.version+1, codedRows(r, 1000, 3, dims), dims)
 	if err != nil {
@@ -106,6 +119,50 @@ func TestCopyCodes(t *testing.T) {
 	}
 	checkCodes(t, other, dims)
 	checkCodes(t, first, dims)
+}
+
+// TestReloadCodes builds a copy again from an older one, as a search
+// does when another writer changed the scope: the rows that came without
+// their vector keep their codes and the copy its mean (only the changed
+// rows are coded), until the rows have doubled since that mean, when the
+// codes are taken again around the mean of them all.
+func TestReloadCodes(t *testing.T) {
+	const dims = 48
+	r := rand.New(rand.NewPCG(11, 12))
+	old, err := buildScopeVecs(1, codedRows(r, 0, 100, dims), nil, dims, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unchanged := func(n int) []loadedRow {
+		rows := make([]loadedRow, n)
+		for i := range rows {
+			rows[i] = loadedRow{id: old.ids[i], xmin: old.xmins[i], created: time.Unix(0, old.created[i])}
+		}
+		return rows
+	}
+	// 60 rows unchanged, 10 rewritten (same ids, new vectors), 5 new, the
+	// other 25 gone.
+	changed := codedRows(r, 0, 10, dims)
+	for i := range changed {
+		changed[i].id, changed[i].xmin = old.ids[60+i], 2
+	}
+	rows := slices.Concat(unchanged(60), changed, codedRows(r, 500, 5, dims))
+	v, err := buildScopeVecs(2, rows, old, dims, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(v.rmean, old.rmean) || v.meanN != old.meanN {
+		t.Errorf("a reload of 75 rows took a new mean (of %d rows), want the old copy's (of %d)", v.meanN, old.meanN)
+	}
+	checkCodes(t, v, dims)
+
+	// Twice the rows of the old copy's mean: a new mean.
+	rows = slices.Concat(unchanged(100), codedRows(r, 1000, 100, dims))
+	if v, err = buildScopeVecs(3, rows, old, dims, true); err != nil {
+		t.Fatal(err)
+	}
+	checkMean(t, v, dims, firstRows(v, 200, dims))
+	checkCodes(t, v, dims)
 }
 
 // TestRankCachedByCodes ranks a copy too large to rank exactly and
