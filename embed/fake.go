@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 )
@@ -62,10 +63,13 @@ type FakeConfig struct {
 // Fake is safe for concurrent use. Its Info is provider "fake", model
 // "fake-v1".
 type Fake struct {
-	dims   int
-	delay  time.Duration
-	slots  chan struct{} // nil: no limit on calls at once
-	topics [][]float32   // fakeTopics unit vectors
+	dims  int
+	delay time.Duration
+	slots chan struct{} // nil: no limit on calls at once
+	// topics holds the topic directions made so far: each is made when a
+	// text first picks it, so that a server that has not embedded anything
+	// yet (a stdio server waiting for its first call) has not paid for them.
+	topics [fakeTopics]atomic.Pointer[[]float32]
 }
 
 // NewFake returns a fake embedder. A negative Dims, Delay or Parallel counts
@@ -77,17 +81,25 @@ func NewFake(cfg FakeConfig) *Fake {
 	if cfg.Delay < 0 {
 		cfg.Delay = 0
 	}
-	f := &Fake{dims: cfg.Dims, delay: cfg.Delay, topics: make([][]float32, fakeTopics)}
+	f := &Fake{dims: cfg.Dims, delay: cfg.Delay}
 	if cfg.Parallel > 0 {
 		f.slots = make(chan struct{}, cfg.Parallel)
 	}
-	for k := range f.topics {
-		v := make([]float32, cfg.Dims)
-		fillNoise(v, fakeTopicSeed+uint64(k))
-		_ = normalize(v) // a non-zero vector: fillNoise never yields all zeros in practice
-		f.topics[k] = v
-	}
 	return f
+}
+
+// topic returns topic direction k, a unit vector, making it on first use.
+// Two callers racing on a new topic both make it, with the same values; one
+// of the two is kept.
+func (f *Fake) topic(k int) []float32 {
+	if t := f.topics[k].Load(); t != nil {
+		return *t
+	}
+	v := make([]float32, f.dims)
+	fillNoise(v, fakeTopicSeed+uint64(k))
+	_ = normalize(v) // a non-zero vector: fillNoise never yields all zeros in practice
+	f.topics[k].CompareAndSwap(nil, &v)
+	return *f.topics[k].Load()
 }
 
 // Info returns provider "fake", model "fake-v1" and the dimension.
@@ -163,7 +175,7 @@ func (f *Fake) vector(text string) []float32 {
 			break
 		}
 		w := float32(counts[best])
-		for i, x := range f.topics[best] {
+		for i, x := range f.topic(best) {
 			mix[i] += float32(w * x) // rounded: no fused multiply-add, same bits on every CPU
 		}
 		counts[best] = 0

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,6 +71,31 @@ func TestFakeDeterministicUnitVectors(t *testing.T) {
 	for i, v := range a {
 		if n := math.Sqrt(fakeDot(v, v)); math.Abs(n-1) > 1e-5 {
 			t.Errorf("|Embed(%q)| = %v, want 1", texts[i], n)
+		}
+	}
+}
+
+func TestFakeConcurrentFirstUse(t *testing.T) {
+	// Topic directions are made on first use: callers racing on a new
+	// embedder must all get what a lone caller gets (run with -race).
+	texts := []string{"the deploy failed on friday", "Alice prefers dark mode", "the staging database is called pluto", "!!!"}
+	want := fakeEmbed(t, embed.NewFake(embed.FakeConfig{}), texts...)
+	f := embed.NewFake(embed.FakeConfig{})
+	got := make([][][]float32, 8)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() {
+			vs, err := f.Embed(context.Background(), texts)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = vs
+		})
+	}
+	wg.Wait()
+	for i, vs := range got {
+		if diff := cmp.Diff(want, vs); diff != "" {
+			t.Errorf("caller %d got other vectors (-lone +concurrent):\n%s", i, diff)
 		}
 	}
 }
