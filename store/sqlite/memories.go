@@ -675,7 +675,14 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 
 // Embedder returns the recorded embedder.
 func (s *Store) Embedder(ctx context.Context) (store.EmbedderInfo, bool, error) {
-	info, ok, err := readEmbedder(ctx, s.rdb)
+	// Read on the writer's connection (outside a transaction: no write
+	// lock), which a start has opened anyway, so that it opens no reader;
+	// a read-only store has only readers.
+	db := s.wdb
+	if s.cfg.ReadOnly {
+		db = s.rdb
+	}
+	info, ok, err := readEmbedder(ctx, db)
 	if err != nil {
 		return info, false, fmt.Errorf("read the embedder: %w", s.translate(err))
 	}

@@ -214,7 +214,6 @@ func open(ctx context.Context, cfg Config, path string, immutable bool, readOnly
 	if !cfg.ReadOnly {
 		s.prepareWriter(ctx)
 	}
-	s.openGate(ctx)
 	cfg.Logger.Debug("sqlite store open", "path", path, "read_only", cfg.ReadOnly, "immutable", immutable)
 	return s, nil
 }
@@ -270,9 +269,12 @@ func (s *Store) setup(ctx context.Context) error {
 		}
 	}
 	// Most opens find the schema current: check without the write lock,
-	// so that a start does not queue behind another process's writes.
+	// so that a start does not queue behind another process's writes. The
+	// check reads on the writer's connection, outside a transaction (a
+	// read takes no write lock), so that a start opens no reader: the
+	// first search does.
 	var v int
-	if err := s.rdb.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err == nil && v == len(migrations()) {
+	if err := s.wdb.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err == nil && v == len(migrations()) {
 		return nil
 	}
 	return s.migrate(ctx)

@@ -145,15 +145,20 @@ func (p prepared) QueryRowContext(ctx context.Context, query string, args ...any
 // search then skips when nothing was committed since its scopes were
 // last checked.
 type versionGate struct {
-	mu   sync.Mutex
-	conn *sql.Conn // nil: no gate, every search checks the versions
-	stmt *sql.Stmt
+	mu    sync.Mutex
+	tried bool      // the connection was opened, or failed to, or the gate closed
+	conn  *sql.Conn // nil: no gate, every search checks the versions
+	stmt  *sql.Stmt
 }
 
-// openGate sets up the gate's connection; without one, searches check
-// the versions every time.
+// openGate sets up the gate's connection, on the first search rather than
+// at open, so that a server starts without opening a reader; without one,
+// searches check the versions every time. The gate's lock is held.
 func (s *Store) openGate(ctx context.Context) {
-	conn, err := s.rdb.Conn(ctx)
+	s.gate.tried = true
+	// Not cancellable: a search given up while the connection opens must
+	// not leave every later search without a gate.
+	conn, err := s.rdb.Conn(context.WithoutCancel(ctx))
 	if err != nil {
 		return
 	}
@@ -174,6 +179,9 @@ func (s *Store) dataVersion(ctx context.Context) (int64, bool) {
 		return 0, false
 	}
 	defer g.mu.Unlock()
+	if !g.tried {
+		s.openGate(ctx)
+	}
 	if g.stmt == nil {
 		return 0, false
 	}
@@ -198,6 +206,7 @@ func (s *Store) closeGate() error {
 	g := &s.gate
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.tried = true
 	if g.conn == nil {
 		return nil
 	}
