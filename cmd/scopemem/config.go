@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -34,16 +33,24 @@ type strictResolver struct {
 	keys map[string]json.RawMessage
 }
 
+// Validate rejects a key naming no global flag and no flag of serve, the
+// command that takes --config: the same keys whether app is the whole CLI
+// or ServeCLI alone.
 func (s strictResolver) Validate(app *kong.Application) error {
-	var known []string
-	_ = kong.Visit(app, func(n kong.Visitable, next kong.Next) error {
-		if f, ok := n.(*kong.Flag); ok {
-			known = append(known, strings.ReplaceAll(f.Name, "-", "_"))
+	known := map[string]bool{}
+	nodes := []*kong.Node{app.Node}
+	for _, c := range app.Children {
+		if c.Name == "serve" {
+			nodes = append(nodes, c)
 		}
-		return next(nil)
-	})
+	}
+	for _, n := range nodes {
+		for _, f := range n.Flags {
+			known[strings.ReplaceAll(f.Name, "-", "_")] = true
+		}
+	}
 	for k := range s.keys {
-		if !slices.Contains(known, strings.ReplaceAll(k, "-", "_")) {
+		if !known[strings.ReplaceAll(k, "-", "_")] {
 			return fmt.Errorf("config file: unknown setting %q", k)
 		}
 	}

@@ -27,10 +27,7 @@ import (
 // CLI is the command line: every flag can also come from the environment
 // variable named in its tag, and serve's flags from a JSON --config file.
 type CLI struct {
-	LogLevel  slog.Level `name:"log-level" env:"SCOPEMEM_LOG_LEVEL" default:"info" help:"Log level: debug, info, warn or error. Logs go to stderr."`
-	LogFormat string     `name:"log-format" env:"SCOPEMEM_LOG_FORMAT" enum:"text,json" default:"text" help:"Log format: text or json."`
-
-	Serve    ServeCmd    `cmd:"" help:"Serve MCP over stdio (default) or streamable HTTP (--http)."`
+	ServeCLI
 	Migrate  MigrateCmd  `cmd:"" help:"Apply the PostgreSQL migrations and create the runtime role."`
 	Maintain MaintainCmd `cmd:"" help:"Give large PostgreSQL scopes their own approximate index (serve does this with --migrate-database-url)."`
 	Token    TokenCmd    `cmd:"" help:"Mint an HS256 token for development (production tokens come from your identity provider)."`
@@ -44,9 +41,31 @@ type CLI struct {
 	Audit    AuditCmd    `cmd:"" help:"Show an org's audit log: writes, purges, failed logins, key changes."`
 }
 
+// ServeCLI is the global flags and the serve command: the whole command
+// line of `scopemem serve ...`, which is how MCP clients start the stdio
+// server, once per conversation. Parsing it alone builds kong's model of
+// one command rather than of all of them: 40% of the parsing time and
+// memory of the whole CLI (BENCHMARKS.md, "Cold start").
+type ServeCLI struct {
+	LogLevel  slog.Level `name:"log-level" env:"SCOPEMEM_LOG_LEVEL" default:"info" help:"Log level: debug, info, warn or error. Logs go to stderr."`
+	LogFormat string     `name:"log-format" env:"SCOPEMEM_LOG_FORMAT" enum:"text,json" default:"text" help:"Log format: text or json."`
+
+	Serve ServeCmd `cmd:"" help:"Serve MCP over stdio (default) or streamable HTTP (--http)."`
+}
+
+// cliModel returns what kong parses args (without the program name) into:
+// cli's ServeCLI when they start with the serve command, cli otherwise
+// (the same flags and help either way).
+func cliModel(cli *CLI, args []string) any {
+	if len(args) > 0 && args[0] == "serve" {
+		return &cli.ServeCLI
+	}
+	return cli
+}
+
 func main() {
 	var cli CLI
-	kctx := kong.Parse(&cli,
+	kctx := kong.Parse(cliModel(&cli, os.Args[1:]),
 		kong.Name("scopemem"),
 		kong.Description("A Model Context Protocol memory server with scoped, isolated memories."),
 		kong.UsageOnError(),
