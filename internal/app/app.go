@@ -362,12 +362,26 @@ func (a *App) newMCPServer() *server.MCPServer {
 	return s
 }
 
+// janitorFirstPass is how long after the start the janitor first runs (or
+// JanitorInterval, if shorter).
+const janitorFirstPass = 3 * time.Second
+
 // runJanitor removes expired memories until ctx ends; it closes a.janitor
 // when it returns.
 func (a *App) runJanitor(ctx context.Context) {
 	defer close(a.janitor)
 	if a.cfg.JanitorInterval < 0 {
 		return
+	}
+	// The first pass waits a moment: a stdio server starts once per
+	// conversation, and its first moments belong to the client's
+	// handshake and first calls (which skip expired memories anyway).
+	first := time.NewTimer(min(a.cfg.JanitorInterval, janitorFirstPass))
+	select {
+	case <-ctx.Done():
+		first.Stop()
+		return
+	case <-first.C:
 	}
 	t := time.NewTicker(a.cfg.JanitorInterval)
 	defer t.Stop()
