@@ -44,8 +44,8 @@ type CLI struct {
 // ServeCLI is the global flags and the serve command: the whole command
 // line of `scopemem serve ...`, which is how MCP clients start the stdio
 // server, once per conversation. Parsing it alone builds kong's model of
-// one command rather than of all of them: 40% of the parsing time and
-// memory of the whole CLI (BENCHMARKS.md, "Cold start").
+// one command rather than of all of them, in under half the time and
+// memory (BENCHMARKS.md, "Less work before the first answer").
 type ServeCLI struct {
 	LogLevel  slog.Level `name:"log-level" env:"SCOPEMEM_LOG_LEVEL" default:"info" help:"Log level: debug, info, warn or error. Logs go to stderr."`
 	LogFormat string     `name:"log-format" env:"SCOPEMEM_LOG_FORMAT" enum:"text,json" default:"text" help:"Log format: text or json."`
