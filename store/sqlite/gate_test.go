@@ -1,0 +1,49 @@
+package sqlite
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/scopemem/scopemem/store"
+)
+
+// TestVersionGate checks the gate's life: no reader at open, a data
+// version from the first search on that moves only when another
+// connection commits, and none once closed.
+func TestVersionGate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gate.db")
+	s, err := Open(t.Context(), Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.gate.tried || s.rdb.Stats().OpenConnections != 0 {
+		t.Fatalf("after Open: gate tried %v, %d reader connections; want neither", s.gate.tried, s.rdb.Stats().OpenConnections)
+	}
+	first, ok := s.dataVersion(t.Context())
+	if !ok {
+		t.Fatal("no data version on first use: the gate did not open")
+	}
+	if again, ok := s.dataVersion(t.Context()); !ok || again != first {
+		t.Errorf("nothing committed, yet the data version went %d -> %d (ok %v)", first, again, ok)
+	}
+
+	other, err := Open(t.Context(), Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.SetEmbedder(t.Context(), store.EmbedderInfo{Provider: "fake", Model: "fake-v1", Dimensions: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if after, ok := s.dataVersion(t.Context()); !ok || after == first {
+		t.Errorf("another connection committed, yet the data version stayed %d (ok %v)", after, ok)
+	}
+
+	if err := s.closeGate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.dataVersion(t.Context()); ok {
+		t.Error("a closed gate still answers")
+	}
+}
