@@ -87,6 +87,11 @@ type Store struct {
 	stmtMu sync.Mutex
 	stmts  map[stmtKey]*sql.Stmt
 	gate   versionGate
+	// prepWriter is set once the store is open and writable: the first
+	// write then prepares the writer's statements (writerPrep), so that a
+	// start that writes nothing does not prepare them.
+	prepWriter bool
+	writerPrep sync.Once
 }
 
 var _ store.Store = (*Store)(nil)
@@ -211,9 +216,7 @@ func open(ctx context.Context, cfg Config, path string, immutable bool, readOnly
 		s.Close()
 		return nil, err
 	}
-	if !cfg.ReadOnly {
-		s.prepareWriter(ctx)
-	}
+	s.prepWriter = !cfg.ReadOnly
 	cfg.Logger.Debug("sqlite store open", "path", path, "read_only", cfg.ReadOnly, "immutable", immutable)
 	return s, nil
 }
@@ -315,6 +318,12 @@ type querier interface {
 // transaction itself are translated. A transaction that could not start
 // because the database stayed busy is retried a few times.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if s.prepWriter {
+		// Before the transaction takes the writer's one connection. Not
+		// cancellable: a write given up meanwhile must not leave every
+		// later one unprepared.
+		s.writerPrep.Do(func() { s.prepareWriter(context.WithoutCancel(ctx)) })
+	}
 	var err error
 	for attempt := range 3 {
 		if attempt > 0 {

@@ -7,8 +7,8 @@ import (
 	"sync"
 )
 
-// The statements of the add path, prepared on the writer connection when
-// the store opens (see writerStmts).
+// The statements of the add path, prepared on the writer connection by
+// the first write after the store opens (see writerStmts).
 const (
 	sqlReadEmbedder = `SELECT key, value FROM meta WHERE key IN ('embedder_provider', 'embedder_model', 'embedder_dimensions')`
 	sqlScopeVersion = `SELECT version FROM scope_versions WHERE org_id = ? AND scope_kind = ? AND scope_id = ?`

@@ -47,3 +47,33 @@ func TestVersionGate(t *testing.T) {
 		t.Error("a closed gate still answers")
 	}
 }
+
+// TestWriterStatementsOnFirstWrite checks that opening a store prepares no
+// statement and that its first write prepares every one of writerStmts.
+func TestWriterStatementsOnFirstWrite(t *testing.T) {
+	s, err := Open(t.Context(), Config{Path: filepath.Join(t.TempDir(), "w.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	prepared := func() int {
+		s.stmtMu.Lock()
+		defer s.stmtMu.Unlock()
+		n := 0
+		for _, q := range writerStmts {
+			if s.stmts[stmtKey{true, q}] != nil {
+				n++
+			}
+		}
+		return n
+	}
+	if n := prepared(); n != 0 {
+		t.Fatalf("after Open: %d writer statements prepared, want none", n)
+	}
+	if err := s.SetEmbedder(t.Context(), store.EmbedderInfo{Provider: "fake", Model: "fake-v1", Dimensions: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if n := prepared(); n != len(writerStmts) {
+		t.Errorf("after the first write: %d of %d writer statements prepared", n, len(writerStmts))
+	}
+}
