@@ -125,6 +125,10 @@ type scratch struct {
 	rot     []float32 // the query vector rotated (simhash.Rotate); empty until needed
 	scores  []float64
 	touched []int32
+	// The halves' candidates and their marks (topK.sorted), one buffer a
+	// half: a search's candidates are copied out by Fuse before it ends.
+	byVector, byText []store.Candidate
+	kept             []bool
 }
 
 // hit is one candidate of either half while the halves are computed. It
@@ -201,7 +205,10 @@ func (t *topK) offer(x hit) {
 // shared, never written once cached. With a query vector, text hits
 // (vectorHalf false) get NaN as their similarity, for Search to compute
 // for the hits it keeps (most are not kept).
-func (t *topK) sorted(vec []float32, vectorHalf bool) []store.Candidate {
+//
+// The candidates are written into *buf, reused from search to search
+// (its contents are overwritten), and kept is scratch.
+func (t *topK) sorted(vec []float32, vectorHalf bool, buf *[]store.Candidate, kept *[]bool) []store.Candidate {
 	slices.SortFunc(t.h, func(a, b hit) int {
 		if better(&a, &b) {
 			return -1
@@ -211,8 +218,10 @@ func (t *topK) sorted(vec []float32, vectorHalf bool) []store.Candidate {
 		}
 		return 0
 	})
-	out := make([]store.Candidate, len(t.h))
-	kept := make([]bool, len(t.h))
+	out := slices.Grow((*buf)[:0], len(t.h))[:len(t.h)]
+	marks := slices.Grow((*kept)[:0], len(t.h))[:len(t.h)]
+	clear(marks)
+	*buf, *kept = out, marks
 	for i := range t.h {
 		e := t.h[i].entry
 		if e == nil {
@@ -228,7 +237,9 @@ func (t *topK) sorted(vec []float32, vectorHalf bool) []store.Candidate {
 			if e.rids[h.slot] != h.rid {
 				continue
 			}
-			c := store.Candidate{Memory: e.mems[h.slot], Key: uint64(h.rid)}
+			// Written in place: a candidate is a few hundred bytes.
+			c := &out[j]
+			c.Memory, c.Key, c.Vector, c.Similarity = e.mems[h.slot], uint64(h.rid), nil, 0
 			// Without a query vector, hits carry no vector, so that only
 			// identical content collapses across scopes.
 			if v := e.vecs[h.slot]; vec != nil && len(v) == len(vec) {
@@ -239,13 +250,13 @@ func (t *topK) sorted(vec []float32, vectorHalf bool) []store.Candidate {
 					c.Similarity = math.NaN()
 				}
 			}
-			out[j], kept[j] = c, true
+			marks[j] = true
 		}
 		e.mu.RUnlock()
 	}
 	n := 0
 	for j := range out {
-		if kept[j] {
+		if marks[j] {
 			out[n] = out[j]
 			n++
 		}
@@ -352,7 +363,7 @@ func vectorHalf(entries []*scopeVecs, vec []float32, f filter, need int, sc *scr
 		}
 		e.mu.RUnlock()
 	}
-	return top.sorted(vec, true)
+	return top.sorted(vec, true, &sc.byVector, &sc.kept)
 }
 
 // scanVectors offers e's rows to top: every row when e holds at most c,
@@ -487,7 +498,7 @@ func textHalf(entries []*scopeVecs, terms []string, vec []float32, f filter, nee
 	if top == nil {
 		return nil
 	}
-	return top.sorted(vec, false)
+	return top.sorted(vec, false, &sc.byText, &sc.kept)
 }
 
 // scoreText adds the BM25 scores of e's rows for the terms use to top.
