@@ -17,7 +17,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 
@@ -64,6 +66,7 @@ func cliModel(cli *CLI, args []string) any {
 }
 
 func main() {
+	deferCollection(startQuiet)
 	var cli CLI
 	kctx := kong.Parse(cliModel(&cli, os.Args[1:]),
 		kong.Name("scopemem"),
@@ -98,4 +101,33 @@ func newLogger(level slog.Level, format string) *slog.Logger {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
 	return slog.New(app.LogHandler(h))
+}
+
+// startQuiet is how long after main begins the garbage collector waits
+// (see deferCollection), and startLimit the memory limit meanwhile.
+const (
+	startQuiet = 500 * time.Millisecond
+	startLimit = 128 << 20
+)
+
+// deferCollection holds the garbage collector off for quiet, unless GOGC
+// or GOMEMLIMIT says how it should run. By the end of package
+// initialization the heap is near the 4 MB at which the first collection
+// starts, and that collection then runs alongside parsing the command
+// line and opening the store: on a 2-core machine it made the parse take
+// 7-9 ms instead of 3-4, on every stdio start (once per conversation). A
+// start allocates a few megabytes more, collected after the quiet time,
+// when a stdio server waits for its first call. A memory limit of
+// startLimit meanwhile keeps anything that allocates more in its first
+// moments (an import, a large first search) collecting as usual.
+func deferCollection(quiet time.Duration) {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	percent := debug.SetGCPercent(-1)
+	limit := debug.SetMemoryLimit(startLimit)
+	time.AfterFunc(quiet, func() {
+		debug.SetMemoryLimit(limit)
+		debug.SetGCPercent(percent)
+	})
 }
