@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"iter"
 	"slices"
 	"sync"
 
@@ -31,21 +32,8 @@ func (v *scopeVecs) prefixWords() int { return min(simhash.PrefixWords, v.words)
 // arrays with room for spare rows in all.
 func (v *scopeVecs) codeAll(dims, spare int) {
 	n := len(v.ids)
-	mean := make([]float32, dims)
-	for i := range n {
-		for j, x := range v.vec(i, dims) {
-			mean[j] += x
-		}
-	}
-	if n > 0 {
-		for j := range mean {
-			mean[j] /= float32(n)
-		}
-	}
+	_, v.rmean, v.meanN = simhash.Centre(dims, v.rows(dims))
 	v.words = simhash.Bits(dims) / 64
-	v.rmean = make([]float32, simhash.Bits(dims))
-	simhash.Rotate(mean, v.rmean)
-	v.meanN = n
 	pw := v.prefixWords()
 	v.codes = make([]uint64, n*v.words, spare*v.words)
 	v.prefix = make([]uint64, n*pw, spare*pw)
@@ -53,6 +41,17 @@ func (v *scopeVecs) codeAll(dims, spare int) {
 	for i := range n {
 		simhash.Encode(v.vec(i, dims), v.rmean, v.codes[i*v.words:(i+1)*v.words], buf)
 		copy(v.prefix[i*pw:(i+1)*pw], v.codes[i*v.words:])
+	}
+}
+
+// rows yields v's vectors in order.
+func (v *scopeVecs) rows(dims int) iter.Seq[[]float32] {
+	return func(yield func([]float32) bool) {
+		for i := range v.ids {
+			if !yield(v.vec(i, dims)) {
+				return
+			}
+		}
 	}
 }
 

@@ -45,17 +45,7 @@ func codedRows(r *rand.Rand, first, n, dims int) []loadedRow {
 // checkMean fails unless v's codes are taken around the mean of vecs.
 func checkMean(t *testing.T, v *scopeVecs, dims int, vecs [][]float32) {
 	t.Helper()
-	mean := make([]float32, dims)
-	for _, vec := range vecs {
-		for j, x := range vec {
-			mean[j] += x
-		}
-	}
-	for j := range mean {
-		mean[j] /= float32(max(len(vecs), 1))
-	}
-	rmean := make([]float32, simhash.Bits(dims))
-	simhash.Rotate(mean, rmean)
+	_, rmean, _ := simhash.Centre(dims, slices.Values(vecs))
 	if !slices.Equal(rmean, v.rmean) || v.meanN != len(vecs) {
 		t.Fatalf("the copy's codes are taken around the mean of %d rows, not of the %d expected", v.meanN, len(vecs))
 	}

@@ -14,8 +14,11 @@
 package simhash
 
 import (
+	"iter"
 	"math"
 	"math/bits"
+
+	"gonum.org/v1/gonum/blas/gonum"
 )
 
 // PrefixWords is how many words of a code (256 bits) a first pass over a
@@ -64,6 +67,24 @@ func Rotate(v, out []float32) {
 	}
 	clear(out[len(v):])
 	fwht(out)
+}
+
+// Centre returns the mean of the vectors rows yields (dims values each),
+// its rotation (the rmean that Sign and Encode take) and how many there
+// were; with none, both are zero.
+func Centre(dims int, rows iter.Seq[[]float32]) (mean, rmean []float32, n int) {
+	var blas gonum.Implementation
+	mean = make([]float32, dims)
+	for v := range rows {
+		blas.Saxpy(dims, 1, v[:dims], 1, mean, 1)
+		n++
+	}
+	if n > 0 {
+		blas.Sscal(dims, 1/float32(n), mean, 1)
+	}
+	rmean = make([]float32, Bits(dims))
+	Rotate(mean, rmean)
+	return mean, rmean, n
 }
 
 // Sign writes into code one bit per element of r, set where r

@@ -214,3 +214,25 @@ func TestPrefixDistancesRefine(t *testing.T) {
 		}
 	}
 }
+
+func TestCentre(t *testing.T) {
+	rows := [][]float32{{1, 2, 3}, {3, 2, 1}, {2, 5, -1}}
+	for _, tc := range []struct {
+		name string
+		rows [][]float32
+		want []float32
+	}{
+		{"three rows", rows, []float32{2, 3, 1}},
+		{"none", nil, []float32{0, 0, 0}},
+	} {
+		mean, rmean, n := Centre(3, slices.Values(tc.rows))
+		if n != len(tc.rows) || !slices.Equal(mean, tc.want) {
+			t.Errorf("%s: Centre = %v of %d rows, want %v of %d", tc.name, mean, n, tc.want, len(tc.rows))
+		}
+		want := make([]float32, Bits(3))
+		Rotate(tc.want, want)
+		if !slices.Equal(rmean, want) {
+			t.Errorf("%s: rotated mean %v, want the mean's rotation %v", tc.name, rmean, want)
+		}
+	}
+}

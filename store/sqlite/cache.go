@@ -249,18 +249,13 @@ func (e *scopeVecs) install(v int64, dims int, rows []cachedRow) {
 	e.mems = make([]store.Memory, 0, len(rows))
 	e.gens = make([]uint16, 0, len(rows))
 	e.lens = make([]uint32, 0, len(rows))
-	e.mean = make([]float32, dims)
-	for _, r := range rows {
-		if len(r.vec) == dims {
-			axpy(1, r.vec, e.mean)
+	e.mean, e.rmean, e.meanN = simhash.Centre(dims, func(yield func([]float32) bool) {
+		for _, r := range rows {
+			if len(r.vec) == dims && !yield(r.vec) {
+				return
+			}
 		}
-	}
-	if len(rows) > 0 {
-		scal(1/float32(len(rows)), e.mean)
-	}
-	e.rmean = make([]float32, simhash.Bits(dims))
-	simhash.Rotate(e.mean, e.rmean)
-	e.meanN = len(rows)
+	})
 	for _, r := range rows {
 		e.add(r)
 	}
@@ -401,19 +396,15 @@ type recentreSnapshot struct {
 // since the snapshot is coded again under the lock; an entry loaded again
 // meanwhile has a mean of its own and is left alone.
 func (e *scopeVecs) recentreFrom(snap recentreSnapshot) {
-	mean := make([]float32, snap.dims)
-	n := 0
-	for slot, v := range snap.vecs {
-		if snap.rids[slot] != 0 {
-			axpy(1, v, mean)
-			n++
+	mean, rmean, n := simhash.Centre(snap.dims, func(yield func([]float32) bool) {
+		for slot, v := range snap.vecs {
+			if snap.rids[slot] != 0 && !yield(v) {
+				return
+			}
 		}
-	}
+	})
 	codes := make([]uint64, len(snap.vecs)*snap.words)
-	rmean := make([]float32, simhash.Bits(snap.dims))
 	if n > 0 {
-		scal(1/float32(n), mean)
-		simhash.Rotate(mean, rmean)
 		buf := make([]float32, simhash.Bits(snap.dims))
 		for slot, v := range snap.vecs {
 			if snap.rids[slot] != 0 {
@@ -559,16 +550,6 @@ func hasTags(have, want []string) bool {
 func dot(a, b []float32) float32 {
 	var blas gonum.Implementation
 	return blas.Sdot(len(a), a, 1, b[:len(a)], 1)
-}
-
-func axpy(alpha float32, x, y []float32) {
-	var blas gonum.Implementation
-	blas.Saxpy(len(x), alpha, x, 1, y[:len(x)], 1)
-}
-
-func scal(alpha float32, x []float32) {
-	var blas gonum.Implementation
-	blas.Sscal(len(x), alpha, x, 1)
 }
 
 // dupCandidates is how many rows, nearest by code, the near-duplicate

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"gonum.org/v1/gonum/blas/gonum"
+
 	"github.com/scopemem/scopemem/store"
 	"github.com/scopemem/scopemem/store/simhash"
 )
@@ -122,4 +124,14 @@ func abs32(x float32) float32 {
 		return -x
 	}
 	return x
+}
+
+func axpy(alpha float32, x, y []float32) {
+	var blas gonum.Implementation
+	blas.Saxpy(len(x), alpha, x, 1, y[:len(x)], 1)
+}
+
+func scal(alpha float32, x []float32) {
+	var blas gonum.Implementation
+	blas.Sscal(len(x), alpha, x, 1)
 }
