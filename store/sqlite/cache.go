@@ -564,31 +564,35 @@ const dupExact = 256
 
 // nearest returns the slots of e's live rows (unexpired at now) worth
 // comparing exactly with vec: all of them in a small scope, else the
-// dupCandidates whose codes are nearest vec's. The caller holds e.mu.
-func (e *scopeVecs) nearest(vec []float32, now int64, c int) []int32 {
-	live := func(slot int) bool {
-		return e.rids[slot] != 0 && (e.expires[slot] == 0 || e.expires[slot] > now)
-	}
-	var out []int32
+// dupCandidates whose codes are nearest vec's. It works in sc, whose
+// buffers the slots returned are, and the caller holds e.mu.
+func (e *scopeVecs) nearest(vec []float32, now int64, c int, sc *scratch) []int32 {
+	out := sc.sel[:0]
 	if e.live <= max(c, dupExact) || len(vec) != e.dims {
-		for slot := range e.rids {
-			if live(slot) && len(e.vecs[slot]) == len(vec) {
+		for slot, rid := range e.rids {
+			if rid != 0 && (e.expires[slot] == 0 || e.expires[slot] > now) && len(e.vecs[slot]) == len(vec) {
 				out = append(out, int32(slot))
 			}
 		}
+		sc.sel = out
 		return out
 	}
-	code := make([]uint64, e.words)
-	simhash.Encode(vec, e.rmean, code, make([]float32, simhash.Bits(e.dims)))
 	// The code prefixes pick PrefixOver x c rows, whose whole codes then
 	// pick c, as a search's vector half does.
 	pw, w := e.prefixWords(), e.words
-	dist := make([]uint16, len(e.rids))
-	hist := make([]int32, 64*w+2)
-	prefixDistances(e, code[:pw], filter{now: now}, dist, hist[:64*pw+2])
+	sc.rot = slices.Grow(sc.rot[:0], simhash.Bits(e.dims))[:simhash.Bits(e.dims)]
+	sc.code = slices.Grow(sc.code[:0], w)[:w]
+	simhash.Encode(vec, e.rmean, sc.code, sc.rot)
+	sc.rot = sc.rot[:0] // not the rotation of a search's query
+	sc.dist = slices.Grow(sc.dist[:0], len(e.rids))[:len(e.rids)]
+	sc.hist = slices.Grow(sc.hist[:0], 64*w+2)[:64*w+2]
+	clear(sc.hist)
+	prefixDistances(e, sc.code[:pw], filter{now: now}, sc.dist, sc.hist[:64*pw+2])
 	if pw == w {
-		return simhash.Nearest(dist, hist, c, out)
+		sc.sel = simhash.Nearest(sc.dist, sc.hist, c, out)
+		return sc.sel
 	}
-	picks := simhash.Nearest(dist, hist, simhash.PrefixOver*c, nil)
-	return simhash.Refine(code, e.codes, picks, c, dist, hist, out)
+	sc.pick = simhash.Nearest(sc.dist, sc.hist, simhash.PrefixOver*c, sc.pick[:0])
+	sc.sel = simhash.Refine(sc.code, e.codes, sc.pick, c, sc.dist, sc.hist, out)
+	return sc.sel
 }

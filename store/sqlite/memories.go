@@ -353,8 +353,9 @@ func (s *Store) findDuplicate(ctx context.Context, tx *sql.Tx, k scopeKey, hash 
 	// candidates apart from their first 64 dimensions, without reading
 	// the rest of their vectors.
 	found, bestRid, best := false, int64(0), float32(-2)
+	sc := s.scratch.Get().(*scratch)
 	e.mu.RLock()
-	for _, slot := range e.nearest(vec, now, dupCandidates) {
+	for _, slot := range e.nearest(vec, now, dupCandidates, sc) {
 		if v := e.vecs[slot]; store.NearDuplicate(vec, v) {
 			if d := dot(vec, v); d > best {
 				found, bestRid, best = true, e.rids[slot], d
@@ -362,6 +363,7 @@ func (s *Store) findDuplicate(ctx context.Context, tx *sql.Tx, k scopeKey, hash 
 		}
 	}
 	e.mu.RUnlock()
+	s.scratch.Put(sc)
 	var bestPending *pendingMemory
 	for i := range pending {
 		p := &pending[i]
