@@ -206,3 +206,19 @@ func BenchmarkFuse(b *testing.B) {
 		})
 	}
 }
+
+func TestWarm(t *testing.T) {
+	for _, n := range []int{0, 1, 15, 16, 17, 33, 768} {
+		v := make([]float32, n)
+		var want float32
+		for i := range v {
+			v[i] = float32(i + 1)
+			if i%16 == 0 {
+				want += v[i]
+			}
+		}
+		if got := Warm(v); got != want {
+			t.Errorf("Warm(%d values) = %v, want %v (one value of each 64-byte line)", n, got, want)
+		}
+	}
+}

@@ -258,6 +258,7 @@ func Refine(q, codes []uint64, picks []int32, c int, dist []uint16, hist []int32
 	hist = hist[:64*w+1]
 	clear(hist)
 	dist = dist[:len(picks)]
+	warmCodes(codes, w, picks)
 	for k, i := range picks {
 		d := Hamming(q, codes[int(i)*w:int(i+1)*w])
 		dist[k] = uint16(d)
@@ -269,4 +270,21 @@ func Refine(q, codes []uint64, picks []int32, c int, dist []uint16, hist []int32
 		out[first+k] = picks[j]
 	}
 	return out
+}
+
+// warmCodes reads the first word of every 64-byte cache line of the codes
+// of picks (w words a row, packed in codes) and returns their sum, so
+// that the reads of many rows are in flight at once before Refine reads
+// each code whole (store.Warm does the same for vectors).
+//
+//go:noinline
+func warmCodes(codes []uint64, w int, picks []int32) uint64 {
+	var s uint64
+	for _, i := range picks {
+		c := codes[int(i)*w : int(i+1)*w]
+		for j := 0; j < len(c); j += 8 {
+			s += c[j]
+		}
+	}
+	return s
 }

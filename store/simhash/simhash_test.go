@@ -236,3 +236,16 @@ func TestCentre(t *testing.T) {
 		}
 	}
 }
+
+func TestWarmCodes(t *testing.T) {
+	const w = 16
+	codes := make([]uint64, 4*w)
+	for i := range codes {
+		codes[i] = uint64(i + 1)
+	}
+	// Rows 3 and 1: words 0 and 8 of each (one per 64-byte line).
+	want := codes[3*w] + codes[3*w+8] + codes[w] + codes[w+8]
+	if got := warmCodes(codes, w, []int32{3, 1}); got != want {
+		t.Errorf("warmCodes = %d, want %d", got, want)
+	}
+}

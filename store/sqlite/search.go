@@ -404,6 +404,7 @@ func scanVectors(e *scopeVecs, vec []float32, f filter, c int, top *topK, sc *sc
 		sc.pick = simhash.Nearest(sc.dist, sc.hist, simhash.PrefixOver*c, sc.pick[:0])
 		sc.hist = slices.Grow(sc.hist[:0], 64*w+2)[:64*w+2]
 		sc.sel = simhash.Refine(sc.code, e.codes, sc.pick, c, sc.dist, sc.hist, sc.sel[:0])
+		warmRows(e, sc.sel)
 		for _, slot := range sc.sel {
 			offer(int(slot))
 		}
@@ -422,8 +423,17 @@ func scanVectors(e *scopeVecs, vec []float32, f filter, c int, top *topK, sc *sc
 		sc.hist[d]++
 	}
 	sc.sel = simhash.Nearest(sc.dist, sc.hist, c, sc.sel[:0])
+	warmRows(e, sc.sel)
 	for _, slot := range sc.sel {
 		offer(int(slot))
+	}
+}
+
+// warmRows warms the vectors of e's rows in slots (store.Warm) before
+// they are read whole. The caller holds e.mu.
+func warmRows(e *scopeVecs, slots []int32) {
+	for _, slot := range slots {
+		store.Warm(e.vecs[slot])
 	}
 }
 
