@@ -519,6 +519,8 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 		sc.scores = make([]float64, n+n/4)
 	}
 	sc.touched = sc.touched[:0]
+	// K1 (1 - B + B ln/avg) = k0 + k1 ln: one division a posting.
+	k0, k1 := bm25K1*(1-bm25B), bm25K1*bm25B/avg
 	for _, i := range use {
 		p := e.terms[terms[i]]
 		if p == nil {
@@ -530,7 +532,7 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 				continue
 			}
 			tf := float64(x.tf)
-			s := w * tf / (tf + bm25K1*(1-bm25B+bm25B*float64(x.ln)/avg))
+			s := w * tf / (tf + k0 + k1*float64(x.ln))
 			if sc.scores[x.slot] == 0 {
 				sc.touched = append(sc.touched, x.slot)
 			}
