@@ -37,6 +37,7 @@ type Config struct {
 	Seed         uint64
 	Verify       bool   // check every acknowledged add afterwards
 	CPUProfile   string // write a CPU profile of the measured phase here
+	MemProfile   string // write the allocations of the measured phase here
 	Describe     string // what the target is, for the report
 }
 
@@ -353,6 +354,12 @@ func Run(ctx context.Context, cfg Config, tgt target, ten *tenants, progress io.
 	if cfg.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
+	if cfg.MemProfile != "" {
+		if err := writeAllocs(cfg.MemProfile); err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
 	rep.Errors = map[string]int{}
 	all := []time.Duration{}
 	allErrs := 0
@@ -387,6 +394,20 @@ func Run(ctx context.Context, cfg Config, tgt target, ten *tenants, progress io.
 		rep.Verify = &v
 	}
 	return rep, nil
+}
+
+// writeAllocs writes the allocations made so far (pprof's allocs
+// profile) to path.
+func writeAllocs(path string) error {
+	f, err := createFile(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	return f.Close()
 }
 
 // startProfile starts a CPU profile into path; stop ends it if Run did

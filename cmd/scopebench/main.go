@@ -191,6 +191,7 @@ type RunCmd struct {
 	Verify       bool          `default:"true" negatable:"" help:"Afterwards, read back every acknowledged add and compare scope counts."`
 	AllowErrors  bool          `name:"allow-errors" help:"Exit 0 even when calls failed (lost writes still fail the run)."`
 	CPUProfile   string        `name:"cpuprofile" help:"Write a CPU profile of the measured phase to this file (it covers the server too when it runs in-process)." placeholder:"FILE"`
+	MemProfile   string        `name:"memprofile" help:"After the measured phase, write a profile of the allocations made so far, warm-up included, to this file (go tool pprof -sample_index=alloc_space; it covers the server too when it runs in-process)." placeholder:"FILE"`
 	JSON         bool          `name:"json" help:"Print the report as JSON."`
 }
 
@@ -210,7 +211,7 @@ func (c *RunCmd) Run(ctx context.Context) error {
 	cfg := Config{
 		Sessions: c.Sessions, Calls: c.Calls, Duration: c.Duration, Warmup: c.Warmup, Mix: m, MixText: c.Mix,
 		Preload: c.Preload, PreloadConc: c.PreloadConc, ContentBytes: c.ContentBytes, SearchLimit: c.SearchLimit,
-		CallTimeout: c.CallTimeout, Seed: c.Seed, Verify: c.Verify, CPUProfile: c.CPUProfile,
+		CallTimeout: c.CallTimeout, Seed: c.Seed, Verify: c.Verify, CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,
 	}
 	db, cleanup, err := c.database()
 	if err != nil {
