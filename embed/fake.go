@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
@@ -70,6 +71,8 @@ type Fake struct {
 	// text first picks it, so that a server that has not embedded anything
 	// yet (a stdio server waiting for its first call) has not paid for them.
 	topics [fakeTopics]atomic.Pointer[[]float32]
+	// mixes holds scratch vectors (*[]float32 of dims) for vector.
+	mixes sync.Pool
 }
 
 // NewFake returns a fake embedder. A negative Dims, Delay or Parallel counts
@@ -82,6 +85,7 @@ func NewFake(cfg FakeConfig) *Fake {
 		cfg.Delay = 0
 	}
 	f := &Fake{dims: cfg.Dims, delay: cfg.Delay}
+	f.mixes.New = func() any { v := make([]float32, f.dims); return &v }
 	if cfg.Parallel > 0 {
 		f.slots = make(chan struct{}, cfg.Parallel)
 	}
@@ -163,7 +167,10 @@ func (f *Fake) vector(text string) []float32 {
 	}
 	// The fakeTopTopics most frequent topics, weighted by their counts;
 	// ties go to the lower topic number, so the choice is deterministic.
-	mix := make([]float32, f.dims)
+	mixp := f.mixes.Get().(*[]float32)
+	defer f.mixes.Put(mixp)
+	mix := *mixp
+	clear(mix)
 	for range fakeTopTopics {
 		best := -1
 		for k, c := range counts {

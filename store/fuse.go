@@ -3,6 +3,7 @@ package store
 import (
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -35,32 +36,16 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 		halves = 1
 	}
 	limit = max(limit, 0)
-	// Candidates are large (a memory and its vector): the accumulators
-	// point into the halves, which Fuse does not change, and carry the
-	// vector (and its similarity) a text-only candidate takes from its
-	// vector half.
-	type acc struct {
-		c     *Candidate
-		vec   []float32
-		sim   float64
-		score float64
-	}
 	keyed := true
 	for _, list := range [][]Candidate{byVector, byText} {
 		for i := range list {
 			keyed = keyed && list[i].Key != 0
 		}
 	}
-	var (
-		byID  map[string]int
-		byKey map[uint64]int
-	)
-	if keyed {
-		byKey = make(map[uint64]int, len(byVector)+len(byText))
-	} else {
-		byID = make(map[string]int, len(byVector)+len(byText))
-	}
-	all := make([]acc, 0, len(byVector)+len(byText))
+	fs := fuseScratches.Get().(*fuseScratch)
+	defer fs.put()
+	byID, byKey := fs.byID, fs.byKey
+	all := slices.Grow(fs.all[:0], len(byVector)+len(byText))
 	add := func(list []Candidate) {
 		for rank := range list {
 			c := &list[rank]
@@ -91,12 +76,14 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 	}
 	add(byVector)
 	add(byText)
+	fs.all = all
 	top := float64(halves) / float64(RRFK+1)
 	for i := range all {
 		all[i].score /= top
 	}
 	// Sort positions rather than the accumulators.
-	order := make([]int32, len(all))
+	order := slices.Grow(fs.order[:0], len(all))[:len(all)]
+	fs.order = order
 	for i := range order {
 		order[i] = int32(i)
 	}
@@ -157,6 +144,40 @@ func Fuse(byVector, byText []Candidate, halves, limit int, minScore float64) []H
 		out[i] = Hit{Memory: k.a.c.Memory, Score: k.score, Similarity: k.a.sim}
 	}
 	return out
+}
+
+// acc is one memory's score while Fuse adds up its ranks. Candidates are
+// large (a memory and its vector): an accumulator points into the
+// halves, which Fuse does not change, and carries the vector (and its
+// similarity) a text-only candidate takes from its vector half.
+type acc struct {
+	c     *Candidate
+	vec   []float32
+	sim   float64
+	score float64
+}
+
+// fuseScratch holds what Fuse works in, kept between searches by
+// fuseScratches: a search of a hundred candidates would otherwise
+// allocate about 6 KB here.
+type fuseScratch struct {
+	byID  map[string]int
+	byKey map[uint64]int
+	all   []acc
+	order []int32
+}
+
+var fuseScratches = sync.Pool{New: func() any {
+	return &fuseScratch{byID: map[string]int{}, byKey: map[uint64]int{}}
+}}
+
+// put empties fs, so that it holds on to no candidate, and returns it to
+// fuseScratches.
+func (fs *fuseScratch) put() {
+	clear(fs.byID)
+	clear(fs.byKey)
+	clear(fs.all)
+	fuseScratches.Put(fs)
 }
 
 // NormalizeContent folds case and white space, so that exact-duplicate

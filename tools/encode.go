@@ -13,12 +13,15 @@ import (
 // of what a busy server encodes.
 type jsonAppender interface {
 	appendJSON(b []byte) ([]byte, error)
+	// jsonSize estimates the length of the JSON from above, so that
+	// it is written into one buffer, allocated once.
+	jsonSize() int
 }
 
 // encodeOutput returns out as JSON.
 func encodeOutput(out any) ([]byte, error) {
 	if a, ok := out.(jsonAppender); ok {
-		return a.appendJSON(make([]byte, 0, 4096))
+		return a.appendJSON(make([]byte, 0, a.jsonSize()))
 	}
 	return json.Marshal(out)
 }
@@ -77,6 +80,23 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
 }
 
 // appendJSON writes the search results as encoding/json would.
+func (o SearchMemoryOutput) jsonSize() int {
+	n := 16
+	for i := range o.Results {
+		h := &o.Results[i]
+		// The members' names, a UUID, a time and two floats take about
+		// 200 bytes; text grows by its escapes, a few per cent for prose.
+		n += 256 + len(h.Scope) + len(h.CreatedBy) + len(h.Content) + len(h.Content)/8
+		for _, t := range h.Tags {
+			n += len(t) + 3
+		}
+		if len(h.Metadata) > 0 {
+			n += 256
+		}
+	}
+	return n
+}
+
 func (o SearchMemoryOutput) appendJSON(b []byte) ([]byte, error) {
 	if o.Results == nil {
 		return append(b, `{"results":null}`...), nil

@@ -47,6 +47,9 @@ func TestSearchOutputJSON(t *testing.T) {
 			if string(got) != string(want) {
 				t.Errorf("encodeOutput =\n%s\nwant (json.Marshal)\n%s", got, want)
 			}
+			if n := tt.out.jsonSize(); n < len(want) {
+				t.Errorf("jsonSize = %d, below the %d bytes written: the buffer grows while written", n, len(want))
+			}
 		})
 	}
 }

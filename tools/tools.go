@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -135,9 +136,10 @@ func handle[In, Out any](h *Handlers, name string, fn func(context.Context, scop
 		// The result carries the JSON twice, as the text block clients
 		// without structured content read and as structuredContent;
 		// encoding it once and handing mcp-go the bytes spares a second
-		// encoding of out.
+		// encoding of out. The text shares text's bytes, which nothing
+		// writes once encoded: a copy would be a search answer's size.
 		return &mcp.CallToolResult{
-			Content:              []mcp.Content{mcp.NewTextContent(string(text))},
+			Content:              []mcp.Content{mcp.NewTextContent(unsafe.String(unsafe.SliceData(text), len(text)))},
 			StructuredContent:    json.RawMessage(text),
 			RawStructuredContent: text,
 		}, nil

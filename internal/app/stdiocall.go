@@ -143,12 +143,16 @@ func (c *directCalls) answer(call directCall) {
 	if resp == nil {
 		return
 	}
-	b, err := appendMessage(nil, resp)
+	buf := responseBuffers.Get().(*[]byte)
+	defer responseBuffers.Put(buf)
+	b, err := appendMessage((*buf)[:0], resp)
 	if err != nil {
 		c.log.Warn("stdio: a tool call's response cannot be encoded", "err", err)
 		return
 	}
-	if err := c.w.writeLine(append(b, '\n')); err != nil {
+	b = append(b, '\n')
+	*buf = b
+	if err := c.w.writeLine(b); err != nil {
 		c.log.Warn("stdio: writing a tool call's response failed", "err", err)
 	}
 }

@@ -107,10 +107,19 @@ func checkMetadata(m json.RawMessage) ([]byte, error) {
 
 // prepareVector copies and normalizes v, checking its length against dims.
 func prepareVector(v []float32, dims int) ([]float32, error) {
-	if len(v) != dims {
-		return nil, fmt.Errorf("%w: the vector has %d dimensions but this store's embedder makes %d", store.ErrInvalid, len(v), dims)
+	if err := checkDims(v, dims); err != nil {
+		return nil, err
 	}
 	return store.Normalize(slices.Clone(v))
+}
+
+// checkDims returns an ErrInvalid error when v does not have dims
+// dimensions.
+func checkDims(v []float32, dims int) error {
+	if len(v) != dims {
+		return fmt.Errorf("%w: the vector has %d dimensions but this store's embedder makes %d", store.ErrInvalid, len(v), dims)
+	}
+	return nil
 }
 
 func contentHash(content string) []byte {

@@ -33,10 +33,17 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 			return nil, fmt.Errorf("search: %w", err)
 		}
 	}
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
 	var vec []float32
 	if q.Vector != nil {
+		if err := checkDims(q.Vector, dims); err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+		// Normalized in the scratch: the query is not kept.
+		sc.query = append(sc.query[:0], q.Vector...)
 		var err error
-		if vec, err = prepareVector(q.Vector, dims); err != nil {
+		if vec, err = store.Normalize(sc.query); err != nil {
 			return nil, fmt.Errorf("search: %w", err)
 		}
 	}
@@ -58,8 +65,6 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
-	sc := s.scratch.Get().(*scratch)
-	defer s.scratch.Put(sc)
 	sc.rot = sc.rot[:0]
 	f := filter{now: nowNanos(), tags: tags, dims: dims}
 	need := max(50, store.CandidatesPerHalf*limit)
@@ -122,13 +127,22 @@ type scratch struct {
 	pick    []int32
 	sel     []int32
 	code    []uint64
+	query   []float32 // the query vector, normalized
 	rot     []float32 // the query vector rotated (simhash.Rotate); empty until needed
+	heap    []hit     // the candidates of one half at a time (topK)
 	scores  []float64
 	touched []int32
 	// The halves' candidates and their marks (topK.sorted), one buffer a
 	// half: a search's candidates are copied out by Fuse before it ends.
 	byVector, byText []store.Candidate
 	kept             []bool
+}
+
+// topK returns an empty heap of the k best candidates, in the scratch's
+// buffer: the heap of one half, sorted before the other half begins.
+func (sc *scratch) topK(k int) *topK {
+	sc.heap = slices.Grow(sc.heap[:0], k)
+	return &topK{k: k, h: sc.heap}
 }
 
 // hit is one candidate of either half while the halves are computed. It
@@ -354,7 +368,7 @@ func vectorHalf(entries []*scopeVecs, vec []float32, f filter, need int, sc *scr
 		e.mu.RUnlock()
 	}
 	all := simhash.Rerank(total, need)
-	top := &topK{k: need, h: make([]hit, 0, need)}
+	top := sc.topK(need)
 	for _, e := range entries {
 		e.mu.RLock()
 		if e.dims == f.dims && e.live > 0 {
@@ -490,7 +504,7 @@ func textHalf(entries []*scopeVecs, terms []string, vec []float32, f filter, nee
 		}
 	}
 	run := func(use []int) *topK {
-		top := &topK{k: need, h: make([]hit, 0, need)}
+		top := sc.topK(need)
 		for _, e := range entries {
 			e.mu.RLock()
 			scoreText(e, terms, use, idf, avg, f, top, sc)
