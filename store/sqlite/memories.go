@@ -149,6 +149,35 @@ func (s *Store) storedDims(ctx context.Context, q querier) (int, error) {
 	return info.Dimensions, nil
 }
 
+// writerDims is the embedder's dimensions as a write transaction last
+// read them, and the writer connection's data version then.
+type writerDims struct {
+	dims int // 0: not read
+	at   int64
+}
+
+// txDims returns the recorded embedder dimensions inside the write
+// transaction tx. They are read again only when another connection (a
+// process, or another store on the file) committed since they were last
+// read: PRAGMA data_version on the writer connection tells, and costs a
+// fraction of reading them. This store's own changes of the embedder
+// (SetEmbedder, CommitReindex) forget them inside their transactions.
+func (s *Store) txDims(ctx context.Context, tx *sql.Tx) (int, error) {
+	var dv int64
+	if err := s.prep(tx).QueryRowContext(ctx, sqlDataVersion).Scan(&dv); err != nil {
+		return 0, fmt.Errorf("read the data version: %w", s.translate(err))
+	}
+	if s.wdims.dims != 0 && s.wdims.at == dv {
+		return s.wdims.dims, nil
+	}
+	dims, err := s.storedDims(ctx, s.prep(tx))
+	if err != nil {
+		return 0, err
+	}
+	s.wdims = writerDims{dims: dims, at: dv}
+	return dims, nil
+}
+
 // writeState collects what a write transaction changed per scope.
 type writeState struct {
 	dims     int
@@ -260,7 +289,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 	out := make([]store.Added, len(ms))
 	w := &writeState{}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		dims, err := s.storedDims(ctx, s.prep(tx))
+		dims, err := s.txDims(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -443,7 +472,7 @@ func (s *Store) Update(ctx context.Context, id scope.Identity, memoryID string, 
 	var out store.Memory
 	w := &writeState{}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		dims, err := s.storedDims(ctx, tx)
+		dims, err := s.txDims(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -730,6 +759,7 @@ func (s *Store) SetEmbedder(ctx context.Context, info store.EmbedderInfo) error 
 			}
 			return nil
 		}
+		s.wdims = writerDims{}
 		for k, v := range map[string]string{
 			"embedder_provider": info.Provider, "embedder_model": info.Model, "embedder_dimensions": strconv.Itoa(info.Dimensions),
 		} {

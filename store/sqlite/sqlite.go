@@ -78,6 +78,9 @@ type Store struct {
 	// scratch holds *scratch buffers for searches.
 	scratch sync.Pool
 	dims    atomic.Int64 // recorded embedder dimensions, 0 until known
+	// wdims is what write transactions know of the embedder: only read
+	// and written inside them, one at a time on wdb's one connection.
+	wdims writerDims
 	// immutable: the file was opened read-only as immutable (see Open).
 	immutable bool
 	// readOnlyWhy says why a read-only store is read-only, for the error

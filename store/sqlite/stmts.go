@@ -10,6 +10,7 @@ import (
 // The statements of the add path, prepared on the writer connection by
 // the first write after the store opens (see writerStmts).
 const (
+	sqlDataVersion  = `PRAGMA data_version`
 	sqlReadEmbedder = `SELECT key, value FROM meta WHERE key IN ('embedder_provider', 'embedder_model', 'embedder_dimensions')`
 	sqlScopeVersion = `SELECT version FROM scope_versions WHERE org_id = ? AND scope_kind = ? AND scope_id = ?`
 	sqlBumpVersion  = `INSERT INTO scope_versions (org_id, scope_kind, scope_id, version) VALUES (?, ?, ?, 1)
@@ -25,7 +26,7 @@ const (
 
 // writerStmts are prepared on the writer connection by prepareWriter.
 var writerStmts = []string{
-	sqlReadEmbedder, sqlScopeVersion, sqlBumpVersion, sqlDuplicateByHash, sqlMemoryByRid,
+	sqlDataVersion, sqlReadEmbedder, sqlScopeVersion, sqlBumpVersion, sqlDuplicateByHash, sqlMemoryByRid,
 	sqlInsertMemory, sqlInsertVector, sqlInsertTag,
 }
 

@@ -451,6 +451,13 @@ func testReindex(t *testing.T, open func(*testing.T) OpsStores) {
 	if _, err := ss.Tenant.Search(t.Context(), alice, store.Query{Vector: Vector("x", Dims)}); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("Search with an old-size vector after the reindex = %v, want ErrInvalid", err)
 	}
+	// Adds follow the new embedder too, on a handle that added before.
+	after := "acme alice added after the reindex"
+	aliceScope := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	if _, err := ss.Tenant.Add(t.Context(), alice, []store.NewMemory{New(aliceScope, after)}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("Add with an old-size vector after the reindex = %v, want ErrInvalid", err)
+	}
+	mustAddOne(t, ss.Tenant, alice, store.NewMemory{Scope: aliceScope, Content: after, Vector: Vector(after, 8)})
 	got, err := exportAll(t, ss.Tenant, Admin("acme", "ops"), store.ExportFilter{Vectors: true})
 	if err != nil {
 		t.Fatalf("Export = %v", err)
