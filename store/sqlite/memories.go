@@ -393,7 +393,14 @@ func (s *Store) findDuplicate(ctx context.Context, tx *sql.Tx, k scopeKey, hash 
 	found, bestRid, best := false, int64(0), float32(-2)
 	sc := s.scratch.Get().(*scratch)
 	e.mu.RLock()
-	for _, slot := range e.nearest(vec, now, dupCandidates, sc) {
+	near := e.nearest(vec, now, dupCandidates, sc)
+	for _, slot := range near {
+		// Warmed: the first block NearDuplicate reads, which tells most
+		// candidates apart.
+		v := e.vecs[slot]
+		store.Warm(v[:min(len(v), 64)])
+	}
+	for _, slot := range near {
 		if v := e.vecs[slot]; store.NearDuplicate(vec, v) {
 			if d := dot(vec, v); d > best {
 				found, bestRid, best = true, e.rids[slot], d
