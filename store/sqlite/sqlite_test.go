@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -543,4 +544,87 @@ func rawString(t *testing.T, path, query string) string {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return v
+}
+
+// TestAddCancelled checks that an add whose context ends before it
+// commits stores nothing and says why: already cancelled, or ended while
+// it waits for a write lock another connection holds (the wait must not
+// outlast the context).
+func TestAddCancelled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	s := openAt(t, sqlite.Config{Path: path})
+	if err := s.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
+		t.Fatal(err)
+	}
+	alice := storetest.Member("acme", "alice", "api")
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	stored := func() int {
+		t.Helper()
+		var n int
+		db, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.QueryRow(`SELECT count(*) FROM memories`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	locked := func(t *testing.T) func() {
+		db, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := db.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.ExecContext(t.Context(), `BEGIN IMMEDIATE`); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			conn.ExecContext(t.Context(), `ROLLBACK`)
+			conn.Close()
+			db.Close()
+		}
+	}
+	tests := []struct {
+		name    string
+		ctx     func() (context.Context, context.CancelFunc)
+		lock    bool
+		wantErr error
+	}{
+		{"cancelled before", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			return ctx, cancel
+		}, false, context.Canceled},
+		{"deadline while waiting for the write lock", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(t.Context(), 300*time.Millisecond)
+		}, true, context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.lock {
+				defer locked(t)()
+			}
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			start := time.Now()
+			_, err := s.Add(ctx, alice, []store.NewMemory{storetest.New(user, "added under "+tt.name)})
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("Add = %v, want %v", err, tt.wantErr)
+			}
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("Add returned after %v, long after its context ended", took)
+			}
+		})
+	}
+	if n := stored(); n != 0 {
+		t.Errorf("%d memories stored by cancelled adds, want 0", n)
+	}
+	if _, err := s.Add(t.Context(), alice, []store.NewMemory{storetest.New(user, "added afterwards")}); err != nil {
+		t.Fatalf("Add after the cancelled ones = %v", err)
+	}
 }
