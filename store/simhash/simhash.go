@@ -17,6 +17,7 @@ import (
 	"iter"
 	"math"
 	"math/bits"
+	"unsafe"
 
 	"gonum.org/v1/gonum/blas/gonum"
 )
@@ -169,11 +170,33 @@ func Nearest(dist []uint16, hist []int32, c int, out []int32) []int32 {
 		total += hist[limit]
 	}
 	room := c - int(total)
-	for i, d := range dist {
-		switch {
-		case int(d) < limit:
+	// Four distances at a time (SWAR): most rows are farther than limit,
+	// and a word of four of them is passed over with a few operations.
+	// Lanes are made at most 0x7fff (Skip's high bit cleared, and Skip
+	// lanes dropped after); 0x8000 + limit - lane then keeps its high bit
+	// exactly when lane <= limit, and never borrows from the next lane.
+	const high = 0x8000_8000_8000_8000
+	ceiling := (0x8000 + uint64(min(limit, 0x7fff))) * 0x0001_0001_0001_0001
+	words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(dist))), len(dist)/4)
+	for j, w := range words {
+		if (ceiling-(w&^high))&^w&high == 0 {
+			continue
+		}
+		for i := 4 * j; i < 4*j+4; i++ {
+			switch d := int(dist[i]); {
+			case d < limit:
+				out = append(out, int32(i))
+			case d == limit && room > 0:
+				room--
+				out = append(out, int32(i))
+			}
+		}
+	}
+	for i := 4 * len(words); i < len(dist); i++ {
+		switch d := int(dist[i]); {
+		case d < limit:
 			out = append(out, int32(i))
-		case int(d) == limit && room > 0:
+		case d == limit && room > 0:
 			room--
 			out = append(out, int32(i))
 		}
@@ -204,17 +227,25 @@ func Rerank(n, need int) int {
 // PrefixDistances writes into dist the Hamming distance to q of the code
 // prefix of each row (len(q) words a row, packed in prefix), or Skip for
 // a row that is gone (rids, when not nil, holds 0 for it) or expired
-// (expires, Unix nanoseconds, 0 for never, at or before at), and counts
-// the distances in hist. It is the one loop over every row of a large
-// scope, so the common case, prefixes of 4 words, is written out.
+// (expires, when not nil, in Unix nanoseconds, 0 for never, at or before
+// at), and counts the distances in hist. It is the one loop over every
+// row of a large scope, and reads memory as fast as it can be read: the
+// caller passes nil for rids when no row is gone and for expires when no
+// row expires, so that the common case reads the prefixes alone, and
+// prefixes of 4 words are written out.
 func PrefixDistances(q, prefix []uint64, expires, rids []int64, at int64, dist []uint16, hist []int32) {
-	n, pw := len(expires), len(q)
-	dead := func(i int) bool {
-		return (rids != nil && rids[i] == 0) || (expires[i] != 0 && expires[i] <= at)
+	pw := len(q)
+	n := len(prefix) / pw
+	dist = dist[:n]
+	if expires != nil {
+		expires = expires[:n]
+	}
+	if rids != nil {
+		rids = rids[:n]
 	}
 	if pw != 4 {
 		for i := range n {
-			if dead(i) {
+			if (rids != nil && rids[i] == 0) || (expires != nil && expires[i] != 0 && expires[i] <= at) {
 				dist[i] = Skip
 				continue
 			}
@@ -225,12 +256,18 @@ func PrefixDistances(q, prefix []uint64, expires, rids []int64, at int64, dist [
 		return
 	}
 	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
-	expires, prefix, dist, hist = expires[:n], prefix[:4*n], dist[:n], hist[:4*64+1]
-	if rids != nil {
-		rids = rids[:n]
+	prefix, hist = prefix[:4*n], hist[:4*64+1]
+	if rids == nil && expires == nil {
+		for i := range n {
+			p := prefix[4*i : 4*i+4 : 4*i+4]
+			d := bits.OnesCount64(q0^p[0]) + bits.OnesCount64(q1^p[1]) + bits.OnesCount64(q2^p[2]) + bits.OnesCount64(q3^p[3])
+			dist[i] = uint16(d)
+			hist[d]++
+		}
+		return
 	}
 	for i := range n {
-		if (rids != nil && rids[i] == 0) || (expires[i] != 0 && expires[i] <= at) {
+		if (rids != nil && rids[i] == 0) || (expires != nil && expires[i] != 0 && expires[i] <= at) {
 			dist[i] = Skip
 			continue
 		}

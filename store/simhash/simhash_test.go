@@ -249,3 +249,86 @@ func TestWarmCodes(t *testing.T) {
 		t.Errorf("warmCodes = %d, want %d", got, want)
 	}
 }
+
+// TestPrefixDistancesWithout checks the passes without rids or expires
+// (no row gone, no row expiring): only what is given skips rows.
+func TestPrefixDistancesWithout(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	const n, at = 203, 1000
+	expires, rids := make([]int64, n), make([]int64, n)
+	for i := range n {
+		rids[i] = int64(i + 1)
+		if i%5 == 0 {
+			rids[i] = 0
+		}
+		if i%7 == 0 {
+			expires[i] = at
+		}
+	}
+	for _, pw := range []int{4, 3} {
+		prefix := make([]uint64, n*pw)
+		for i := range prefix {
+			prefix[i] = r.Uint64()
+		}
+		q := prefix[:pw:pw]
+		for _, tc := range []struct {
+			name    string
+			expires []int64
+			rids    []int64
+		}{{"neither", nil, nil}, {"rids only", nil, rids}, {"expires only", expires, nil}} {
+			dist, hist := make([]uint16, n), make([]int32, 64*pw+1)
+			PrefixDistances(q, prefix, tc.expires, tc.rids, at, dist, hist)
+			want := make([]int32, 64*pw+1)
+			for i := range n {
+				skip := (tc.rids != nil && rids[i] == 0) || (tc.expires != nil && expires[i] != 0)
+				switch d := Hamming(q, prefix[i*pw:(i+1)*pw]); {
+				case skip && dist[i] != Skip:
+					t.Fatalf("prefix %d, %s: row %d has distance %d, want Skip", pw, tc.name, i, dist[i])
+				case !skip && int(dist[i]) != d:
+					t.Fatalf("prefix %d, %s: row %d has distance %d, want %d", pw, tc.name, i, dist[i], d)
+				case !skip:
+					want[d]++
+				}
+			}
+			if !slices.Equal(hist, want) {
+				t.Errorf("prefix %d, %s: histogram %v, want %v", pw, tc.name, hist, want)
+			}
+		}
+	}
+}
+
+// BenchmarkPrefixPass measures the pass over every row of a scope of
+// 50,000 rows: the prefix distances, then the 1,040 nearest (the
+// candidates of a search at that size).
+func BenchmarkPrefixPass(b *testing.B) {
+	const n, c = 50000, 1040
+	r := rand.New(rand.NewPCG(7, 8))
+	prefix := make([]uint64, 4*n)
+	for i := range prefix {
+		prefix[i] = r.Uint64()
+	}
+	expires, rids := make([]int64, n), make([]int64, n)
+	for i := range rids {
+		rids[i] = int64(i + 1)
+	}
+	q := []uint64{r.Uint64(), r.Uint64(), r.Uint64(), r.Uint64()}
+	dist, hist := make([]uint16, n), make([]int32, 4*64+2)
+	var out []int32
+	b.Run("distances", func(b *testing.B) {
+		for b.Loop() {
+			clear(hist)
+			PrefixDistances(q, prefix, expires, rids, 1, dist, hist)
+		}
+	})
+	b.Run("distances-all-live", func(b *testing.B) {
+		for b.Loop() {
+			clear(hist)
+			PrefixDistances(q, prefix, nil, nil, 1, dist, hist)
+		}
+	})
+	b.Run("nearest", func(b *testing.B) {
+		for b.Loop() {
+			out = Nearest(dist, hist, c, out[:0])
+		}
+	})
+}

@@ -172,7 +172,10 @@ type scopeVecs struct {
 	free    []int32
 	index   map[int64]int32 // rid -> slot
 	live    int
-	text    int64 // bytes of the live rows' ids, contents and metadata
+	// expiring counts the live rows with an expiry: with none, the pass
+	// over every row's code prefix need not read expires.
+	expiring int
+	text     int64 // bytes of the live rows' ids, contents and metadata
 
 	mean  []float32 // the centre the codes are taken around
 	rmean []float32 // its rotation (rotate), from which codes are taken
@@ -239,7 +242,7 @@ func (e *scopeVecs) install(v int64, dims int, rows []cachedRow) {
 	e.installs++
 	e.version, e.dims, e.words = v, dims, simhash.Bits(dims)/64
 	e.buf = make([]float32, simhash.Bits(dims))
-	e.index, e.terms, e.free, e.live = make(map[int64]int32, len(rows)), map[string]*postings{}, nil, 0
+	e.index, e.terms, e.free, e.live, e.expiring = make(map[int64]int32, len(rows)), map[string]*postings{}, nil, 0, 0
 	e.tokens, e.stale, e.posts, e.text = 0, 0, 0, 0
 	e.rids = make([]int64, 0, len(rows))
 	e.vecs = make([][]float32, 0, len(rows))
@@ -296,6 +299,9 @@ func (e *scopeVecs) add(r cachedRow) {
 	}
 	e.index[r.rid] = slot
 	e.live++
+	if r.expires != 0 {
+		e.expiring++
+	}
 	e.text += textBytes(&r.mem)
 	e.setCode(int(slot), r.vec)
 	e.indexText(slot, r.mem.Content)
@@ -316,6 +322,9 @@ func (e *scopeVecs) remove(rid int64) {
 	})
 	e.tokens -= int64(e.lens[slot])
 	e.text -= textBytes(&e.mems[slot])
+	if e.expires[slot] != 0 {
+		e.expiring--
+	}
 	e.rids[slot], e.vecs[slot], e.expires[slot], e.mems[slot], e.lens[slot] = 0, nil, 0, store.Memory{}, 0
 	e.gens[slot]++ // its postings are stale from now on
 	e.free = append(e.free, slot)

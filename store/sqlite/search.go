@@ -455,7 +455,16 @@ func warmRows(e *scopeVecs, slots []int32) {
 // prefix to q into dist (Skip for rows f drops) and counts them in hist.
 // The caller holds e.mu.
 func prefixDistances(e *scopeVecs, q []uint64, f filter, dist []uint16, hist []int32) {
-	simhash.PrefixDistances(q, e.prefix, e.expires, e.rids, f.now, dist, hist)
+	// The pass reads only what can skip a row: rids when a slot is free,
+	// expires when a row expires.
+	expires, rids := e.expires, e.rids
+	if e.expiring == 0 {
+		expires = nil
+	}
+	if e.live == len(e.rids) {
+		rids = nil
+	}
+	simhash.PrefixDistances(q, e.prefix, expires, rids, f.now, dist, hist)
 	if len(f.tags) > 0 {
 		for slot := range e.rids {
 			if !f.keep(e, slot) {
