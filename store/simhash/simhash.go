@@ -177,28 +177,32 @@ func Nearest(dist []uint16, hist []int32, c int, out []int32) []int32 {
 	// exactly when lane <= limit, and never borrows from the next lane.
 	const high = 0x8000_8000_8000_8000
 	ceiling := (0x8000 + uint64(min(limit, 0x7fff))) * 0x0001_0001_0001_0001
-	words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(dist))), len(dist)/4)
+	// The distances read as words of four, when they start on a word
+	// (as a slice of their own does); which lane is which does not
+	// matter, only whether any is near.
+	var words []uint64
+	if p := unsafe.Pointer(unsafe.SliceData(dist)); uintptr(p)%8 == 0 && len(dist) >= 4 {
+		words = unsafe.Slice((*uint64)(p), len(dist)/4)
+	}
 	for j, w := range words {
-		if (ceiling-(w&^high))&^w&high == 0 {
-			continue
-		}
-		for i := 4 * j; i < 4*j+4; i++ {
-			switch d := int(dist[i]); {
-			case d < limit:
-				out = append(out, int32(i))
-			case d == limit && room > 0:
-				room--
-				out = append(out, int32(i))
-			}
+		if (ceiling-(w&^high))&^w&high != 0 {
+			out = pick(dist[4*j:4*j+4], 4*j, limit, &room, out)
 		}
 	}
-	for i := 4 * len(words); i < len(dist); i++ {
-		switch d := int(dist[i]); {
-		case d < limit:
-			out = append(out, int32(i))
-		case d == limit && room > 0:
-			room--
-			out = append(out, int32(i))
+	return pick(dist[4*len(words):], 4*len(words), limit, &room, out)
+}
+
+// pick appends to out the indexes (from on) of the distances of dist
+// below limit, and of those at it while *room lasts, which it counts
+// down.
+func pick(dist []uint16, from, limit int, room *int, out []int32) []int32 {
+	for i, d := range dist {
+		switch {
+		case int(d) < limit:
+			out = append(out, int32(from+i))
+		case int(d) == limit && *room > 0:
+			*room--
+			out = append(out, int32(from+i))
 		}
 	}
 	return out
