@@ -70,7 +70,7 @@ func (c *directCalls) take(line []byte) (directCall, bool) {
 		return directCall{}, false
 	}
 	id, ok := toolCallID(line)
-	if !ok || !json.Valid(line) || !c.t.take() {
+	if !ok || !c.t.take() {
 		return directCall{}, false
 	}
 	return directCall{ctx: *ctx, id: id, line: line}, true
@@ -176,40 +176,102 @@ func (c *directCalls) handle(ctx context.Context, id json.RawMessage, line []byt
 }
 
 // toolCallID returns the id of line when line is a tools/call request
-// with an id that is not null, reading only the members up to its id and
-// method.
+// with an id that is not null. It checks that line is valid JSON, then
+// reads only the top-level members up to its id and method, passing
+// over other values without decoding them: it runs for every line a
+// stdio client sends.
 func toolCallID(line []byte) (json.RawMessage, bool) {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	if !json.Valid(line) {
+		return nil, false
+	}
+	i := skipSpace(line, 0)
+	if line[i] != '{' {
 		return nil, false
 	}
 	var id json.RawMessage
-	method := ""
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, false
+	method := false
+	for i = skipSpace(line, i+1); line[i] != '}'; i = skipSpace(line, i) {
+		if line[i] == ',' {
+			i = skipSpace(line, i+1)
 		}
-		switch key, _ := t.(string); key {
-		case "id":
-			if id != nil || dec.Decode(&id) != nil || len(id) == 0 || string(id) == "null" {
+		keyEnd := valueEnd(line, i)
+		key := line[i:keyEnd]
+		i = skipSpace(line, keyEnd) + 1 // past the colon
+		i = skipSpace(line, i)
+		end := valueEnd(line, i)
+		val := line[i:end]
+		i = end
+		switch {
+		case jsonIs(key, "id"):
+			if id != nil || string(val) == "null" {
 				return nil, false
 			}
-		case "method":
-			if method != "" || dec.Decode(&method) != nil || method != string(mcp.MethodToolsCall) {
+			id = bytes.Clone(val)
+		case jsonIs(key, "method"):
+			if method || !jsonIs(val, string(mcp.MethodToolsCall)) {
 				return nil, false
 			}
-		default:
-			var skip json.RawMessage
-			if dec.Decode(&skip) != nil {
-				return nil, false
-			}
+			method = true
 		}
-		if id != nil && method != "" {
+		if id != nil && method {
 			return id, true
 		}
 	}
 	return nil, false
+}
+
+// jsonIs reports whether tok, a valid JSON value, is the string s.
+func jsonIs(tok []byte, s string) bool {
+	if tok[0] != '"' {
+		return false
+	}
+	if bytes.IndexByte(tok, '\\') < 0 {
+		return string(tok[1:len(tok)-1]) == s
+	}
+	var v string
+	return json.Unmarshal(tok, &v) == nil && v == s
+}
+
+// skipSpace returns the index of the first byte of b from i on that is
+// not JSON white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the index just past the value that starts at i in b,
+// which is valid JSON.
+func valueEnd(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the end of the enclosing value
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r', ':':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }
 
 // appendMessage appends msg as json.Marshal encodes it (as mcp-go's

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -113,6 +114,16 @@ func TestToolCallID(t *testing.T) {
 		{`{"id":1,"id":2,"method":"tools/call"}`, ""},
 		{`[1]`, ""},
 		{`{"id":1,"meth`, ""},
+		{`{"id":1,"method":"tools/call"`, ""},
+		{`{}`, ""},
+		{`"tools/call"`, ""},
+		{`7`, ""},
+		{` { "id" : 12 , "method" : "tools/call" } `, "12"},
+		{`{"\u0069d":3,"method":"tools\/call"}`, "3"},
+		{`{"params":{"a":"}{][\"","b":[1,{"id":9}]},"id":"x\"y","method":"tools/call"}`, `"x\"y"`},
+		{`{"method":"tools/call","method":"tools/call","id":1}`, ""},
+		{`{"method":1,"id":1}`, ""},
+		{`{"id":{"a":1},"method":"tools/call"}`, `{"a":1}`},
 	} {
 		id, ok := toolCallID([]byte(tc.line))
 		if got := map[bool]string{true: string(id)}[ok]; got != tc.id {
@@ -138,6 +149,62 @@ func BenchmarkAppendSearchResponse(b *testing.B) {
 			if _, err := json.Marshal(msg); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+// FuzzToolCallID checks toolCallID against a reference that reads line
+// with encoding/json's decoder: the same answer for every line, and no
+// panic on any.
+func FuzzToolCallID(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`,
+		`{"params":{"a":"}{][\"","b":[1,{"id":9}]},"id":"x\"y","method":"tools/call"}`,
+		`{"\u0069d":3,"method":"tools\/call"}`, `[1]`, `{"id":1,"meth`, ` { "id" : 1 , "method" : "tools/call" } `,
+	} {
+		f.Add([]byte(s))
+	}
+	reference := func(line []byte) (json.RawMessage, bool) {
+		if !json.Valid(line) {
+			return nil, false
+		}
+		dec := json.NewDecoder(bytes.NewReader(line))
+		if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+			return nil, false
+		}
+		var id json.RawMessage
+		method := ""
+		for dec.More() {
+			t, err := dec.Token()
+			if err != nil {
+				return nil, false
+			}
+			switch key, _ := t.(string); key {
+			case "id":
+				if id != nil || dec.Decode(&id) != nil || string(id) == "null" {
+					return nil, false
+				}
+			case "method":
+				if method != "" || dec.Decode(&method) != nil || method != string(mcp.MethodToolsCall) {
+					return nil, false
+				}
+			default:
+				var skip json.RawMessage
+				if dec.Decode(&skip) != nil {
+					return nil, false
+				}
+			}
+			if id != nil && method != "" {
+				return id, true
+			}
+		}
+		return nil, false
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		id, ok := toolCallID(line)
+		wantID, wantOK := reference(line)
+		if ok != wantOK || !bytes.Equal(id, wantID) {
+			t.Errorf("toolCallID(%q) = %q, %v; the decoder reads %q, %v", line, id, ok, wantID, wantOK)
 		}
 	})
 }
