@@ -79,7 +79,6 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
 	return append(b, '"'), nil
 }
 
-// appendJSON writes the search results as encoding/json would.
 func (o SearchMemoryOutput) jsonSize() int {
 	n := 16
 	for i := range o.Results {
@@ -97,6 +96,7 @@ func (o SearchMemoryOutput) jsonSize() int {
 	return n
 }
 
+// appendJSON writes the search results as encoding/json would.
 func (o SearchMemoryOutput) appendJSON(b []byte) ([]byte, error) {
 	if o.Results == nil {
 		return append(b, `{"results":null}`...), nil
