@@ -577,11 +577,7 @@ func rankCached(snaps []*scopeVecs, vec []float32, dims int, tags []string, now 
 	sc.rot = sc.rot[:0]
 	for si, v := range snaps {
 		if c := max(n, (all*len(v.ids)+total-1)/max(total, 1)); len(v.ids) > max(c, exactRows) && len(v.codes) == len(v.ids)*v.words {
-			sel := v.nearest(vec, c, tags, at, sc)
-			for _, i := range sel {
-				store.Warm(v.vec(int(i), dims))
-			}
-			for _, i := range sel {
+			for _, i := range v.nearest(vec, c, tags, at, sc) {
 				consider(si, v, int(i))
 			}
 			continue
