@@ -62,8 +62,8 @@ type ServeCmd struct {
 	ClaimAgent       string        `name:"claim-agent" env:"SCOPEMEM_CLAIM_AGENT" default:"agent" help:"Claim holding the agent." group:"HTTP"`
 	ClaimPermissions string        `name:"claim-permissions" env:"SCOPEMEM_CLAIM_PERMISSIONS" default:"scope" help:"Claim holding the permissions (scp is read when it is absent)." group:"HTTP"`
 	ShutdownTimeout  time.Duration `name:"shutdown-timeout" env:"SCOPEMEM_SHUTDOWN_TIMEOUT" default:"15s" help:"How long in-flight HTTP calls may take to finish on SIGTERM." group:"HTTP"`
-	MetricsAddr      string        `name:"metrics-addr" env:"SCOPEMEM_METRICS_ADDR" help:"Serve Prometheus /metrics on this separate address (e.g. 127.0.0.1:9090); off by default." placeholder:"ADDR" group:"HTTP"`
-	Pprof            bool          `name:"pprof" env:"SCOPEMEM_PPROF" help:"Also serve Go profiles (net/http/pprof) under /debug/pprof/ on --metrics-addr; keep that address private." group:"HTTP"`
+	MetricsAddr      string        `name:"metrics-addr" env:"SCOPEMEM_METRICS_ADDR" help:"Serve Prometheus /metrics on this separate address (e.g. 127.0.0.1:9090), over either transport; off by default." placeholder:"ADDR" group:"Telemetry"`
+	Pprof            bool          `name:"pprof" env:"SCOPEMEM_PPROF" help:"Also serve Go profiles (net/http/pprof) under /debug/pprof/ on --metrics-addr; keep that address private." group:"Telemetry"`
 
 	httpSecurityFlags `embed:""`
 	telemetryFlags    `embed:""`
@@ -95,10 +95,26 @@ func (c *ServeCmd) Run(env *runEnv) error {
 		return err
 	}
 	defer stopTracing()
+	if c.Pprof && c.MetricsAddr == "" {
+		return errors.New("--pprof serves profiles on the metrics listener: give --metrics-addr too (e.g. 127.0.0.1:9090)")
+	}
 	if c.HTTP == "" {
 		return c.serveStdio(env, tp)
 	}
 	return c.serveHTTP(env, tp)
+}
+
+// startMetrics serves /metrics (and, with --pprof, Go profiles) of a on
+// --metrics-addr, for either transport; stop ends it.
+func (c *ServeCmd) startMetrics(a *app.App) (stop func(), err error) {
+	if c.MetricsAddr == "" {
+		return func() {}, nil
+	}
+	stop, err = a.ServeMetrics(c.MetricsAddr, app.MetricsOptions{Profiling: c.Pprof})
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	return stop, nil
 }
 
 func (c *ServeCmd) serveStdio(env *runEnv, tp trace.TracerProvider) error {
@@ -118,14 +134,16 @@ func (c *ServeCmd) serveStdio(env *runEnv, tp trace.TracerProvider) error {
 		return err
 	}
 	defer a.Close()
+	stopMetrics, err := c.startMetrics(a)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	env.log.Info("serving MCP on stdio", "org", id.Org, "user", id.User, "agent", id.Agent, "teams", id.Teams)
 	return a.ServeStdio(env.ctx, id, os.Stdin, os.Stdout)
 }
 
 func (c *ServeCmd) serveHTTP(env *runEnv, tp trace.TracerProvider) error {
-	if c.Pprof && c.MetricsAddr == "" {
-		return errors.New("--pprof serves profiles on the metrics listener: give --metrics-addr too (e.g. 127.0.0.1:9090)")
-	}
 	hc, err := c.httpSecurityFlags.config(c.HTTP)
 	if err != nil {
 		return err
@@ -166,13 +184,11 @@ func (c *ServeCmd) serveHTTP(env *runEnv, tp trace.TracerProvider) error {
 	defer a.Close()
 	srv := a.NewHTTPServer(c.HTTP, hc)
 	srv.Handler = a.InstrumentHTTP(srv.Handler)
-	if c.MetricsAddr != "" {
-		stopMetrics, err := a.ServeMetrics(c.MetricsAddr, app.MetricsOptions{Profiling: c.Pprof})
-		if err != nil {
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		defer stopMetrics()
+	stopMetrics, err := c.startMetrics(a)
+	if err != nil {
+		return err
 	}
+	defer stopMetrics()
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {
 		return err

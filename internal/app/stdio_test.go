@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,6 +128,7 @@ func TestStdioStartupErrors(t *testing.T) {
 		{"team not a member", []string{"--default-scope", "team:ops"}, nil},
 		{"unknown permission", []string{"--permissions", "memory:everything"}, nil},
 		{"bad org", nil, []string{"SCOPEMEM_ORG=a/b"}},
+		{"profiles without a metrics address", []string{"--pprof"}, nil},
 		{"unknown config key", []string{"--config", writeFile(t, dir, "bad.json", `{"org":"acme","temas":["x"]}`)}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -299,5 +302,37 @@ func TestStdioSlowCallDoesNotHoldUpOthers(t *testing.T) {
 			}
 			t.Logf("both answered in %v", time.Since(start))
 		})
+	}
+}
+
+// TestStdioMetrics checks that --metrics-addr serves a stdio server's
+// metrics (its tool calls counted) and, with --pprof, its profiles, as
+// it does over HTTP.
+func TestStdioMetrics(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	db := filepath.Join(t.TempDir(), "stdio.db")
+	c := stdioClient(t, []string{"SCOPEMEM_DB=" + db, "SCOPEMEM_EMBEDDER=builtin"}, "--metrics-addr", addr, "--pprof")
+	defer c.Close()
+	ok[scopesOut](t, c, "list_scopes", map[string]any{})
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, `scopemem_tool_calls_total{outcome="ok",tool="list_scopes"} 1`) {
+		t.Errorf("GET /metrics = %d, want 200 counting the list_scopes call:\n%.2000s", code, body)
+	}
+	if code, _ := get("/debug/pprof/"); code != http.StatusOK {
+		t.Errorf("GET /debug/pprof/ = %d, want 200", code)
 	}
 }
