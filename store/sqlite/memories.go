@@ -149,14 +149,6 @@ func (s *Store) storedDims(ctx context.Context, q querier) (int, error) {
 	return info.Dimensions, nil
 }
 
-// inTx returns the context of a short statement inside a write
-// transaction: ctx without its cancellation. The transaction was begun
-// with ctx, so database/sql still rolls it back once ctx ends, at the
-// next statement; a cancellable statement costs the driver a goroutine
-// to watch ctx, several an add. Statements that may run long (loading a
-// scope's rows) keep ctx.
-func inTx(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
-
 // writerDims is the embedder's dimensions as a write transaction last
 // read them, and the writer connection's data version then.
 type writerDims struct {
@@ -233,7 +225,7 @@ func (s *Store) publish(w *writeState, versions map[scopeKey]int64) {
 // write transaction tx, which holds the write lock, so nothing can change
 // the scope until it ends.
 func (s *Store) scopeInTx(ctx context.Context, tx *sql.Tx, k scopeKey, dims int) (*scopeVecs, error) {
-	v, err := scopeVersion(inTx(ctx), s.prep(tx), k)
+	v, err := scopeVersion(ctx, s.prep(tx), k)
 	if err != nil {
 		return nil, s.translate(err)
 	}
@@ -297,8 +289,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 	out := make([]store.Added, len(ms))
 	w := &writeState{}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		qctx := inTx(ctx)
-		dims, err := s.txDims(qctx, tx)
+		dims, err := s.txDims(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -340,7 +331,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 			if prep[i].meta != nil {
 				meta = string(prep[i].meta)
 			}
-			res, err := s.prep(tx).ExecContext(qctx, sqlInsertMemory,
+			res, err := s.prep(tx).ExecContext(ctx, sqlInsertMemory,
 				mem.ID, id.Org, string(m.Scope.Kind), m.Scope.ID, mem.Content, hash, encodeTags(mem.Tags),
 				meta, id.User, now, now, expires)
 			if err != nil {
@@ -350,17 +341,17 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 			if err != nil {
 				return fmt.Errorf("insert memory: %w", s.translate(err))
 			}
-			if _, err := s.prep(tx).ExecContext(qctx, sqlInsertVector, rid, encodeVector(vecs[i])); err != nil {
+			if _, err := s.prep(tx).ExecContext(ctx, sqlInsertVector, rid, encodeVector(vecs[i])); err != nil {
 				return fmt.Errorf("insert vector: %w", s.translate(err))
 			}
-			if err := s.insertTags(qctx, tx, rid, mem.Tags); err != nil {
+			if err := s.insertTags(ctx, tx, rid, mem.Tags); err != nil {
 				return err
 			}
 			w.delta(k).upserts = append(w.delta(k).upserts, newCachedRow(rid, vecs[i], mem))
 			pending = append(pending, pendingMemory{key: k, hash: hash, vec: vecs[i], expires: prep[i].expires, m: mem})
 			out[i] = store.Added{Memory: mem}
 		}
-		versions, err := s.bump(qctx, tx, w)
+		versions, err := s.bump(ctx, tx, w)
 		if err != nil {
 			return err
 		}
@@ -385,7 +376,7 @@ func (s *Store) findDuplicate(ctx context.Context, tx *sql.Tx, k scopeKey, hash 
 			return p.m, true, nil
 		}
 	}
-	_, m, err := scanMemory(s.prep(tx).QueryRowContext(inTx(ctx), sqlDuplicateByHash, k.org, string(k.kind), k.id, hash, now))
+	_, m, err := scanMemory(s.prep(tx).QueryRowContext(ctx, sqlDuplicateByHash, k.org, string(k.kind), k.id, hash, now))
 	if err == nil {
 		return m, true, nil
 	}

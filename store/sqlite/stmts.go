@@ -98,6 +98,22 @@ type prepared struct {
 // prep returns the prepared querier of tx (nil: the readers).
 func (s *Store) prep(tx *sql.Tx) prepared { return prepared{s: s, tx: tx} }
 
+// statementContext returns the context a statement runs in. In a write
+// transaction, ctx without its cancellation: the add path's statements
+// (writerStmts) each touch a row or two, and a cancellable statement
+// costs the driver a goroutine to watch ctx (and database/sql another for
+// its rows), several a write, each waking an idle thread. The
+// transaction was begun with ctx, so waiting for the write lock still
+// ends with it and database/sql rolls the transaction back once it ends,
+// at the next statement. Statements that may run long (loading a scope's
+// rows) do not go through prepared.
+func (p prepared) statementContext(ctx context.Context) context.Context {
+	if p.tx != nil {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
+
 func (p prepared) get(ctx context.Context, query string) *sql.Stmt {
 	st := p.s.stmt(ctx, p.tx != nil, query)
 	if st != nil && p.tx != nil {
@@ -116,6 +132,7 @@ func (p prepared) unprepared() querier {
 
 // ExecContext runs a statement that returns no rows.
 func (p prepared) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = p.statementContext(ctx)
 	if st := p.get(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -124,6 +141,7 @@ func (p prepared) ExecContext(ctx context.Context, query string, args ...any) (s
 
 // QueryContext runs a query.
 func (p prepared) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = p.statementContext(ctx)
 	if st := p.get(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -132,6 +150,7 @@ func (p prepared) QueryContext(ctx context.Context, query string, args ...any) (
 
 // QueryRowContext runs a query expected to return at most one row.
 func (p prepared) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = p.statementContext(ctx)
 	if st := p.get(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
