@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"syscall"
@@ -166,6 +167,17 @@ func cpuTime(tb testing.TB) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// goroutinesCreated returns how many goroutines the process has started:
+// each one a call starts may wake an idle thread.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
 // BenchmarkSearch measures one session's searches per second at 2,000
 // memories of 768 dimensions.
 func BenchmarkSearch(b *testing.B) {
@@ -201,7 +213,7 @@ func BenchmarkAdd(b *testing.B) {
 		b.Fatal(err)
 	}
 	i := 0
-	cpu := cpuTime(b)
+	cpu, started := cpuTime(b), goroutinesCreated()
 	for b.Loop() {
 		i++
 		m := store.NewMemory{Scope: alicesScopes[i%len(alicesScopes)], Content: fmt.Sprintf("%s (%d)", f.c.sentence(), i), Vector: f.c.vector()}
@@ -211,6 +223,7 @@ func BenchmarkAdd(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "adds/s")
 	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N)/1e3, "cpu-µs/op")
+	b.ReportMetric(float64(goroutinesCreated()-started)/float64(b.N), "goroutines/op")
 }
 
 // BenchmarkOpen measures opening an existing file of 2,000 memories, and

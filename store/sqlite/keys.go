@@ -78,7 +78,7 @@ func (s *Store) LookupKey(ctx context.Context, id string) (scope.APIKey, error) 
 	return k, nil
 }
 
-func insertKey(ctx context.Context, tx *sql.Tx, k scope.APIKey) error {
+func insertKey(ctx context.Context, tx writeTx, k scope.APIKey) error {
 	teams, err := json.Marshal(keyList(k.Identity.Teams))
 	if err != nil {
 		return err
@@ -102,7 +102,7 @@ func keyList[T any](xs []T) []T {
 
 // CreateKey stores a new key record; a taken id is store.ErrConflict.
 func (s *Store) CreateKey(ctx context.Context, k scope.APIKey) error {
-	err := s.write(ctx, func(tx *sql.Tx) error { return insertKey(ctx, tx, k) })
+	err := s.write(ctx, func(tx writeTx) error { return insertKey(ctx, tx, k) })
 	if err != nil {
 		if keyConflict(err) {
 			return fmt.Errorf("sqlite: create API key %s: %w", k.ID, store.ErrConflict)
@@ -140,7 +140,7 @@ func (s *Store) ListKeys(ctx context.Context, org string) ([]scope.APIKey, error
 // RevokeKey revokes a key; an unknown id is store.ErrNotFound. Revoking a
 // revoked key keeps its first revocation time.
 func (s *Store) RevokeKey(ctx context.Context, id string, at time.Time) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx writeTx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, at.UnixNano(), id)
 		if err != nil {
 			return fmt.Errorf("sqlite: revoke API key: %w", s.translate(err))
@@ -155,7 +155,7 @@ func (s *Store) RevokeKey(ctx context.Context, id string, at time.Time) error {
 // RotateKey stores next and makes the old key expire at graceEnd.
 func (s *Store) RotateKey(ctx context.Context, oldID string, next scope.APIKey, graceEnd time.Time) error {
 	now := time.Now().UnixNano()
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx writeTx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE api_keys
 			SET expires_at = min(COALESCE(expires_at, ?), ?), replaced_by = ?
 			WHERE id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
@@ -181,7 +181,7 @@ func (s *Store) RecordAudit(ctx context.Context, events []store.AuditEvent) erro
 	if len(events) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx writeTx) error {
 		st, err := tx.PrepareContext(ctx, `INSERT INTO audit (org_id, at, actor, agent, action, scope, target, count, source, detail)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
@@ -233,7 +233,7 @@ func (s *Store) AddCalls(ctx context.Context, calls map[string]int64) error {
 		return nil
 	}
 	day := time.Now().UTC().Format(time.DateOnly)
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx writeTx) error {
 		for org, n := range calls {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO usage_calls (org_id, day, calls) VALUES (?, ?, ?)
 				ON CONFLICT (org_id, day) DO UPDATE SET calls = calls + excluded.calls`, org, day, n); err != nil {

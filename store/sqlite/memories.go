@@ -162,7 +162,7 @@ type writerDims struct {
 // read: PRAGMA data_version on the writer connection tells, and costs a
 // fraction of reading them. This store's own changes of the embedder
 // (SetEmbedder, CommitReindex) forget them inside their transactions.
-func (s *Store) txDims(ctx context.Context, tx *sql.Tx) (int, error) {
+func (s *Store) txDims(ctx context.Context, tx writeTx) (int, error) {
 	var dv int64
 	if err := s.prep(tx).QueryRowContext(ctx, sqlDataVersion).Scan(&dv); err != nil {
 		return 0, fmt.Errorf("read the data version: %w", s.translate(err))
@@ -199,7 +199,7 @@ func (w *writeState) delta(k scopeKey) *delta {
 
 // bump increments the change counter of every scope w touched; call it last
 // in the transaction. It returns the new versions.
-func (s *Store) bump(ctx context.Context, tx *sql.Tx, w *writeState) (map[scopeKey]int64, error) {
+func (s *Store) bump(ctx context.Context, tx writeTx, w *writeState) (map[scopeKey]int64, error) {
 	out := make(map[scopeKey]int64, len(w.deltas))
 	for k := range w.deltas {
 		var v int64
@@ -224,7 +224,7 @@ func (s *Store) publish(w *writeState, versions map[scopeKey]int64) {
 // scopeInTx returns the cache entry of k brought up to date inside the
 // write transaction tx, which holds the write lock, so nothing can change
 // the scope until it ends.
-func (s *Store) scopeInTx(ctx context.Context, tx *sql.Tx, k scopeKey, dims int) (*scopeVecs, error) {
+func (s *Store) scopeInTx(ctx context.Context, tx writeTx, k scopeKey, dims int) (*scopeVecs, error) {
 	v, err := scopeVersion(ctx, s.prep(tx), k)
 	if err != nil {
 		return nil, s.translate(err)
@@ -288,7 +288,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 	}
 	out := make([]store.Added, len(ms))
 	w := &writeState{}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx writeTx) error {
 		dims, err := s.txDims(ctx, tx)
 		if err != nil {
 			return err
@@ -368,7 +368,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 // findDuplicate looks for a live memory in k whose normalized content
 // hashes to hash or whose vector is near-identical to vec, among the rows
 // stored and those added earlier in the same batch.
-func (s *Store) findDuplicate(ctx context.Context, tx *sql.Tx, k scopeKey, hash []byte, vec []float32, dims int, now int64,
+func (s *Store) findDuplicate(ctx context.Context, tx writeTx, k scopeKey, hash []byte, vec []float32, dims int, now int64,
 	pending []pendingMemory) (store.Memory, bool, error) {
 	live := func(exp int64) bool { return exp == 0 || exp > now }
 	for _, p := range pending {
@@ -431,7 +431,7 @@ func (s *Store) findDuplicate(ctx context.Context, tx *sql.Tx, k scopeKey, hash 
 	return m, true, nil
 }
 
-func (s *Store) insertTags(ctx context.Context, tx *sql.Tx, rid int64, tags []string) error {
+func (s *Store) insertTags(ctx context.Context, tx writeTx, rid int64, tags []string) error {
 	for _, t := range tags {
 		if _, err := s.prep(tx).ExecContext(ctx, sqlInsertTag, rid, t); err != nil {
 			return fmt.Errorf("insert tags: %w", s.translate(err))
@@ -478,7 +478,7 @@ func (s *Store) Update(ctx context.Context, id scope.Identity, memoryID string, 
 	}
 	var out store.Memory
 	w := &writeState{}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx writeTx) error {
 		dims, err := s.txDims(ctx, tx)
 		if err != nil {
 			return err
@@ -562,7 +562,7 @@ func (s *Store) Delete(ctx context.Context, id scope.Identity, memoryID string) 
 		return fmt.Errorf("delete memory %q: %w", memoryID, store.ErrNotFound)
 	}
 	w := &writeState{}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx writeTx) error {
 		w.deltas = nil
 		where, args := scopeIn("", writable, []any{memoryID, id.Org})
 		removed, err := s.deleteWhere(ctx, tx, w, `id = ? AND org_id = ? AND `+where, args...)
@@ -584,7 +584,7 @@ func (s *Store) Delete(ctx context.Context, id scope.Identity, memoryID string) 
 
 // deleteWhere deletes the rows matching cond, records them in w and
 // returns counts per qualified scope (and per org when orgs is set).
-func (s *Store) deleteWhere(ctx context.Context, tx *sql.Tx, w *writeState, cond string, args ...any) (store.PurgeCounts, error) {
+func (s *Store) deleteWhere(ctx context.Context, tx writeTx, w *writeState, cond string, args ...any) (store.PurgeCounts, error) {
 	rows, err := tx.QueryContext(ctx, `DELETE FROM memories WHERE `+cond+` RETURNING rid, org_id, scope_kind, scope_id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("delete: %w", s.translate(err))
@@ -674,7 +674,7 @@ func (s *Store) Purge(ctx context.Context, id scope.Identity, t scope.Target) (s
 	}
 	var counts store.PurgeCounts
 	w := &writeState{}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx writeTx) error {
 		w.deltas = nil
 		var err error
 		if counts, err = s.deleteWhere(ctx, tx, w, cond, args...); err != nil {
@@ -703,7 +703,7 @@ func targetName(t scope.Target) string {
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 	var n int
 	w := &writeState{}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx writeTx) error {
 		w.deltas = nil
 		counts, err := s.deleteWhere(ctx, tx, w, `expires_at IS NOT NULL AND expires_at <= ?`, now.UnixNano())
 		if err != nil {
@@ -725,11 +725,16 @@ func (s *Store) Embedder(ctx context.Context) (store.EmbedderInfo, bool, error) 
 	// Read on the writer's connection (outside a transaction: no write
 	// lock), which a start has opened anyway, so that it opens no reader;
 	// a read-only store has only readers.
-	db := s.wdb
-	if s.cfg.ReadOnly {
-		db = s.rdb
+	var q querier = s.rdb
+	if !s.cfg.ReadOnly {
+		conn, err := s.acquireWriter(ctx)
+		if err != nil {
+			return store.EmbedderInfo{}, false, fmt.Errorf("read the embedder: %w", err)
+		}
+		defer s.releaseWriter()
+		q = conn
 	}
-	info, ok, err := readEmbedder(ctx, db)
+	info, ok, err := readEmbedder(ctx, q)
 	if err != nil {
 		return info, false, fmt.Errorf("read the embedder: %w", s.translate(err))
 	}
@@ -755,7 +760,7 @@ func (s *Store) SetEmbedder(ctx context.Context, info store.EmbedderInfo) error 
 		}
 		return nil
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx writeTx) error {
 		stored, ok, err := readEmbedder(ctx, tx)
 		if err != nil {
 			return s.translate(err)

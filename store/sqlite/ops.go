@@ -82,7 +82,7 @@ func (s *Store) Import(ctx context.Context, id scope.Identity, rs []store.Record
 		return []store.ImportOutcome{}, nil
 	}
 	out := make([]store.ImportOutcome, len(rs))
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx writeTx) error {
 		dims, err := s.storedDims(ctx, tx)
 		if err != nil {
 			return err
@@ -151,7 +151,7 @@ func (s *Store) Import(ctx context.Context, id scope.Identity, rs []store.Record
 }
 
 // bumpVersion increments the change counter of one scope.
-func bumpVersion(ctx context.Context, tx *sql.Tx, k scopeKey) error {
+func bumpVersion(ctx context.Context, tx writeTx, k scopeKey) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO scope_versions (org_id, scope_kind, scope_id, version) VALUES (?, ?, ?, 1)
 		ON CONFLICT (org_id, scope_kind, scope_id) DO UPDATE SET version = version + 1`, k.org, string(k.kind), k.id)
 	return err
@@ -200,7 +200,7 @@ func (s *Store) BeginReindex(ctx context.Context, target store.EmbedderInfo) (st
 		return store.ReindexStatus{}, err
 	}
 	var st store.ReindexStatus
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx writeTx) error {
 		cur, ok, err := readReindex(ctx, tx)
 		if err != nil {
 			return s.translate(err)
@@ -299,7 +299,7 @@ func (s *Store) StageVectors(ctx context.Context, vs []store.StagedVector) error
 	if len(vs) == 0 {
 		return nil
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx writeTx) error {
 		cur, ok, err := readReindex(ctx, tx)
 		if err != nil {
 			return s.translate(err)
@@ -337,7 +337,7 @@ func (s *Store) StageVectors(ctx context.Context, vs []store.StagedVector) error
 // store.ErrNoReindex, store.ErrReindexPending, store.ErrUnavailable.
 func (s *Store) CommitReindex(ctx context.Context) error {
 	var target store.EmbedderInfo
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx writeTx) error {
 		cur, ok, err := readReindex(ctx, tx)
 		if err != nil {
 			return s.translate(err)
@@ -385,7 +385,7 @@ func (s *Store) CommitReindex(ctx context.Context) error {
 // AbortReindex discards the reindex in progress. Errors:
 // store.ErrUnavailable.
 func (s *Store) AbortReindex(ctx context.Context) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx writeTx) error {
 		for _, q := range []string{`DELETE FROM reindex_vectors`, `DELETE FROM meta WHERE key = 'reindex'`} {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return s.translate(err)

@@ -143,7 +143,7 @@ DROP TABLE memories_fts;
 // two processes starting at once migrate once.
 func (s *Store) migrate(ctx context.Context) error {
 	all := migrations()
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx writeTx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 			return fmt.Errorf("sqlite: migrate %s: %w", s.path, s.translate(err))
 		}

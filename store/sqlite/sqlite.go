@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -72,14 +73,15 @@ func (c Config) withDefaults() Config {
 type Store struct {
 	cfg   Config
 	path  string
-	wdb   *sql.DB // one connection; every transaction is BEGIN IMMEDIATE
+	wdb   *sql.DB // one connection, which w holds once the first write takes it
 	rdb   *sql.DB // readers
+	w     writer
 	cache *vecCache
 	// scratch holds *scratch buffers for searches.
 	scratch sync.Pool
 	dims    atomic.Int64 // recorded embedder dimensions, 0 until known
 	// wdims is what write transactions know of the embedder: only read
-	// and written inside them, one at a time on wdb's one connection.
+	// and written inside them, one at a time on the writer's connection.
 	wdims writerDims
 	// immutable: the file was opened read-only as immutable (see Open).
 	immutable bool
@@ -91,10 +93,9 @@ type Store struct {
 	stmts  map[stmtKey]*sql.Stmt
 	gate   versionGate
 	// prepWriter is set once the store is open and writable: the first
-	// write then prepares the writer's statements (writerPrep), so that a
-	// start that writes nothing does not prepare them.
+	// write then prepares the writer's statements, so that a start that
+	// writes nothing does not prepare them.
 	prepWriter bool
-	writerPrep sync.Once
 }
 
 var _ store.Store = (*Store)(nil)
@@ -198,6 +199,7 @@ func cause(err error) error {
 // refused write reports as the reason.
 func open(ctx context.Context, cfg Config, path string, immutable bool, readOnlyWhy string) (*Store, error) {
 	s := &Store{cfg: cfg, path: path, immutable: immutable, readOnlyWhy: readOnlyWhy, cache: newVecCache(cfg.CacheBytes)}
+	s.w.turn = make(chan struct{}, 1)
 	s.scratch.New = func() any { return new(scratch) }
 	var err error
 	if s.wdb, err = sql.Open("sqlite", s.dsn(true)); err != nil {
@@ -299,6 +301,10 @@ func (s *Store) Close() error {
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
 	}
+	if s.w.conn != nil {
+		errs = append(errs, s.w.conn.Close())
+		s.w.conn = nil
+	}
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())
 	}
@@ -308,8 +314,8 @@ func (s *Store) Close() error {
 // Path returns the absolute path of the database file.
 func (s *Store) Path() string { return s.path }
 
-// querier is what both *sql.DB and *sql.Tx offer, so that the same code
-// runs in or out of a transaction.
+// querier is what *sql.DB, *sql.Conn and writeTx offer, so that the
+// same code runs in or out of a transaction.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -320,13 +326,7 @@ type querier interface {
 // and commits it. fn's errors come back as they are; driver errors of the
 // transaction itself are translated. A transaction that could not start
 // because the database stayed busy is retried a few times.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if s.prepWriter {
-		// Before the transaction takes the writer's one connection. Not
-		// cancellable: a write given up meanwhile must not leave every
-		// later one unprepared.
-		s.writerPrep.Do(func() { s.prepareWriter(context.WithoutCancel(ctx)) })
-	}
+func (s *Store) write(ctx context.Context, fn func(tx writeTx) error) error {
 	var err error
 	for attempt := range 3 {
 		if attempt > 0 {
@@ -337,33 +337,115 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 			case <-time.After(time.Duration(attempt*20) * time.Millisecond):
 			}
 		}
-		var tx *sql.Tx
-		tx, err = s.wdb.BeginTx(ctx, nil)
-		if err != nil {
-			err = s.translate(err)
-			if errors.Is(err, errBusy) {
-				continue
-			}
+		if err = s.writeOnce(ctx, fn); !errors.Is(err, errBusy) {
 			return err
 		}
-		if err = fn(tx); err != nil {
-			tx.Rollback()
-			if errors.Is(err, errBusy) {
-				continue
-			}
-			return err
-		}
-		if err = tx.Commit(); err != nil {
-			tx.Rollback()
-			err = s.translate(err)
-			if errors.Is(err, errBusy) {
-				continue
-			}
-			return err
-		}
-		return nil
 	}
 	return err
+}
+
+// writeOnce runs fn in one transaction on the writer's connection.
+//
+// The transaction is BEGIN IMMEDIATE and COMMIT run on the connection
+// rather than a database/sql Tx: a Tx watches its context on a goroutine
+// of its own, and each query's rows on another, about seven goroutines an
+// add, each waking an idle thread. Only BEGIN, which may wait for another
+// connection's write lock, runs with ctx; fn's prepared statements run
+// without its cancellation (see prepared), and a ctx that ends meanwhile
+// rolls the transaction back instead of committing it.
+func (s *Store) writeOnce(ctx context.Context, fn func(tx writeTx) error) (err error) {
+	conn, err := s.acquireWriter(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.releaseWriter()
+	if s.prepWriter && !s.w.prepared {
+		// Not cancellable: a write given up meanwhile must not leave
+		// later ones unprepared.
+		s.prepareWriter(context.WithoutCancel(ctx), conn)
+		s.w.prepared = true
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return s.translate(err)
+	}
+	open := true
+	defer func() {
+		// Also when fn panics: the connection must not stay in a
+		// transaction, nor the writer taken.
+		if open {
+			s.rollback(ctx, conn)
+		}
+	}()
+	if err := fn(writeTx{conn}); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "COMMIT"); err != nil {
+		return s.translate(err)
+	}
+	open = false
+	return nil
+}
+
+// writeTx is a write transaction: the writer's connection between BEGIN
+// IMMEDIATE and COMMIT or ROLLBACK (see writeOnce).
+type writeTx struct{ *sql.Conn }
+
+// writer is the writer pool's one connection, held from the first write
+// until Close, so that the add path's statements stay prepared on it
+// (database/sql has no way to run a statement prepared on a pool on a
+// connection taken from it).
+type writer struct {
+	// turn holds a token while a caller uses conn: taking it waits for
+	// the writer as the pool did, and gives up when the caller's context
+	// ends.
+	turn chan struct{}
+	conn *sql.Conn // nil until the first write, or after a failed rollback
+	// prepared: the add path's statements are prepared on conn.
+	prepared bool
+}
+
+// acquireWriter waits for the writer's turn and returns its connection,
+// taking it from the pool when it is not held yet. Call releaseWriter
+// afterwards.
+func (s *Store) acquireWriter(ctx context.Context) (*sql.Conn, error) {
+	select {
+	case s.w.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if s.w.conn == nil {
+		conn, err := s.wdb.Conn(ctx)
+		if err != nil {
+			<-s.w.turn
+			return nil, s.translate(err)
+		}
+		s.w.conn = conn
+	}
+	return s.w.conn, nil
+}
+
+// releaseWriter gives the writer's turn back.
+func (s *Store) releaseWriter() { <-s.w.turn }
+
+// rollback ends the transaction on conn. A rollback that fails (SQLite
+// has rolled back already after some errors, and then says so) leaves
+// the connection in doubt: it is discarded with its statements, and the
+// next write takes a new one from the pool.
+func (s *Store) rollback(ctx context.Context, conn *sql.Conn) {
+	_, err := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+	if err == nil {
+		return
+	}
+	s.cfg.Logger.Debug("sqlite: rollback failed; the writer's connection is replaced", "path", s.path, "err", err)
+	s.forgetWriterStmts()
+	// A driver.ErrBadConn from Raw makes database/sql close the
+	// connection rather than return it to the pool.
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	conn.Close()
+	s.w.conn, s.w.prepared = nil, false
 }
 
 // errBusy marks translated SQLITE_BUSY and SQLITE_LOCKED errors, so that

@@ -37,12 +37,12 @@ type stmtKey struct {
 	query  string
 }
 
-// prepareWriter prepares writerStmts on the writer connection. One that
-// fails to prepare (it should not) runs unprepared, and reports its error
-// where it runs.
-func (s *Store) prepareWriter(ctx context.Context) {
+// prepareWriter prepares writerStmts on the writer's connection. One
+// that fails to prepare (it should not) runs unprepared, and reports its
+// error where it runs. The writer's turn is held.
+func (s *Store) prepareWriter(ctx context.Context, conn *sql.Conn) {
 	for _, q := range writerStmts {
-		st, err := s.wdb.PrepareContext(ctx, q)
+		st, err := conn.PrepareContext(ctx, q)
 		if err != nil {
 			s.cfg.Logger.Debug("sqlite: statement not prepared", "path", s.path, "err", err)
 			continue
@@ -56,11 +56,23 @@ func (s *Store) prepareWriter(ctx context.Context) {
 	}
 }
 
+// forgetWriterStmts closes the statements prepared on the writer's
+// connection, before it is discarded. The writer's turn is held.
+func (s *Store) forgetWriterStmts() {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	for k, st := range s.stmts {
+		if k.writer {
+			st.Close()
+			delete(s.stmts, k)
+		}
+	}
+}
+
 // stmt returns query prepared: on the readers, preparing it on first use
 // (database/sql prepares it again on each reader connection it runs on,
-// once); on the writer, only what prepareWriter prepared, or nil. The
-// writer pool has one connection, held by the transaction that asks:
-// preparing on the pool would wait for it forever.
+// once); on the writer, only what prepareWriter prepared on its
+// connection, or nil.
 func (s *Store) stmt(ctx context.Context, writer bool, query string) *sql.Stmt {
 	k := stmtKey{writer, query}
 	s.stmtMu.Lock()
@@ -87,44 +99,39 @@ func (s *Store) stmt(ctx context.Context, writer bool, query string) *sql.Stmt {
 }
 
 // prepared is a [querier] that runs statements prepared through
-// [Store.stmt], in the write transaction tx or, when tx is nil, on the
-// readers. A statement that is not prepared runs unprepared, so that any
-// error comes back where it runs.
+// [Store.stmt], in the write transaction tx or, when tx holds no
+// connection, on the readers. A statement that is not prepared runs
+// unprepared, so that any error comes back where it runs.
 type prepared struct {
 	s  *Store
-	tx *sql.Tx
+	tx writeTx
 }
 
-// prep returns the prepared querier of tx (nil: the readers).
-func (s *Store) prep(tx *sql.Tx) prepared { return prepared{s: s, tx: tx} }
+// prep returns the prepared querier of tx (writeTx{}: the readers).
+func (s *Store) prep(tx writeTx) prepared { return prepared{s: s, tx: tx} }
 
 // statementContext returns the context a statement runs in. In a write
 // transaction, ctx without its cancellation: the add path's statements
 // (writerStmts) each touch a row or two, and a cancellable statement
-// costs the driver a goroutine to watch ctx (and database/sql another for
-// its rows), several a write, each waking an idle thread. The
-// transaction was begun with ctx, so waiting for the write lock still
-// ends with it and database/sql rolls the transaction back once it ends,
-// at the next statement. Statements that may run long (loading a scope's
-// rows) do not go through prepared.
+// costs the driver a goroutine to watch ctx, each waking an idle thread.
+// The transaction was begun with ctx, so waiting for the write lock still
+// ends with it, and a ctx that ends meanwhile rolls the transaction back
+// at its end (see writeOnce). Statements that may run long (loading a
+// scope's rows) do not go through prepared.
 func (p prepared) statementContext(ctx context.Context) context.Context {
-	if p.tx != nil {
+	if p.tx.Conn != nil {
 		return context.WithoutCancel(ctx)
 	}
 	return ctx
 }
 
 func (p prepared) get(ctx context.Context, query string) *sql.Stmt {
-	st := p.s.stmt(ctx, p.tx != nil, query)
-	if st != nil && p.tx != nil {
-		// Already prepared on the transaction's connection: reused.
-		return p.tx.StmtContext(ctx, st)
-	}
-	return st
+	// A writer's statement is prepared on the transaction's connection.
+	return p.s.stmt(ctx, p.tx.Conn != nil, query)
 }
 
 func (p prepared) unprepared() querier {
-	if p.tx != nil {
+	if p.tx.Conn != nil {
 		return p.tx
 	}
 	return p.s.rdb
