@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"gonum.org/v1/gonum/blas/gonum"
 
@@ -119,6 +120,23 @@ type cachedRow struct {
 	vec     []float32 // never written once cached: hits may share it
 	expires int64
 	mem     store.Memory
+	code    rowCode
+}
+
+// rowCode is a row's code as an add's near-duplicate check computed it,
+// around the rotated mean rmean: the cache takes it instead of encoding
+// the row again while its scope's mean is still that one.
+type rowCode struct {
+	code  []uint64 // nil: none
+	rmean []float32
+}
+
+// of returns r's code if it was taken around rmean, else nil.
+func (r rowCode) of(rmean []float32) []uint64 {
+	if r.code == nil || len(r.rmean) != len(rmean) || unsafe.SliceData(r.rmean) != unsafe.SliceData(rmean) {
+		return nil
+	}
+	return r.code
 }
 
 // newCachedRow makes the cache's row for m.
@@ -303,7 +321,14 @@ func (e *scopeVecs) add(r cachedRow) {
 		e.expiring++
 	}
 	e.text += textBytes(&r.mem)
-	e.setCode(int(slot), r.vec)
+	if code := r.code.of(e.rmean); len(code) == e.words {
+		// Centre makes a new rmean for every new mean: the same slice
+		// is the same mean.
+		copy(e.codes[int(slot)*e.words:(int(slot)+1)*e.words], code)
+		e.copyPrefix(int(slot))
+	} else {
+		e.setCode(int(slot), r.vec)
+	}
 	e.indexText(slot, r.mem.Content)
 }
 
@@ -574,8 +599,9 @@ const dupExact = 256
 // nearest returns the slots of e's live rows (unexpired at now) worth
 // comparing exactly with vec: all of them in a small scope, else the
 // dupCandidates whose codes are nearest vec's. It works in sc, whose
-// buffers the slots returned are, and the caller holds e.mu.
-func (e *scopeVecs) nearest(vec []float32, now int64, c int, sc *scratch) []int32 {
+// buffers the slots returned are, and the caller holds e.mu. When it
+// encodes vec and code is not nil, it leaves vec's code there.
+func (e *scopeVecs) nearest(vec []float32, now int64, c int, sc *scratch, code *rowCode) []int32 {
 	out := sc.sel[:0]
 	if e.live <= max(c, dupExact) || len(vec) != e.dims {
 		for slot, rid := range e.rids {
@@ -593,6 +619,9 @@ func (e *scopeVecs) nearest(vec []float32, now int64, c int, sc *scratch) []int3
 	sc.code = slices.Grow(sc.code[:0], w)[:w]
 	simhash.Encode(vec, e.rmean, sc.code, sc.rot)
 	sc.rot = sc.rot[:0] // not the rotation of a search's query
+	if code != nil {
+		*code = rowCode{code: slices.Clone(sc.code), rmean: e.rmean}
+	}
 	sc.dist = slices.Grow(sc.dist[:0], len(e.rids))[:len(e.rids)]
 	sc.hist = slices.Grow(sc.hist[:0], 64*w+2)[:64*w+2]
 	clear(sc.hist)

@@ -53,21 +53,41 @@ func TestRecentre(t *testing.T) {
 	const dims = 256
 	for _, tc := range []struct {
 		name   string
+		first  int  // rows the entry starts with
 		change bool // remove and replace rows right after the add that starts it
+		// Each added row comes with its code from the duplicate check
+		// (nearest), as an add's do, taken around the mean of the time.
+		dupCodes bool
 	}{
-		{"adds only", false},
-		{"rows changed meanwhile", true},
+		{"adds only", 100, false, false},
+		{"rows changed meanwhile", 100, true, false},
+		{"codes from the duplicate check", 300, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(1, 2))
 			e := newScopeVecs()
-			e.force(1, dims, cacheRows(r, 1, 100, dims))
+			e.force(1, dims, cacheRows(r, 1, tc.first, dims))
 			v := int64(1)
-			extra := cacheRows(r, 1000, 120, dims)
+			extra := cacheRows(r, 1000, tc.first+20, dims)
+			sc := new(scratch)
 			for i := range extra {
 				v++
+				if tc.dupCodes {
+					e.mu.RLock()
+					e.nearest(extra[i].vec, 0, dupCandidates, sc, &extra[i].code)
+					recentring := e.recentring
+					e.mu.RUnlock()
+					if extra[i].code.code == nil {
+						t.Fatalf("no code from the duplicate check at %d rows", e.live)
+					}
+					if recentring {
+						// The mean changes between the check and the
+						// row's add: its code must not be taken.
+						settled(t, e)
+					}
+				}
 				e.apply(v, dims, &delta{upserts: extra[i : i+1]})
-				if e.live == 200 && tc.change {
+				if e.live == 2*tc.first && tc.change {
 					v++
 					e.apply(v, dims, &delta{removed: []int64{5, 50}, upserts: cacheRows(r, 5000, 3, dims)})
 				}
@@ -75,8 +95,8 @@ func TestRecentre(t *testing.T) {
 			settled(t, e)
 			e.mu.RLock()
 			defer e.mu.RUnlock()
-			if e.meanN < 200 {
-				t.Fatalf("mean taken from %d rows; want the 200 or more live when it doubled", e.meanN)
+			if e.meanN < 2*tc.first {
+				t.Fatalf("mean taken from %d rows; want the %d or more live when it doubled", e.meanN, 2*tc.first)
 			}
 			// The mean must be that of the rows it was taken from: here
 			// compare with the mean of the live rows, which it equals
@@ -114,6 +134,31 @@ func TestRecentre(t *testing.T) {
 				if !slices.Equal(code[:pw], e.prefix[slot*pw:(slot+1)*pw]) {
 					t.Fatalf("row %d: its prefix is not its code's", rid)
 				}
+			}
+		})
+	}
+}
+
+// TestRowCodeOf checks that a row's code from the duplicate check is
+// taken only around the very mean it was computed with.
+func TestRowCodeOf(t *testing.T) {
+	rmean := []float32{1, 2, 3, 4}
+	code := []uint64{7}
+	tests := []struct {
+		name  string
+		rc    rowCode
+		rmean []float32
+		want  []uint64
+	}{
+		{"same mean", rowCode{code: code, rmean: rmean}, rmean, code},
+		{"an equal but new mean", rowCode{code: code, rmean: rmean}, slices.Clone(rmean), nil},
+		{"a shorter slice of the mean", rowCode{code: code, rmean: rmean}, rmean[:2], nil},
+		{"no code", rowCode{rmean: rmean}, rmean, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.rc.of(tt.rmean); !slices.Equal(got, tt.want) {
+				t.Errorf("of: %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -305,7 +305,8 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 		for i, m := range ms {
 			k := keyOf(id.Org, m.Scope)
 			hash := contentHash(m.Content)
-			if dup, ok, err := s.findDuplicate(ctx, tx, k, hash, vecs[i], dims, now, pending); err != nil {
+			var code rowCode
+			if dup, ok, err := s.findDuplicate(ctx, tx, k, hash, vecs[i], dims, now, pending, &code); err != nil {
 				return err
 			} else if ok {
 				out[i] = store.Added{Memory: dup, Duplicate: true}
@@ -347,7 +348,9 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 			if err := s.insertTags(ctx, tx, rid, mem.Tags); err != nil {
 				return err
 			}
-			w.delta(k).upserts = append(w.delta(k).upserts, newCachedRow(rid, vecs[i], mem))
+			row := newCachedRow(rid, vecs[i], mem)
+			row.code = code
+			w.delta(k).upserts = append(w.delta(k).upserts, row)
 			pending = append(pending, pendingMemory{key: k, hash: hash, vec: vecs[i], expires: prep[i].expires, m: mem})
 			out[i] = store.Added{Memory: mem}
 		}
@@ -367,9 +370,10 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 
 // findDuplicate looks for a live memory in k whose normalized content
 // hashes to hash or whose vector is near-identical to vec, among the rows
-// stored and those added earlier in the same batch.
+// stored and those added earlier in the same batch. When it encodes vec
+// to pick candidates, it leaves the code in code, for the cache.
 func (s *Store) findDuplicate(ctx context.Context, tx writeTx, k scopeKey, hash []byte, vec []float32, dims int, now int64,
-	pending []pendingMemory) (store.Memory, bool, error) {
+	pending []pendingMemory, code *rowCode) (store.Memory, bool, error) {
 	live := func(exp int64) bool { return exp == 0 || exp > now }
 	for _, p := range pending {
 		if p.key == k && live(p.expires) && bytes.Equal(p.hash, hash) {
@@ -393,7 +397,7 @@ func (s *Store) findDuplicate(ctx context.Context, tx writeTx, k scopeKey, hash 
 	found, bestRid, best := false, int64(0), float32(-2)
 	sc := s.scratch.Get().(*scratch)
 	e.mu.RLock()
-	near := e.nearest(vec, now, dupCandidates, sc)
+	near := e.nearest(vec, now, dupCandidates, sc, code)
 	for _, slot := range near {
 		// Warmed: the first block NearDuplicate reads, which tells most
 		// candidates apart.
