@@ -13,6 +13,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/scopemem/scopemem/internal/jsonscan"
 )
 
 // Measured calls read their results once, for what the load
@@ -128,7 +130,7 @@ func (r *leanReader) rewrite(line []byte) []byte {
 // idAndResult returns the raw id and result of the JSON-RPC response b,
 // and whether it has both.
 func idAndResult(b []byte) (id, result []byte, ok bool) {
-	ok = jsonFields(b, func(k, v []byte) bool {
+	ok = jsonscan.Fields(b, func(k, v []byte) bool {
 		switch string(k) {
 		case "id":
 			id = v
@@ -146,7 +148,7 @@ func idAndResult(b []byte) (id, result []byte, ok bool) {
 func shorten(id, result []byte, out *callResult) ([]byte, bool) {
 	var isError bool
 	var structured []byte
-	if !jsonFields(result, func(k, v []byte) bool {
+	if !jsonscan.Fields(result, func(k, v []byte) bool {
 		switch string(k) {
 		case "isError":
 			isError = string(v) == "true"
@@ -250,118 +252,6 @@ func (s *session) callTool(ctx context.Context, req mcp.CallToolRequest) (callRe
 		}
 	}
 	return out, nil
-}
-
-// jsonFields calls fn with the key (its raw text between the quotes) and
-// raw value of each member of the JSON object b, in order, until fn
-// returns false. b must be valid JSON (the transport has already
-// parsed the line); it reports false when b is not an object.
-func jsonFields(b []byte, fn func(key, val []byte) bool) bool {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return false
-	}
-	i++
-	for {
-		i = skipSpace(b, i)
-		if i >= len(b) {
-			return false
-		}
-		if b[i] == '}' {
-			return true
-		}
-		if b[i] != '"' {
-			return false
-		}
-		end := skipString(b, i)
-		if end < 0 {
-			return false
-		}
-		key := b[i+1 : end-1]
-		i = skipSpace(b, end)
-		if i >= len(b) || b[i] != ':' {
-			return false
-		}
-		i = skipSpace(b, i+1)
-		vend := skipValue(b, i)
-		if vend < 0 {
-			return false
-		}
-		if !fn(key, b[i:vend]) {
-			return true
-		}
-		i = skipSpace(b, vend)
-		if i < len(b) && b[i] == ',' {
-			i++
-			continue
-		}
-		return i < len(b) && b[i] == '}'
-	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string starting at b[i], or -1.
-func skipString(b []byte, i int) int {
-	for j := i + 1; ; {
-		k := bytes.IndexByte(b[j:], '"')
-		if k < 0 {
-			return -1
-		}
-		q := j + k
-		n := 0
-		for p := q - 1; p > i && b[p] == '\\'; p-- {
-			n++
-		}
-		if n%2 == 0 {
-			return q + 1
-		}
-		j = q + 1
-	}
-}
-
-// skipValue returns the index after the value starting at b[i], or -1.
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); {
-			switch b[j] {
-			case '"':
-				if j = skipString(b, j); j < 0 {
-					return -1
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-			j++
-		}
-		return -1
-	}
-	j := i
-	for j < len(b) && bytes.IndexByte([]byte(",}] \t\r\n"), b[j]) < 0 {
-		j++
-	}
-	if j == i {
-		return -1
-	}
-	return j
 }
 
 // CloseIdleConnections closes the wrapped transport's idle connections.

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,43 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 )
-
-// TestJSONFields checks the top-level scan against encoding/json on
-// objects whose strings hold quotes, escapes, braces and brackets.
-func TestJSONFields(t *testing.T) {
-	tests := []string{
-		`{}`,
-		` { "a" : 1 , "b":"x" } `,
-		`{"id":17,"result":{"content":[{"type":"text","text":"{\"results\":[{\"content\":\"a \\\"quoted\\\" } ] word\"}]}"}],"structuredContent":{"results":[{"content":"a \"quoted\" } ] word","tags":["x\\"]}]}}}`,
-		`{"s":"\\\\","n":-1.5e-7,"t":true,"f":false,"z":null,"a":[[],{},[{"k":"]"}]]}`,
-		`{"u":"\u00e9\u2028","e":"\\\"}"}`,
-	}
-	for _, in := range tests {
-		var want map[string]json.RawMessage
-		if err := json.Unmarshal([]byte(in), &want); err != nil {
-			t.Fatalf("bad test input %s: %v", in, err)
-		}
-		got := map[string]json.RawMessage{}
-		if !jsonFields([]byte(in), func(k, v []byte) bool {
-			got[string(k)] = json.RawMessage(bytes.Clone(v))
-			return true
-		}) {
-			t.Errorf("jsonFields(%s) = false, want true", in)
-			continue
-		}
-		for k := range want {
-			want[k] = bytes.TrimSpace(want[k])
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("jsonFields(%s) (-encoding/json +got):\n%s", in, diff)
-		}
-	}
-	for _, in := range []string{`[1]`, `"x"`, `{"a":}`, `{"a":"unterminated}`, `{"a":1`} {
-		if jsonFields([]byte(in), func(k, v []byte) bool { return true }) {
-			t.Errorf("jsonFields(%s) = true, want false", in)
-		}
-	}
-}
 
 // TestLeanReader checks which lines the reader shortens and what it
 // reads from them.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/scopemem/scopemem/internal/jsonscan"
 )
 
 // directCalls serves the tools/call requests of a stdio client without
@@ -184,94 +186,27 @@ func toolCallID(line []byte) (json.RawMessage, bool) {
 	if !json.Valid(line) {
 		return nil, false
 	}
-	i := skipSpace(line, 0)
-	if line[i] != '{' {
-		return nil, false
-	}
 	var id json.RawMessage
-	method := false
-	for i = skipSpace(line, i+1); line[i] != '}'; i = skipSpace(line, i) {
-		if line[i] == ',' {
-			i = skipSpace(line, i+1)
-		}
-		keyEnd := valueEnd(line, i)
-		key := line[i:keyEnd]
-		i = skipSpace(line, keyEnd) + 1 // past the colon
-		i = skipSpace(line, i)
-		end := valueEnd(line, i)
-		val := line[i:end]
-		i = end
+	method, ok := false, true
+	jsonscan.Fields(line, func(key, val []byte) bool {
 		switch {
-		case jsonIs(key, "id"):
+		case jsonscan.KeyIs(key, "id"):
 			if id != nil || string(val) == "null" {
-				return nil, false
+				ok = false
 			}
 			id = bytes.Clone(val)
-		case jsonIs(key, "method"):
-			if method || !jsonIs(val, string(mcp.MethodToolsCall)) {
-				return nil, false
+		case jsonscan.KeyIs(key, "method"):
+			if method || !jsonscan.StringIs(val, string(mcp.MethodToolsCall)) {
+				ok = false
 			}
 			method = true
 		}
-		if id != nil && method {
-			return id, true
-		}
+		return ok && (id == nil || !method)
+	})
+	if !ok || id == nil || !method {
+		return nil, false
 	}
-	return nil, false
-}
-
-// jsonIs reports whether tok, a valid JSON value, is the string s.
-func jsonIs(tok []byte, s string) bool {
-	if tok[0] != '"' {
-		return false
-	}
-	if bytes.IndexByte(tok, '\\') < 0 {
-		return string(tok[1:len(tok)-1]) == s
-	}
-	var v string
-	return json.Unmarshal(tok, &v) == nil && v == s
-}
-
-// skipSpace returns the index of the first byte of b from i on that is
-// not JSON white space.
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// valueEnd returns the index just past the value that starts at i in b,
-// which is valid JSON.
-func valueEnd(b []byte, i int) int {
-	depth := 0
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-			if depth == 0 {
-				return i + 1
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 {
-				return i // the end of the enclosing value
-			}
-			if depth--; depth == 0 {
-				return i + 1
-			}
-		case ',', ' ', '\t', '\n', '\r', ':':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return i
+	return id, true
 }
 
 // appendMessage appends msg as json.Marshal encodes it (as mcp-go's
