@@ -79,6 +79,8 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
 	return append(b, '"'), nil
 }
 
+// jsonSize returns about how many bytes appendJSON writes, to size its
+// buffer.
 func (o SearchMemoryOutput) jsonSize() int {
 	n := 16
 	for i := range o.Results {

@@ -301,7 +301,7 @@ func (s *Store) freshEntries(ctx context.Context, org string, scopes []scope.Sco
 		}
 	}
 	where, args := scopeIn("", scopes, []any{org})
-	rows, err := s.prep(writeTx{}).QueryContext(ctx, `SELECT scope_kind, scope_id, version FROM scope_versions WHERE org_id = ? AND `+where, args...)
+	rows, err := s.readers().QueryContext(ctx, `SELECT scope_kind, scope_id, version FROM scope_versions WHERE org_id = ? AND `+where, args...)
 	if err != nil {
 		return nil, s.translate(err)
 	}

@@ -100,15 +100,18 @@ func (s *Store) stmt(ctx context.Context, writer bool, query string) *sql.Stmt {
 
 // prepared is a [querier] that runs statements prepared through
 // [Store.stmt], in the write transaction tx or, when tx holds no
-// connection, on the readers. A statement that is not prepared runs
-// unprepared, so that any error comes back where it runs.
+// connection ([Store.readers]), on the readers. A statement that is not
+// prepared runs unprepared, so that any error comes back where it runs.
 type prepared struct {
 	s  *Store
 	tx writeTx
 }
 
-// prep returns the prepared querier of tx (writeTx{}: the readers).
+// prep returns the prepared querier of the write transaction tx.
 func (s *Store) prep(tx writeTx) prepared { return prepared{s: s, tx: tx} }
+
+// readers returns the prepared querier of the readers.
+func (s *Store) readers() prepared { return prepared{s: s} }
 
 // statementContext returns the context a statement runs in. In a write
 // transaction, ctx without its cancellation: the add path's statements
