@@ -167,14 +167,14 @@ func (s *Store) txDims(ctx context.Context, tx writeTx) (int, error) {
 	if err := s.prep(tx).QueryRowContext(ctx, sqlDataVersion).Scan(&dv); err != nil {
 		return 0, fmt.Errorf("read the data version: %w", s.translate(err))
 	}
-	if s.wdims.dims != 0 && s.wdims.at == dv {
-		return s.wdims.dims, nil
+	if s.w.dims.dims != 0 && s.w.dims.at == dv {
+		return s.w.dims.dims, nil
 	}
 	dims, err := s.storedDims(ctx, s.prep(tx))
 	if err != nil {
 		return 0, err
 	}
-	s.wdims = writerDims{dims: dims, at: dv}
+	s.w.dims = writerDims{dims: dims, at: dv}
 	return dims, nil
 }
 
@@ -775,7 +775,7 @@ func (s *Store) SetEmbedder(ctx context.Context, info store.EmbedderInfo) error 
 			}
 			return nil
 		}
-		s.wdims = writerDims{}
+		s.w.dims = writerDims{}
 		for k, v := range map[string]string{
 			"embedder_provider": info.Provider, "embedder_model": info.Model, "embedder_dimensions": strconv.Itoa(info.Dimensions),
 		} {

@@ -353,7 +353,7 @@ func (s *Store) CommitReindex(ctx context.Context) error {
 		if done < total {
 			return fmt.Errorf("%w: %d of %d", store.ErrReindexPending, total-done, total)
 		}
-		s.wdims = writerDims{}
+		s.w.dims = writerDims{}
 		for _, q := range []string{
 			`INSERT INTO memory_vectors (rid, vector) SELECT rid, vector FROM reindex_vectors WHERE true
 				ON CONFLICT (rid) DO UPDATE SET vector = excluded.vector`,

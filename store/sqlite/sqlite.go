@@ -80,9 +80,6 @@ type Store struct {
 	// scratch holds *scratch buffers for searches.
 	scratch sync.Pool
 	dims    atomic.Int64 // recorded embedder dimensions, 0 until known
-	// wdims is what write transactions know of the embedder: only read
-	// and written inside them, one at a time on the writer's connection.
-	wdims writerDims
 	// immutable: the file was opened read-only as immutable (see Open).
 	immutable bool
 	// readOnlyWhy says why a read-only store is read-only, for the error
@@ -405,6 +402,9 @@ type writer struct {
 	conn *sql.Conn // nil until the first write, or after a failed rollback
 	// prepared: the add path's statements are prepared on conn.
 	prepared bool
+	// dims is what write transactions know of the embedder, as of conn's
+	// data version (see txDims): only read and written inside them.
+	dims writerDims
 }
 
 // acquireWriter waits for the writer's turn and returns its connection,
@@ -445,7 +445,9 @@ func (s *Store) rollback(ctx context.Context, conn *sql.Conn) {
 	// connection rather than return it to the pool.
 	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 	conn.Close()
-	s.w.conn, s.w.prepared = nil, false
+	// What was known as of the connection's data version goes with it:
+	// a new connection counts its versions afresh.
+	s.w.conn, s.w.prepared, s.w.dims = nil, false, writerDims{}
 }
 
 // errBusy marks translated SQLITE_BUSY and SQLITE_LOCKED errors, so that

@@ -27,6 +27,12 @@ func TestWriteTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice := storetest.Member("acme", "alice", "api")
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	// An add first, so that the writer knows the embedder's dimensions.
+	first := store.NewMemory{Scope: user, Content: "first", Vector: storetest.Vector("first", storetest.EmbedderInfo.Dimensions)}
+	if _, err := s.Add(t.Context(), alice, []store.NewMemory{first}); err != nil {
+		t.Fatal(err)
+	}
 
 	errFn := errors.New("fn failed")
 	insert := func(key string) func(context.Context, writeTx) error {
@@ -36,12 +42,15 @@ func TestWriteTransaction(t *testing.T) {
 		}
 	}
 	tests := []struct {
-		name    string
-		fn      func(context.Context, writeTx) error
-		cancel  bool // the context ends while fn runs
-		panics  bool
-		kept    bool // the row fn inserts is committed
-		wantErr error
+		name   string
+		fn     func(context.Context, writeTx) error
+		cancel bool // the context ends while fn runs
+		panics bool
+		kept   bool // the row fn inserts is committed
+		// The connection is replaced: what was known as of its data
+		// version is forgotten.
+		replaced bool
+		wantErr  error
 	}{
 		{name: "committed", fn: insert("committed"), kept: true},
 		{name: "fn fails", fn: func(ctx context.Context, tx writeTx) error {
@@ -67,7 +76,7 @@ func TestWriteTransaction(t *testing.T) {
 				return err
 			}
 			return errFn
-		}, wantErr: errFn},
+		}, replaced: true, wantErr: errFn},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,13 +110,16 @@ func TestWriteTransaction(t *testing.T) {
 			if got := n == 1; got != tt.kept {
 				t.Errorf("row committed: %v, want %v", got, tt.kept)
 			}
+			if forgot := s.w.dims == (writerDims{}); forgot != tt.replaced {
+				t.Errorf("the embedder's dimensions forgotten: %v, want %v", forgot, tt.replaced)
+			}
 			// The writer is free, out of any transaction, and its
 			// prepared statements work.
 			add, cancelAdd := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancelAdd()
 			vec := make([]float32, storetest.EmbedderInfo.Dimensions)
 			vec[0], vec[1] = 1, float32(i+1)
-			m := store.NewMemory{Scope: scope.Scope{Kind: scope.KindUser, ID: "alice"}, Content: "after " + tt.name, Vector: vec}
+			m := store.NewMemory{Scope: user, Content: "after " + tt.name, Vector: vec}
 			if _, err := s.Add(add, alice, []store.NewMemory{m}); err != nil {
 				t.Fatalf("add after the write: %v", err)
 			}
