@@ -39,6 +39,7 @@ type Config struct {
 	CPUProfile   string // write a CPU profile of the measured phase here
 	MemProfile   string // write the allocations of the measured phase here
 	Describe     string // what the target is, for the report
+	Client       string // how the client speaks and runs, for the report
 }
 
 // ack is one acknowledged add_memory.
@@ -87,6 +88,7 @@ func (v VerifyResult) Failed() bool {
 // Report is the outcome of a run.
 type Report struct {
 	Describe      string             `json:"describe"`
+	Client        string             `json:"client"`
 	Sessions      int                `json:"sessions"`
 	Mix           string             `json:"mix"`
 	Preloaded     int                `json:"preloaded"`
@@ -234,7 +236,7 @@ func Run(ctx context.Context, cfg Config, tgt target, ten *tenants, progress io.
 	_, _ = rand.Read(rb[:])
 	runID := hex.EncodeToString(rb[:])
 	vocab := newVocabulary(2000)
-	rep := &Report{Describe: cfg.Describe, Sessions: cfg.Sessions, Mix: cfg.MixText, Ops: map[string]OpStats{}}
+	rep := &Report{Describe: cfg.Describe, Client: cfg.Client, Sessions: cfg.Sessions, Mix: cfg.MixText, Ops: map[string]OpStats{}}
 
 	// Connect every session.
 	sessions := make([]*session, cfg.Sessions)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/scopemem/scopemem/internal/app"
 	"github.com/scopemem/scopemem/scope"
@@ -257,18 +258,28 @@ func TestRunHTTP(t *testing.T) {
 }
 
 func TestRunStdio(t *testing.T) {
-	for _, shared := range []bool{false, true} {
-		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
+	for _, tc := range []struct {
+		shared             bool
+		protocol, speaking string // asked for, negotiated
+	}{
+		{shared: false, protocol: "", speaking: mcp.LATEST_PROTOCOL_VERSION},
+		{shared: true, protocol: mcp.ProtocolVersion20251125, speaking: mcp.ProtocolVersion20251125},
+		{shared: false, protocol: mcp.ProtocolVersion20250618, speaking: mcp.ProtocolVersion20250618},
+	} {
+		t.Run(fmt.Sprintf("shared=%v,protocol=%q", tc.shared, tc.protocol), func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "bench.db")
 			flags := ServerFlags{Embedder: "fake", Dims: 64}
 			ten, err := newTenants(2, 1, "uniform", 1)
 			if err != nil {
 				t.Fatal(err)
 			}
-			tgt := &stdioTarget{bin: scopememBin, args: flags.serveArgs(db), tenants: ten, shared: shared, seed: 1, stderr: &tailBuffer{}}
+			tgt := &stdioTarget{bin: scopememBin, args: flags.serveArgs(db), tenants: ten, shared: tc.shared, seed: 1, stderr: &tailBuffer{}, protocol: tc.protocol}
 			s, err := tgt.spawn(t.Context(), 0)
 			if err != nil {
 				t.Fatalf("spawn: %v", err)
+			}
+			if s.protocol != tc.speaking {
+				t.Errorf("session speaks %q, want %q", s.protocol, tc.speaking)
 			}
 			s.close()
 			t.Cleanup(func() { tgt.close() })

@@ -47,8 +47,10 @@ type session struct {
 	// pid is the server process of a stdio session, 0 otherwise.
 	pid int
 	// lean: the client's transport is a leanTransport.
-	lean    bool
-	closeFn func() error
+	lean bool
+	// protocol is the MCP version the session speaks.
+	protocol string
+	closeFn  func() error
 }
 
 func (s *session) close() error {
@@ -66,9 +68,14 @@ func withIdent(ctx context.Context, ident int) context.Context {
 	return context.WithValue(ctx, identKey{}, ident)
 }
 
-func initialize(ctx context.Context, c *client.Client) (*mcp.InitializeResult, error) {
+// initialize starts a session speaking protocol: "" for the newest the
+// client knows (2026-07-28: no handshake, and every request carries the
+// client's version, identity and capabilities in its _meta), or an
+// earlier version, negotiated with the initialize handshake.
+func initialize(ctx context.Context, c *client.Client, protocol string) (*mcp.InitializeResult, error) {
 	req := mcp.InitializeRequest{}
 	req.Params.ClientInfo = mcp.Implementation{Name: "scopebench", Version: "1"}
+	req.Params.ProtocolVersion = protocol
 	return c.Initialize(ctx, req)
 }
 
@@ -80,6 +87,8 @@ type stdioTarget struct {
 	shared  bool
 	seed    uint64
 	stderr  *tailBuffer
+	// protocol is the MCP version the sessions speak (see initialize).
+	protocol string
 
 	// newApp, when set, assembles a server inside this process for each
 	// session (as a process of its own would be, on the same database),
@@ -151,12 +160,13 @@ func (t *stdioTarget) spawn(ctx context.Context, ident int) (*session, error) {
 		closeFn()
 		return nil, fmt.Errorf("start %s: %w", t.bin, err)
 	}
-	if _, err := initialize(ctx, c); err != nil {
+	res, err := initialize(ctx, c, t.protocol)
+	if err != nil {
 		cmd.Process.Kill()
 		closeFn()
 		return nil, fmt.Errorf("initialize %s serve: %w (its last log lines: %s)", t.bin, err, t.stderr.String())
 	}
-	return &session{c: c, fixed: ident, pid: cmd.Process.Pid, lean: true, closeFn: closeFn}, nil
+	return &session{c: c, fixed: ident, pid: cmd.Process.Pid, lean: true, protocol: res.ProtocolVersion, closeFn: closeFn}, nil
 }
 
 // serveInProcess serves one stdio session from t.app over pipes.
@@ -188,11 +198,12 @@ func (t *stdioTarget) serveInProcess(ctx context.Context, ident int) (*session, 
 		clientOut.Close()
 		return nil, err
 	}
-	if _, err := initialize(ctx, c); err != nil {
+	res, err := initialize(ctx, c, t.protocol)
+	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("initialize in-process stdio server: %w", err)
 	}
-	return &session{c: c, fixed: ident, lean: true, closeFn: func() error {
+	return &session{c: c, fixed: ident, lean: true, protocol: res.ProtocolVersion, closeFn: func() error {
 		err := c.Close()
 		return errors.Join(err, <-done)
 	}}, nil
@@ -211,9 +222,10 @@ func (t *stdioTarget) close() error {
 // httpTarget reaches a server over streamable HTTP, each call with the
 // bearer token of its identity.
 type httpTarget struct {
-	url    string
-	tokens []string
-	hc     *http.Client
+	url      string
+	tokens   []string
+	hc       *http.Client
+	protocol string // the MCP version the sessions speak (see initialize)
 }
 
 // newHTTPTarget mints one HS256 token per identity.
@@ -263,11 +275,12 @@ func (t *httpTarget) open(ctx context.Context, _ int) (*session, error) {
 	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", t.url, err)
 	}
-	if _, err := initialize(withIdent(ctx, 0), c); err != nil {
+	res, err := initialize(withIdent(ctx, 0), c, t.protocol)
+	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("initialize over HTTP at %s/mcp: %w", t.url, err)
 	}
-	return &session{c: c, fixed: -1, lean: true}, nil
+	return &session{c: c, fixed: -1, lean: true, protocol: res.ProtocolVersion}, nil
 }
 
 func (t *httpTarget) verifier(ctx context.Context, _ int) (*session, error) { return t.open(ctx, 0) }

@@ -37,12 +37,14 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/scopemem/scopemem/internal/app"
 	"github.com/scopemem/scopemem/scope"
@@ -172,6 +174,8 @@ type RunCmd struct {
 	JWTAudience   string `name:"jwt-audience" help:"aud claim of the minted tokens (the server's --jwt-audience)."`
 	StdioProcess  string `name:"stdio-process" default:"per-session" enum:"per-session,shared" help:"stdio: one server process per session (several processes on one file), or one shared by every session."`
 	InProcess     bool   `name:"in-process" help:"stdio: serve every session inside scopebench over pipes instead of starting scopemem, so that --cpuprofile covers the server (for profiles, not for figures)."`
+	Protocol      string `default:"2026-07-28" enum:"2026-07-28,2025-11-25,2025-06-18,2025-03-26" help:"MCP version the sessions speak: 2026-07-28 has no handshake and every request carries the client's version, identity and capabilities in its _meta; earlier versions start with the initialize handshake (the TypeScript SDK 1.32 and the desktop clients built on it speak 2025-11-25)."`
+	Procs         int    `name:"procs" help:"Threads running scopebench's own Go code (GOMAXPROCS; 0: one per session, at most the CPUs, or all CPUs when the server runs inside scopebench)." placeholder:"N"`
 
 	Sessions     int           `default:"1" help:"Concurrent sessions, each calling in a closed loop."`
 	Calls        int           `default:"1000" help:"Measured calls per session."`
@@ -218,11 +222,12 @@ func (c *RunCmd) Run(ctx context.Context) error {
 		return err
 	}
 	defer cleanup()
+	procs := c.threads()
 
 	var tgt target
 	switch c.Transport {
 	case "stdio":
-		st := &stdioTarget{tenants: ten, shared: c.StdioProcess == "shared", seed: c.Seed, stderr: &tailBuffer{}}
+		st := &stdioTarget{tenants: ten, shared: c.StdioProcess == "shared", seed: c.Seed, stderr: &tailBuffer{}, protocol: c.Protocol}
 		if c.InProcess {
 			st.newApp = func(ctx context.Context) (*app.App, error) { return c.newApp(ctx, db) }
 		} else {
@@ -272,10 +277,16 @@ func (c *RunCmd) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		ht.protocol = c.Protocol
 		tgt = ht
 	}
 	defer tgt.close()
 	cfg.Describe += fmt.Sprintf(", %d orgs x %d users (%s)", c.Orgs, c.Users, c.Distribution)
+	handshake := "initialize handshake"
+	if mcp.IsModernProtocol(c.Protocol) {
+		handshake = "no handshake, _meta on every request"
+	}
+	cfg.Client = fmt.Sprintf("MCP %s (%s), GOMAXPROCS %d", c.Protocol, handshake, procs)
 
 	rep, err := Run(ctx, cfg, tgt, ten, os.Stderr)
 	if err != nil {
@@ -298,6 +309,22 @@ func (c *RunCmd) Run(ctx context.Context) error {
 		return errCheckFailed
 	}
 	return nil
+}
+
+// threads sets how many threads run scopebench's Go code (GOMAXPROCS) and
+// returns it. By default it is one per session, up to the CPUs: one
+// session's calls are serial, so a second thread would only wake, spin
+// and sleep again each time a response hands the caller's goroutine on,
+// on the core the server it measures needs. A server running inside
+// scopebench (--in-process, or HTTP without --url) keeps every CPU, as
+// does a GOMAXPROCS set in the environment.
+func (c *RunCmd) threads() int {
+	if c.Procs > 0 {
+		runtime.GOMAXPROCS(c.Procs)
+	} else if os.Getenv("GOMAXPROCS") == "" && !c.InProcess && (c.Transport == "stdio" || c.URL != "") {
+		runtime.GOMAXPROCS(max(1, min(runtime.NumCPU(), c.Sessions)))
+	}
+	return runtime.GOMAXPROCS(0)
 }
 
 // serveInProcess serves scopemem over HTTP inside this process, on a free

@@ -17,6 +17,9 @@ func ms(d time.Duration) string {
 // print writes the report as a table.
 func (r *Report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nscopebench: %s\n", r.Describe)
+	if r.Client != "" {
+		fmt.Fprintf(w, "client: %s\n", r.Client)
+	}
 	fmt.Fprintf(w, "sessions %d, mix %s\n", r.Sessions, r.Mix)
 	if r.Preloaded > 0 || len(r.PreloadErrors) > 0 {
 		fmt.Fprintf(w, "preload: %d memories in %s (%.0f adds/s)\n", r.Preloaded, r.PreloadTime.Round(time.Millisecond),
