@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -224,13 +225,14 @@ func (t *topK) offer(x hit) {
 // (its contents are overwritten), and kept is scratch.
 func (t *topK) sorted(vec []float32, vectorHalf bool, buf *[]store.Candidate, kept *[]bool) []store.Candidate {
 	slices.SortFunc(t.h, func(a, b hit) int {
-		if better(&a, &b) {
+		// better, in one pass.
+		switch {
+		case a.score > b.score:
 			return -1
-		}
-		if better(&b, &a) {
+		case a.score < b.score:
 			return 1
 		}
-		return 0
+		return cmp.Compare(a.rid, b.rid)
 	})
 	out := slices.Grow((*buf)[:0], len(t.h))[:len(t.h)]
 	marks := slices.Grow((*kept)[:0], len(t.h))[:len(t.h)]
