@@ -77,3 +77,19 @@ func TestWriterStatementsOnFirstWrite(t *testing.T) {
 		t.Errorf("after the first write: %d of %d writer statements prepared", n, len(writerStmts))
 	}
 }
+
+// BenchmarkDataVersion measures the check every search makes for commits
+// since its scopes were last read (PRAGMA data_version on the gate's
+// connection).
+func BenchmarkDataVersion(b *testing.B) {
+	s, err := Open(b.Context(), Config{Path: filepath.Join(b.TempDir(), "dv.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for b.Loop() {
+		if _, ok := s.dataVersion(b.Context()); !ok {
+			b.Fatal("no data version")
+		}
+	}
+}

@@ -3,7 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -174,30 +176,53 @@ func (p prepared) QueryRowContext(ctx context.Context, query string, args ...any
 // prepared connection costs a fraction of the versions query, which a
 // search then skips when nothing was committed since its scopes were
 // last checked.
+//
+// The statement runs on the driver's connection (sql.Conn.Raw), prepared
+// there once: every search runs it, and database/sql's statement, rows
+// and row around one integer cost about as much as SQLite's own work.
 type versionGate struct {
 	mu    sync.Mutex
 	tried bool      // the connection was opened, or failed to, or the gate closed
 	conn  *sql.Conn // nil: no gate, every search checks the versions
-	stmt  *sql.Stmt
+	stmt  driver.StmtQueryContext
+	row   []driver.Value // the statement's one column, reused
 }
 
 // openGate sets up the gate's connection, on the first search rather than
 // at open, so that a server starts without opening a reader; without one,
 // searches check the versions every time. The gate's lock is held.
 func (s *Store) openGate(ctx context.Context) {
-	s.gate.tried = true
+	g := &s.gate
+	g.tried = true
 	// Not cancellable: a search given up while the connection opens must
 	// not leave every later search without a gate.
-	conn, err := s.rdb.Conn(context.WithoutCancel(ctx))
+	ctx = context.WithoutCancel(ctx)
+	conn, err := s.rdb.Conn(ctx)
 	if err != nil {
 		return
 	}
-	st, err := conn.PrepareContext(ctx, `PRAGMA data_version`)
+	err = conn.Raw(func(dc any) error {
+		pc, ok := dc.(driver.ConnPrepareContext)
+		if !ok {
+			return errors.ErrUnsupported
+		}
+		st, err := pc.PrepareContext(ctx, `PRAGMA data_version`)
+		if err != nil {
+			return err
+		}
+		q, ok := st.(driver.StmtQueryContext)
+		if !ok || st.NumInput() > 0 {
+			st.Close()
+			return errors.ErrUnsupported
+		}
+		g.stmt = q
+		return nil
+	})
 	if err != nil {
 		conn.Close()
 		return
 	}
-	s.gate.conn, s.gate.stmt = conn, st
+	g.conn, g.row = conn, make([]driver.Value, 1)
 }
 
 // dataVersion returns the file's data version as the gate's connection
@@ -212,23 +237,50 @@ func (s *Store) dataVersion(ctx context.Context) (int64, bool) {
 	if !g.tried {
 		s.openGate(ctx)
 	}
-	if g.stmt == nil {
+	if g.conn == nil {
 		return 0, false
 	}
 	var v int64
-	// The statement only reads a counter, so it is not made cancellable:
-	// a cancellable context costs the driver a goroutine per statement
-	// to watch it, and database/sql another for the rows.
-	if err := g.stmt.QueryRowContext(context.WithoutCancel(ctx)).Scan(&v); err != nil {
-		if ctx.Err() == nil {
-			// A connection that fails once is not trusted again.
-			g.stmt.Close()
-			g.conn.Close()
-			g.stmt, g.conn = nil, nil
+	err := g.conn.Raw(func(any) error {
+		// The statement only reads a counter, so it is not made
+		// cancellable: a cancellable context costs the driver a
+		// goroutine per statement to watch it.
+		rows, err := g.stmt.QueryContext(context.Background(), nil)
+		if err != nil {
+			return err
 		}
+		err = rows.Next(g.row)
+		if cerr := rows.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if v, ok = g.row[0].(int64); !ok {
+			return fmt.Errorf("PRAGMA data_version returned %T", g.row[0])
+		}
+		return nil
+	})
+	if err != nil {
+		// A connection that fails once is not trusted again.
+		s.dropGate()
 		return 0, false
 	}
 	return v, true
+}
+
+// dropGate closes the gate's statement and connection. The gate's lock is
+// held.
+func (s *Store) dropGate() error {
+	g := &s.gate
+	if g.conn == nil {
+		return nil
+	}
+	err := g.conn.Raw(func(any) error { return g.stmt.(driver.Stmt).Close() })
+	err = errors.Join(err, g.conn.Close())
+	g.conn, g.stmt = nil, nil
+	return err
 }
 
 // closeGate releases the gate's connection.
@@ -237,10 +289,5 @@ func (s *Store) closeGate() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.tried = true
-	if g.conn == nil {
-		return nil
-	}
-	err := errors.Join(g.stmt.Close(), g.conn.Close())
-	g.stmt, g.conn = nil, nil
-	return err
+	return s.dropGate()
 }
