@@ -2,8 +2,10 @@ package tools
 
 import (
 	"encoding/json"
+	"regexp"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/mark3labs/mcp-go/mcp"
 )
 
@@ -12,7 +14,9 @@ import (
 // carry an argument outside the schema.
 func FuzzBindArguments(f *testing.F) {
 	for _, s := range []string{`{"content":"x"}`, `{"content":1}`, `{"org_id":"a"}`, `{"query":"q","limit":1e99}`, `{"tags":[1,2]}`,
-		`{"metadata":{"a":{"b":[null]}}}`, `[]`, `null`, `{"content":"\ud800"}`, `{"scopes":"user"}`, `{"confirm":"user","scope":"user"}`} {
+		`{"metadata":{"a":{"b":[null]}}}`, `[]`, `null`, `{"content":"\ud800"}`, `{"scopes":"user"}`, `{"confirm":"user","scope":"user"}`,
+		`{"query":"q","limit":10.0}`, `{"query":"q","limit":1e1}`, `{"content":"x","content":"y"}`, `{"content":"a\u00e9\u2028"}`,
+		`{"query":"q","limit":9007199254740993}`, `{"metadata":{"n":1.5e300}}`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -41,7 +45,36 @@ func FuzzBindArguments(f *testing.F) {
 		check(err, p)
 		u, err := bind[UpdateMemoryInput](req)
 		check(err, u)
+
+		// A call from the wire also holds the arguments' JSON: it binds to
+		// what the map alone binds to, but for integers a float64 cannot
+		// hold (16 digits or more), which it keeps exact.
+		wire := req
+		wire.Params.RawArguments = json.RawMessage(raw)
+		if !longNumber.MatchString(raw) {
+			sameBinding[AddMemoryInput](t, req, wire)
+			sameBinding[SearchMemoryInput](t, req, wire)
+			sameBinding[PurgeInput](t, req, wire)
+			sameBinding[UpdateMemoryInput](t, req, wire)
+		}
 	})
+}
+
+// longNumber matches a run of digits too long for a float64 to hold exactly.
+var longNumber = regexp.MustCompile(`[0-9]{16}`)
+
+// sameBinding fails t unless bind gives the same value and the same
+// error, if any, for both requests.
+func sameBinding[In any](t *testing.T, fromMap, fromWire mcp.CallToolRequest) {
+	t.Helper()
+	want, wantErr := bind[In](fromMap)
+	got, err := bind[In](fromWire)
+	if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+		t.Fatalf("bind %T from the wire: error %v, from the map: %v", got, err, wantErr)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("bind %T from the wire differs from the map's (-map +wire):\n%s", got, diff)
+	}
 }
 
 // FuzzCheckText checks the text validator never accepts invalid UTF-8,

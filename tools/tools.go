@@ -148,12 +148,30 @@ func handle[In, Out any](h *Handlers, name string, fn func(context.Context, scop
 
 // bind decodes the call's arguments into In, refusing unknown fields: an
 // org_id or user_id argument is an error, never silently dropped.
+//
+// A call read from the wire keeps its arguments' JSON (RawArguments),
+// decoded here directly rather than from the map mcp-go made of them,
+// encoded again. Arguments the direct decoding refuses are decoded the
+// second way, whose answer stands: a number written 10.0 or 1e1 is 10
+// there, as the integer a schema allows it to be.
 func bind[In any](req mcp.CallToolRequest) (In, error) {
-	var in In
+	if raw := req.Params.RawArguments; len(raw) > 0 {
+		if in, err := decodeArguments[In](raw); err == nil {
+			return in, nil
+		}
+	}
 	raw, err := json.Marshal(req.Params.Arguments)
 	if err != nil {
+		var in In
 		return in, err
 	}
+	return decodeArguments[In](raw)
+}
+
+// decodeArguments decodes raw, a JSON object or null, into In, refusing
+// unknown fields.
+func decodeArguments[In any](raw []byte) (In, error) {
+	var in In
 	if string(raw) == "null" {
 		raw = []byte("{}")
 	}
