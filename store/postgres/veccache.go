@@ -577,7 +577,14 @@ func rankCached(snaps []*scopeVecs, vec []float32, dims int, tags []string, now 
 	sc.rot = sc.rot[:0]
 	for si, v := range snaps {
 		if c := max(n, (all*len(v.ids)+total-1)/max(total, 1)); len(v.ids) > max(c, exactRows) && len(v.codes) == len(v.ids)*v.words {
-			for _, i := range v.nearest(vec, c, tags, at, sc) {
+			sel := v.nearest(vec, c, tags, at, sc)
+			// The picked rows are scattered over the copy, and copies
+			// over the cache: warmed first, their loads are in flight
+			// together instead of one row's at a time (store.Warm).
+			for _, i := range sel {
+				store.Warm(v.vec(int(i), dims))
+			}
+			for _, i := range sel {
 				consider(si, v, int(i))
 			}
 			continue
