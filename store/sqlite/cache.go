@@ -35,9 +35,10 @@ func keyOf(org string, s scope.Scope) scopeKey { return scopeKey{org: org, kind:
 //
 // Every write transaction bumps the scope's row in scope_versions. An entry
 // remembers the version it reflects; a search compares it with the
-// database and reloads a scope another process changed. This process's own
-// writes are applied to the entry directly when it was current before the
-// write.
+// database and brings up to date a scope another process changed: by the
+// rows written since (refresh, catchUp) when none left the scope since,
+// else by reading it whole. This process's own writes are applied to the
+// entry directly when it was current before the write.
 //
 // The cache holds about budget bytes: after loading a scope, the least
 // recently used scopes are dropped until it fits again. Scopes a search is
@@ -491,6 +492,34 @@ func (e *scopeVecs) apply(v int64, dims int, d *delta) {
 	e.resize()
 }
 
+// catchUp brings the entry from version from to v with rows, every row
+// of its scope written after from (their changed column), when it still
+// reflects from: the caller checked that no row left the scope after from
+// (the scope's reset), so rows written are all there is to apply. It
+// reports false, changing nothing, when the entry is elsewhere by then.
+//
+// A row's changed is at least the version of the transaction that wrote
+// it, so rows written after from are among those read; rows read that the
+// entry already holds (written at from or read past it) are replaced by
+// the same. The entry is then labelled v though its rows may be newer:
+// that only costs a later catch-up reading them again.
+func (e *scopeVecs) catchUp(from, v int64, dims int, rows []cachedRow) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.version != from || e.dims != dims {
+		return e.version >= v && e.dims == dims
+	}
+	for _, r := range rows {
+		e.remove(r.rid)
+		e.add(r)
+	}
+	e.recentre()
+	e.compact()
+	e.version = v
+	e.resize()
+	return true
+}
+
 // prefixWords returns the words of e's code prefixes.
 func (e *scopeVecs) prefixWords() int { return min(simhash.PrefixWords, e.words) }
 
@@ -507,21 +536,21 @@ func (e *scopeVecs) copyPrefix(slot int) {
 	copy(e.prefix[slot*pw:(slot+1)*pw], e.codes[slot*e.words:])
 }
 
-// scopeVersion reads the change counter of k; 0 when the scope was never
-// written.
-func scopeVersion(ctx context.Context, q querier, k scopeKey) (int64, error) {
-	var v int64
-	err := q.QueryRowContext(ctx, sqlScopeVersion, k.org, string(k.kind), k.id).Scan(&v)
+// scopeVersion reads the change counter of k and the version from which
+// rows have left it (see catchUp); 0, 0 when the scope was never written.
+func scopeVersion(ctx context.Context, q querier, k scopeKey) (v, reset int64, err error) {
+	err = q.QueryRowContext(ctx, sqlScopeVersion, k.org, string(k.kind), k.id).Scan(&v, &reset)
 	if err == sql.ErrNoRows {
-		return 0, nil
+		return 0, 0, nil
 	}
-	return v, err
+	return v, reset, err
 }
 
-// loadRows reads every row of k.
-func loadRows(ctx context.Context, q querier, k scopeKey, dims int) ([]cachedRow, error) {
+// loadRows reads the rows of k last written at a version after since
+// (every row when since is negative).
+func loadRows(ctx context.Context, q querier, k scopeKey, dims int, since int64) ([]cachedRow, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+memoryColsM+`, v.vector FROM memories m JOIN memory_vectors v ON v.rid = m.rid
-		WHERE m.org_id = ? AND m.scope_kind = ? AND m.scope_id = ?`, k.org, string(k.kind), k.id)
+		WHERE m.org_id = ? AND m.scope_kind = ? AND m.scope_id = ? AND m.changed > ?`, k.org, string(k.kind), k.id, since)
 	if err != nil {
 		return nil, err
 	}
@@ -539,6 +568,36 @@ func loadRows(ctx context.Context, q querier, k scopeKey, dims int) ([]cachedRow
 		out = append(out, newCachedRow(rid, decodeVector(blob, make([]float32, dims)), m))
 	}
 	return out, rows.Err()
+}
+
+// refresh brings e to version v of k, whose rows left it last at version
+// reset, reading through q: only the rows written since e's version when
+// no row left the scope since (catchUp), else every row. Installing goes
+// through replace, or force when q is a write transaction (which knows v
+// is the latest).
+func refresh(ctx context.Context, q querier, e *scopeVecs, k scopeKey, dims int, v, reset int64, force bool) error {
+	e.mu.RLock()
+	from, fromDims := e.version, e.dims
+	e.mu.RUnlock()
+	if from >= 0 && fromDims == dims && reset <= from && from < v {
+		rows, err := loadRows(ctx, q, k, dims, from)
+		if err != nil {
+			return err
+		}
+		if e.catchUp(from, v, dims, rows) {
+			return nil
+		}
+	}
+	rows, err := loadRows(ctx, q, k, dims, -1)
+	if err != nil {
+		return err
+	}
+	if force {
+		e.force(v, dims, rows)
+	} else {
+		e.replace(v, dims, rows)
+	}
+	return nil
 }
 
 // encodeVector writes v as little-endian float32.

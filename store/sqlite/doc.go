@@ -59,10 +59,14 @@
 // step by triggers; the migration to 4 drops it, as nothing reads it.)
 //
 // Every write transaction bumps the scope's counter in scope_versions; a
-// search compares the counters with the cache and reloads any scope that
-// another connection or process changed, while this process's own writes
-// patch the cache directly. The cache holds about [Config.CacheBytes] and
-// drops the least recently used scopes beyond it.
+// search compares the counters with the cache and brings up to date any
+// scope that another connection or process changed, while this process's
+// own writes patch the cache directly. Each row records the counter its
+// last insert or update reached, and each scope the counter from which
+// rows left it, both kept by triggers (schema version 5): a scope others
+// only added to or updated is caught up by reading those rows, and one
+// they deleted from is read again whole. The cache holds about
+// [Config.CacheBytes] and drops the least recently used scopes beyond it.
 //
 // # Several processes
 //
@@ -70,7 +74,9 @@
 // Every write is one short BEGIN IMMEDIATE transaction, and duplicates are
 // looked for inside it, so concurrent adds of one text to one scope store
 // it once and no acknowledged write is lost. A write that cannot get the
-// lock within the busy timeout fails with [store.ErrUnavailable].
+// lock within the busy timeout fails with [store.ErrUnavailable]. Each
+// process reads only the rows the others wrote since it last looked,
+// unless they deleted some (see above).
 //
 // # Errors
 //

@@ -225,7 +225,7 @@ func (s *Store) publish(w *writeState, versions map[scopeKey]int64) {
 // write transaction tx, which holds the write lock, so nothing can change
 // the scope until it ends.
 func (s *Store) scopeInTx(ctx context.Context, tx writeTx, k scopeKey, dims int) (*scopeVecs, error) {
-	v, err := scopeVersion(ctx, s.prep(tx), k)
+	v, reset, err := scopeVersion(ctx, s.prep(tx), k)
 	if err != nil {
 		return nil, s.translate(err)
 	}
@@ -234,11 +234,9 @@ func (s *Store) scopeInTx(ctx context.Context, tx writeTx, k scopeKey, dims int)
 	ok := e.version == v && e.dims == dims
 	e.mu.RUnlock()
 	if !ok {
-		rows, err := loadRows(ctx, tx, k, dims)
-		if err != nil {
+		if err := refresh(ctx, tx, e, k, dims, v, reset, true); err != nil {
 			return nil, s.translate(err)
 		}
-		e.force(v, dims, rows)
 		s.cache.trim([]*scopeVecs{e})
 	}
 	return e, nil

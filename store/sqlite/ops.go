@@ -359,7 +359,9 @@ func (s *Store) CommitReindex(ctx context.Context) error {
 				ON CONFLICT (rid) DO UPDATE SET vector = excluded.vector`,
 			`DELETE FROM reindex_vectors`,
 			`DELETE FROM meta WHERE key = 'reindex'`,
-			`UPDATE scope_versions SET version = version + 1`,
+			// Every row's vector changed: every process reads its
+			// scopes again whole.
+			`UPDATE scope_versions SET version = version + 1, reset = version + 1`,
 		} {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return s.translate(err)

@@ -136,6 +136,44 @@ DROP TRIGGER memories_fts_delete;
 DROP TRIGGER memories_fts_update;
 DROP TABLE memories_fts;
 `,
+		// 5: what a process's cache needs to catch up with another's
+		// writes without reading a whole scope again (cache.go). A row's
+		// changed is the scope's version its last insert or update made
+		// (the version when it was written, plus the bump that ends every
+		// write transaction; at least that, in any order); a scope's reset
+		// is the version from which rows have left it (deletes, and a
+		// switch of every vector), so that a copy older than that is read
+		// again whole. Triggers keep both for every statement that writes
+		// rows, whichever code path runs it (the add path's insert sets
+		// changed itself, sparing the row a second write).
+		`
+ALTER TABLE memories ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE scope_versions ADD COLUMN reset INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX memories_changed ON memories (org_id, scope_kind, scope_id, changed);
+
+CREATE TRIGGER memories_changed_insert AFTER INSERT ON memories WHEN new.changed = 0 BEGIN
+	UPDATE memories SET changed = 1 + coalesce((SELECT version FROM scope_versions
+		WHERE org_id = new.org_id AND scope_kind = new.scope_kind AND scope_id = new.scope_id), 0)
+	WHERE rid = new.rid;
+END;
+CREATE TRIGGER memories_changed_update AFTER UPDATE ON memories WHEN new.changed = old.changed BEGIN
+	UPDATE memories SET changed = 1 + coalesce((SELECT version FROM scope_versions
+		WHERE org_id = new.org_id AND scope_kind = new.scope_kind AND scope_id = new.scope_id), 0)
+	WHERE rid = new.rid;
+	UPDATE scope_versions SET reset = version + 1
+	WHERE org_id = old.org_id AND scope_kind = old.scope_kind AND scope_id = old.scope_id
+		AND (old.org_id <> new.org_id OR old.scope_kind <> new.scope_kind OR old.scope_id <> new.scope_id);
+END;
+CREATE TRIGGER memories_changed_delete AFTER DELETE ON memories BEGIN
+	UPDATE scope_versions SET reset = version + 1
+	WHERE org_id = old.org_id AND scope_kind = old.scope_kind AND scope_id = old.scope_id;
+END;
+CREATE TRIGGER memory_vectors_changed AFTER UPDATE ON memory_vectors BEGIN
+	UPDATE memories SET changed = 1 + coalesce((SELECT v.version FROM scope_versions v
+		WHERE v.org_id = memories.org_id AND v.scope_kind = memories.scope_kind AND v.scope_id = memories.scope_id), 0)
+	WHERE rid = new.rid;
+END;
+`,
 	}
 }
 

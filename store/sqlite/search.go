@@ -303,19 +303,20 @@ func (s *Store) freshEntries(ctx context.Context, org string, scopes []scope.Sco
 		}
 	}
 	where, args := scopeIn("", scopes, []any{org})
-	rows, err := s.readers().QueryContext(ctx, `SELECT scope_kind, scope_id, version FROM scope_versions WHERE org_id = ? AND `+where, args...)
+	rows, err := s.readers().QueryContext(ctx, `SELECT scope_kind, scope_id, version, reset FROM scope_versions WHERE org_id = ? AND `+where, args...)
 	if err != nil {
 		return nil, s.translate(err)
 	}
-	versions := make(map[scope.Scope]int64, len(scopes))
+	type scopeState struct{ version, reset int64 }
+	versions := make(map[scope.Scope]scopeState, len(scopes))
 	for rows.Next() {
 		var kind, sid string
-		var v int64
-		if err := rows.Scan(&kind, &sid, &v); err != nil {
+		var st scopeState
+		if err := rows.Scan(&kind, &sid, &st.version, &st.reset); err != nil {
 			rows.Close()
 			return nil, s.translate(err)
 		}
-		versions[scope.Scope{Kind: scope.Kind(kind), ID: sid}] = v
+		versions[scope.Scope{Kind: scope.Kind(kind), ID: sid}] = st
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -325,18 +326,16 @@ func (s *Store) freshEntries(ctx context.Context, org string, scopes []scope.Sco
 	for i, sc := range scopes {
 		k := keyOf(org, sc)
 		e := s.cache.entry(k)
-		v := versions[sc]
+		st := versions[sc]
 		e.mu.RLock()
-		ok := e.version >= v && e.dims == dims
+		ok := e.version >= st.version && e.dims == dims
 		e.mu.RUnlock()
 		if !ok {
 			// Read after the version: the rows are at least as new as v,
-			// so labelling them v can only cause one extra reload later.
-			rows, err := loadRows(ctx, s.rdb, k, dims)
-			if err != nil {
+			// so labelling them v can only cause one extra read later.
+			if err := refresh(ctx, s.rdb, e, k, dims, st.version, st.reset, false); err != nil {
 				return nil, s.translate(err)
 			}
-			e.replace(v, dims, rows)
 			loaded = true
 		}
 		if gated {

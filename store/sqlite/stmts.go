@@ -14,14 +14,18 @@ import (
 const (
 	sqlDataVersion  = `PRAGMA data_version`
 	sqlReadEmbedder = `SELECT key, value FROM meta WHERE key IN ('embedder_provider', 'embedder_model', 'embedder_dimensions')`
-	sqlScopeVersion = `SELECT version FROM scope_versions WHERE org_id = ? AND scope_kind = ? AND scope_id = ?`
+	sqlScopeVersion = `SELECT version, reset FROM scope_versions WHERE org_id = ? AND scope_kind = ? AND scope_id = ?`
 	sqlBumpVersion  = `INSERT INTO scope_versions (org_id, scope_kind, scope_id, version) VALUES (?, ?, ?, 1)
 			ON CONFLICT (org_id, scope_kind, scope_id) DO UPDATE SET version = version + 1 RETURNING version`
 	sqlDuplicateByHash = `SELECT ` + memoryCols + ` FROM memories
 		WHERE org_id = ? AND scope_kind = ? AND scope_id = ? AND content_hash = ? AND ` + liveSQL + ` ORDER BY rid LIMIT 1`
-	sqlMemoryByRid  = `SELECT ` + memoryCols + ` FROM memories WHERE rid = ? AND org_id = ?`
+	sqlMemoryByRid = `SELECT ` + memoryCols + ` FROM memories WHERE rid = ? AND org_id = ?`
+	// changed as the migration's insert trigger would set it (schema.go),
+	// without the trigger's second write of the row.
 	sqlInsertMemory = `INSERT INTO memories (id, org_id, scope_kind, scope_id, content, content_hash, tags,
-				metadata, created_by, created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+				metadata, created_by, created_at, updated_at, expires_at, changed)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1 + coalesce((SELECT version FROM scope_versions
+				WHERE org_id = ?2 AND scope_kind = ?3 AND scope_id = ?4), 0))`
 	sqlInsertVector = `INSERT INTO memory_vectors (rid, vector) VALUES (?, ?)`
 	sqlInsertTag    = `INSERT OR IGNORE INTO memory_tags (rid, tag) VALUES (?, ?)`
 )
