@@ -479,10 +479,17 @@ func (e *scopeVecs) apply(v int64, dims int, d *delta) {
 		}
 		return
 	}
-	for _, rid := range d.removed {
+	e.patch(v, d.removed, d.upserts)
+}
+
+// patch frees the slots of removed, puts each of upserts in place of the
+// row it replaces, if any, and labels the entry v. The caller holds
+// e.mu for writing.
+func (e *scopeVecs) patch(v int64, removed []int64, upserts []cachedRow) {
+	for _, rid := range removed {
 		e.remove(rid)
 	}
-	for _, r := range d.upserts {
+	for _, r := range upserts {
 		e.remove(r.rid)
 		e.add(r)
 	}
@@ -509,14 +516,7 @@ func (e *scopeVecs) catchUp(from, v int64, dims int, rows []cachedRow) bool {
 	if e.version != from || e.dims != dims {
 		return e.version >= v && e.dims == dims
 	}
-	for _, r := range rows {
-		e.remove(r.rid)
-		e.add(r)
-	}
-	e.recentre()
-	e.compact()
-	e.version = v
-	e.resize()
+	e.patch(v, nil, rows)
 	return true
 }
 
