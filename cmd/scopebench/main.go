@@ -175,7 +175,7 @@ type RunCmd struct {
 	StdioProcess  string `name:"stdio-process" default:"per-session" enum:"per-session,shared" help:"stdio: one server process per session (several processes on one file), or one shared by every session."`
 	InProcess     bool   `name:"in-process" help:"stdio: serve every session inside scopebench over pipes instead of starting scopemem, so that --cpuprofile covers the server (for profiles, not for figures)."`
 	Protocol      string `default:"2026-07-28" enum:"2026-07-28,2025-11-25,2025-06-18,2025-03-26" help:"MCP version the sessions speak: 2026-07-28 has no handshake and every request carries the client's version, identity and capabilities in its _meta; earlier versions start with the initialize handshake (the TypeScript SDK 1.32 and the desktop clients built on it speak 2025-11-25)."`
-	Procs         int    `name:"procs" help:"Threads running scopebench's own Go code (GOMAXPROCS; 0: one per session, at most the CPUs, or all CPUs when the server runs inside scopebench)." placeholder:"N"`
+	Procs         int    `name:"procs" help:"Threads running scopebench's own Go code (GOMAXPROCS; 0: one, or all CPUs when the server runs inside scopebench)." placeholder:"N"`
 
 	Sessions     int           `default:"1" help:"Concurrent sessions, each calling in a closed loop."`
 	Calls        int           `default:"1000" help:"Measured calls per session."`
@@ -312,17 +312,19 @@ func (c *RunCmd) Run(ctx context.Context) error {
 }
 
 // threads sets how many threads run scopebench's Go code (GOMAXPROCS) and
-// returns it. By default it is one per session, up to the CPUs: one
-// session's calls are serial, so a second thread would only wake, spin
-// and sleep again each time a response hands the caller's goroutine on,
-// on the core the server it measures needs. A server running inside
-// scopebench (--in-process, or HTTP without --url) keeps every CPU, as
-// does a GOMAXPROCS set in the environment.
+// returns it. By default it is one: the generator's work a call is a
+// fraction of the server's, and a second thread mostly woke, spun and
+// slept again each time a response readied a calling goroutine, on the
+// cores the server and its database need (one stdio session: 2,331 ->
+// 2,758 searches/s; 32 HTTP sessions: 1,713-1,839 -> 2,317-2,393/s;
+// BENCHMARKS.md). A server running inside scopebench (--in-process, or
+// HTTP without --url) keeps every CPU, as does a GOMAXPROCS set in the
+// environment.
 func (c *RunCmd) threads() int {
 	if c.Procs > 0 {
 		runtime.GOMAXPROCS(c.Procs)
 	} else if os.Getenv("GOMAXPROCS") == "" && !c.InProcess && (c.Transport == "stdio" || c.URL != "") {
-		runtime.GOMAXPROCS(max(1, min(runtime.NumCPU(), c.Sessions)))
+		runtime.GOMAXPROCS(1)
 	}
 	return runtime.GOMAXPROCS(0)
 }
