@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
@@ -105,6 +106,17 @@ func TestCatchUp(t *testing.T) {
 		}},
 		{name: "another store adds after the delete", write: func() {
 			add(b, "backups are tested monthly")
+		}},
+		{name: "another store imports", write: func() {
+			// Import's insert leaves changed to the trigger.
+			content := "the wiki moved to the new host"
+			r := store.Record{Memory: store.Memory{ID: "01a24a19-0000-7000-8000-000000000001", Org: "acme", Scope: user, Content: content,
+				CreatedBy: "alice", CreatedAt: time.Unix(1, 0), UpdatedAt: time.Unix(1, 0)},
+				Vector: storetest.Vector(content, dims), Embedder: storetest.EmbedderInfo}
+			if _, err := b.Import(t.Context(), storetest.Admin("acme", "alice", "api"), []store.Record{r}); err != nil {
+				t.Fatal(err)
+			}
+			held[r.ID] = content
 		}},
 		{name: "another store deletes, then this one adds", whole: true, write: func() {
 			id := slices.Sorted(maps.Keys(held))[0]

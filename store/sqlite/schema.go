@@ -151,11 +151,6 @@ ALTER TABLE memories ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE scope_versions ADD COLUMN reset INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX memories_changed ON memories (org_id, scope_kind, scope_id, changed);
 
-CREATE TRIGGER memories_changed_insert AFTER INSERT ON memories WHEN new.changed = 0 BEGIN
-	UPDATE memories SET changed = 1 + coalesce((SELECT version FROM scope_versions
-		WHERE org_id = new.org_id AND scope_kind = new.scope_kind AND scope_id = new.scope_id), 0)
-	WHERE rid = new.rid;
-END;
 CREATE TRIGGER memories_changed_update AFTER UPDATE ON memories WHEN new.changed = old.changed BEGIN
 	UPDATE memories SET changed = 1 + coalesce((SELECT version FROM scope_versions
 		WHERE org_id = new.org_id AND scope_kind = new.scope_kind AND scope_id = new.scope_id), 0)
@@ -164,14 +159,17 @@ CREATE TRIGGER memories_changed_update AFTER UPDATE ON memories WHEN new.changed
 	WHERE org_id = old.org_id AND scope_kind = old.scope_kind AND scope_id = old.scope_id
 		AND (old.org_id <> new.org_id OR old.scope_kind <> new.scope_kind OR old.scope_id <> new.scope_id);
 END;
+-- An insert that did not set changed, and a vector's update, touch the
+-- row so that the trigger above computes it.
+CREATE TRIGGER memories_changed_insert AFTER INSERT ON memories WHEN new.changed = 0 BEGIN
+	UPDATE memories SET changed = changed WHERE rid = new.rid;
+END;
 CREATE TRIGGER memories_changed_delete AFTER DELETE ON memories BEGIN
 	UPDATE scope_versions SET reset = version + 1
 	WHERE org_id = old.org_id AND scope_kind = old.scope_kind AND scope_id = old.scope_id;
 END;
 CREATE TRIGGER memory_vectors_changed AFTER UPDATE ON memory_vectors BEGIN
-	UPDATE memories SET changed = 1 + coalesce((SELECT v.version FROM scope_versions v
-		WHERE v.org_id = memories.org_id AND v.scope_kind = memories.scope_kind AND v.scope_id = memories.scope_id), 0)
-	WHERE rid = new.rid;
+	UPDATE memories SET changed = changed WHERE rid = new.rid;
 END;
 `,
 	}

@@ -188,8 +188,14 @@ type versionGate struct {
 	mu    sync.Mutex
 	tried bool      // the connection was opened, or failed to, or the gate closed
 	conn  *sql.Conn // nil: no gate, every search checks the versions
-	stmt  driver.StmtQueryContext
+	stmt  gateStmt
 	row   []driver.Value // the statement's one column, reused
+}
+
+// gateStmt is the gate's statement, prepared on the driver's connection.
+type gateStmt interface {
+	driver.Stmt
+	driver.StmtQueryContext
 }
 
 // openGate sets up the gate's connection, on the first search rather than
@@ -214,7 +220,7 @@ func (s *Store) openGate(ctx context.Context) {
 		if err != nil {
 			return err
 		}
-		q, ok := st.(driver.StmtQueryContext)
+		q, ok := st.(gateStmt)
 		if !ok || st.NumInput() > 0 {
 			st.Close()
 			return errors.ErrUnsupported
@@ -281,7 +287,7 @@ func (s *Store) dropGate() error {
 	if g.conn == nil {
 		return nil
 	}
-	err := g.conn.Raw(func(any) error { return g.stmt.(driver.Stmt).Close() })
+	err := g.conn.Raw(func(any) error { return g.stmt.Close() })
 	err = errors.Join(err, g.conn.Close())
 	g.conn, g.stmt = nil, nil
 	return err
