@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	mrand "math/rand/v2"
 	"regexp"
 	"runtime/pprof"
@@ -23,7 +24,12 @@ import (
 
 // Config is one load run. Run fills in nothing: every field is as given.
 type Config struct {
-	Sessions     int           // concurrent sessions, each a closed loop of calls
+	Sessions int // concurrent sessions, each a closed loop of calls
+	// Rate paces the calls: this many a second in all, each session
+	// starting its calls on a fixed schedule (open loop), their latency
+	// counted from the scheduled start; 0: closed loops, each call as the
+	// last returns.
+	Rate         float64
 	Calls        int           // measured calls per session (ignored when Duration > 0)
 	Duration     time.Duration // measure for this long instead of Calls
 	Warmup       time.Duration // unmeasured calls before measuring
@@ -90,6 +96,7 @@ type Report struct {
 	Describe      string             `json:"describe"`
 	Client        string             `json:"client"`
 	Sessions      int                `json:"sessions"`
+	Rate          float64            `json:"rate,omitempty"`
 	Mix           string             `json:"mix"`
 	Preloaded     int                `json:"preloaded"`
 	PreloadTime   time.Duration      `json:"preload_ns"`
@@ -143,8 +150,11 @@ func newRand(seed, a, b uint64) *mrand.Rand {
 	return mrand.New(mrand.NewPCG(seed^(a*0x9e3779b97f4a7c15), b))
 }
 
-// call makes one call of op and records it when rec is not nil.
-func (w *worker) call(ctx context.Context, op string, rec *recorder, measure bool) {
+// call makes one call of op and records it when rec is not nil. Its
+// latency counts from due when that is set (a paced call's scheduled
+// start: the time it waited for the session's previous call counts, as
+// it would for a client that meant to call then), else from its start.
+func (w *worker) call(ctx context.Context, op string, rec *recorder, measure bool, due time.Time) {
 	ident := w.sess.fixed
 	if ident < 0 {
 		ident = w.ten.pick(w.r)
@@ -164,6 +174,9 @@ func (w *worker) call(ctx context.Context, op string, rec *recorder, measure boo
 	}
 	cctx, cancel := context.WithTimeout(withIdent(ctx, ident), w.cfg.CallTimeout)
 	start := time.Now()
+	if !due.IsZero() {
+		start = due
+	}
 	res, err := w.sess.callTool(cctx, req)
 	d := time.Since(start)
 	cancel()
@@ -229,6 +242,9 @@ func Run(ctx context.Context, cfg Config, tgt target, ten *tenants, progress io.
 	if cfg.Sessions < 1 {
 		return nil, fmt.Errorf("--sessions %d must be at least 1: %w", cfg.Sessions, errUsage)
 	}
+	if cfg.Rate < 0 || math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0) {
+		return nil, fmt.Errorf("--rate %v must be a positive number of calls a second, or 0 for closed loops: %w", cfg.Rate, errUsage)
+	}
 	if cfg.Calls < 1 && cfg.Duration <= 0 {
 		return nil, fmt.Errorf("give --calls (at least 1) or --duration: %w", errUsage)
 	}
@@ -236,7 +252,7 @@ func Run(ctx context.Context, cfg Config, tgt target, ten *tenants, progress io.
 	_, _ = rand.Read(rb[:])
 	runID := hex.EncodeToString(rb[:])
 	vocab := newVocabulary(2000)
-	rep := &Report{Describe: cfg.Describe, Client: cfg.Client, Sessions: cfg.Sessions, Mix: cfg.MixText, Ops: map[string]OpStats{}}
+	rep := &Report{Describe: cfg.Describe, Client: cfg.Client, Sessions: cfg.Sessions, Rate: cfg.Rate, Mix: cfg.MixText, Ops: map[string]OpStats{}}
 
 	// Connect every session.
 	sessions := make([]*session, cfg.Sessions)
@@ -284,7 +300,7 @@ func Run(ctx context.Context, cfg Config, tgt target, ten *tenants, progress io.
 			w := &worker{cfg: &cfg, sess: sessions[g%len(sessions)], ten: ten, vocab: vocab, run: runID, n: 1000 + g, r: newRand(cfg.Seed, uint64(g), 3)}
 			wg.Go(func() {
 				for range jobs {
-					w.call(ctx, opAdd, recs[g], false)
+					w.call(ctx, opAdd, recs[g], false, time.Time{})
 				}
 			})
 		}
@@ -310,17 +326,31 @@ func Run(ctx context.Context, cfg Config, tgt target, ten *tenants, progress io.
 		fmt.Fprintf(progress, "preloaded %d in %s (%.0f adds/s)\n", rep.Preloaded, rep.PreloadTime.Round(time.Millisecond), float64(rep.Preloaded)/rep.PreloadTime.Seconds())
 	}
 
-	// Warm up, then measure: each session is a closed loop.
+	// Warm up, then measure: each session is a closed loop, or with a
+	// rate calls on its schedule: every Sessions/Rate, the sessions' starts
+	// spread evenly over that period.
 	phase := func(measure bool, calls int, d time.Duration) []*recorder {
 		recs := make([]*recorder, len(workers))
+		begin := time.Now()
 		var deadline time.Time
 		if d > 0 {
-			deadline = time.Now().Add(d)
+			deadline = begin.Add(d)
+		}
+		var every time.Duration
+		if cfg.Rate > 0 {
+			every = time.Duration(float64(cfg.Sessions) / cfg.Rate * float64(time.Second))
 		}
 		for i, w := range workers {
 			recs[i] = newRecorder()
 			wg.Go(func() {
 				for n := 0; ctx.Err() == nil; n++ {
+					var due time.Time
+					if every > 0 {
+						due = begin.Add(every*time.Duration(n) + every*time.Duration(i)/time.Duration(cfg.Sessions))
+						if d > 0 && due.After(deadline) {
+							return
+						}
+					}
 					if d > 0 {
 						if time.Now().After(deadline) {
 							return
@@ -328,7 +358,10 @@ func Run(ctx context.Context, cfg Config, tgt target, ten *tenants, progress io.
 					} else if n >= calls {
 						return
 					}
-					w.call(ctx, cfg.Mix.pick(w.r), recs[i], measure)
+					if wait := time.Until(due); wait > 0 && !sleepCtx(ctx, wait) {
+						return
+					}
+					w.call(ctx, cfg.Mix.pick(w.r), recs[i], measure, due)
 				}
 			})
 		}
@@ -396,6 +429,19 @@ func Run(ctx context.Context, cfg Config, tgt target, ten *tenants, progress io.
 		rep.Verify = &v
 	}
 	return rep, nil
+}
+
+// sleepCtx sleeps for d, or until ctx ends; it reports whether it slept
+// the whole time.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // writeAllocs writes the allocations made so far (pprof's allocs

@@ -257,6 +257,74 @@ func TestRunHTTP(t *testing.T) {
 	}
 }
 
+// TestRunPaced checks --rate: calls start on their schedule, never ahead
+// of it, and a call that starts late because the session's previous call
+// ran long counts the wait in its latency.
+func TestRunPaced(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		delay           time.Duration // the fake embedder's, per add
+		sessions, calls int
+		rate            float64
+		minWall, minMax time.Duration
+	}{
+		// Four sessions each every 40 ms, the last starting 10 ms after the
+		// first: the tenth round is due 9*40+30 ms after the start.
+		{name: "on schedule", sessions: 4, calls: 10, rate: 100, minWall: 390 * time.Millisecond},
+		// One session due every 10 ms whose adds take at least 30 ms: its
+		// tenth call is due at 90 ms, starts after 270 and ends after 300.
+		{name: "late", delay: 30 * time.Millisecond, sessions: 1, calls: 10, rate: 100, minWall: 300 * time.Millisecond, minMax: 210 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := app.New(t.Context(), app.Config{
+				DBPath: filepath.Join(t.TempDir(), "bench.db"), Embedder: "fake", FakeDims: 64, FakeDelay: tc.delay, JanitorInterval: -1,
+			})
+			if err != nil {
+				t.Fatalf("app.New: %v", err)
+			}
+			t.Cleanup(func() { a.Close() })
+			v, err := scope.NewJWTVerifier(t.Context(), scope.JWTConfig{Secret: testSecret})
+			if err != nil {
+				t.Fatalf("NewJWTVerifier: %v", err)
+			}
+			t.Cleanup(v.Close)
+			ts := httptest.NewServer(a.HTTPHandler(app.HTTPConfig{Verifier: v.Verify}))
+			t.Cleanup(ts.Close)
+			ten, err := newTenants(2, 1, "uniform", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tgt, err := newHTTPTarget(ts.URL, testSecret, "", "", ten, time.Hour, tc.sessions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { tgt.close() })
+			cfg := smallConfig(t, tc.sessions, tc.calls)
+			if cfg.Mix, err = parseMix("add=100"); err != nil {
+				t.Fatal(err)
+			}
+			cfg.MixText, cfg.Preload, cfg.Rate = "add=100", 0, tc.rate
+			rep, err := Run(t.Context(), cfg, tgt, ten, io.Discard)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			all := rep.Ops["all"]
+			if n := rep.ErrorCount(); n != 0 || all.Calls != tc.sessions*tc.calls {
+				t.Errorf("%d calls, %d failed (%v), want %d without errors", all.Calls, n, rep.Errors, tc.sessions*tc.calls)
+			}
+			if rep.Wall < tc.minWall {
+				t.Errorf("the run took %s: calls started ahead of their schedule (the last is due after %s)", rep.Wall, tc.minWall)
+			}
+			if all.Max < tc.minMax {
+				t.Errorf("slowest call %s, want at least %s: the wait behind a late call is not counted", all.Max, tc.minMax)
+			}
+			if rep.Verify == nil || rep.Verify.Failed() {
+				t.Errorf("verify = %+v, want nothing lost", rep.Verify)
+			}
+		})
+	}
+}
+
 func TestRunStdio(t *testing.T) {
 	for _, tc := range []struct {
 		shared             bool

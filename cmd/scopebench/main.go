@@ -178,6 +178,7 @@ type RunCmd struct {
 	Procs         int    `name:"procs" help:"Threads running scopebench's own Go code (GOMAXPROCS; 0: one, or all CPUs when the server runs inside scopebench)." placeholder:"N"`
 
 	Sessions     int           `default:"1" help:"Concurrent sessions, each calling in a closed loop."`
+	Rate         float64       `name:"rate" help:"Pace the calls at this many a second in all, each session on a fixed schedule (open loop), latency counted from each call's scheduled start (0: closed loops, as fast as the server answers)." placeholder:"CALLS/S"`
 	Calls        int           `default:"1000" help:"Measured calls per session."`
 	Duration     time.Duration `help:"Measure for this long instead of --calls."`
 	Warmup       time.Duration `default:"1s" help:"Unmeasured calls for this long before measuring."`
@@ -213,7 +214,7 @@ func (c *RunCmd) Run(ctx context.Context) error {
 		return fmt.Errorf("--content-bytes and --preload-concurrency must be positive, --search-limit within 1..100: %w", errUsage)
 	}
 	cfg := Config{
-		Sessions: c.Sessions, Calls: c.Calls, Duration: c.Duration, Warmup: c.Warmup, Mix: m, MixText: c.Mix,
+		Sessions: c.Sessions, Rate: c.Rate, Calls: c.Calls, Duration: c.Duration, Warmup: c.Warmup, Mix: m, MixText: c.Mix,
 		Preload: c.Preload, PreloadConc: c.PreloadConc, ContentBytes: c.ContentBytes, SearchLimit: c.SearchLimit,
 		CallTimeout: c.CallTimeout, Seed: c.Seed, Verify: c.Verify, CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,
 	}

@@ -21,6 +21,10 @@ func (r *Report) print(w io.Writer) {
 		fmt.Fprintf(w, "client: %s\n", r.Client)
 	}
 	fmt.Fprintf(w, "sessions %d, mix %s\n", r.Sessions, r.Mix)
+	if r.Rate > 0 {
+		fmt.Fprintf(w, "paced: %.0f calls/s offered, each session every %s; latency from each call's scheduled start\n",
+			r.Rate, ms(time.Duration(float64(r.Sessions)/r.Rate*float64(time.Second))))
+	}
 	if r.Preloaded > 0 || len(r.PreloadErrors) > 0 {
 		fmt.Fprintf(w, "preload: %d memories in %s (%.0f adds/s)\n", r.Preloaded, r.PreloadTime.Round(time.Millisecond),
 			float64(r.Preloaded)/max(r.PreloadTime.Seconds(), 1e-9))
