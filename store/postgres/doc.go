@@ -53,21 +53,23 @@
 // table.
 //
 // The vector cache. A scope without its own index is ranked by the
-// Store itself from a copy of the scope's vectors in memory (ids, times,
-// tags and vectors, about 3 KB per memory of 768 dimensions, up to
-// [Config].VectorCacheBytes), so the database reads only the winners'
-// rows. Every insert, update or delete of memories bumps, by trigger and
-// in its own transaction, a version per scope it touched (table
-// scope_versions, readable by the runtime role under the same rule as
-// the memories); a search reads the versions of its scopes in the same
-// REPEATABLE READ snapshot as the winners' content and throws its answer
-// away when a copy is older, reloading only the rows that changed. Every
+// Store itself from a copy of the scope's rows in memory (ids, vectors,
+// content, tags, metadata and times, about 3 KB per memory of 768
+// dimensions plus its content, up to [Config].VectorCacheBytes), so the
+// database reads only the scopes' versions. Every insert, update or
+// delete of memories bumps, by trigger and in its own transaction, a
+// version per scope it touched (table scope_versions, readable by the
+// runtime role under the same rule as the memories); a search reads the
+// versions of its scopes under the caller's row-level security and
+// answers from the copies only when each is at its scope's version (a
+// scope the caller may not read has none), else reloads only the rows
+// that changed and searches again. Every
 // replica therefore answers exactly what the database holds, whichever
 // replica or tool wrote it. Scopes larger than a quarter of the budget
 // are ranked in SQL as described above. A copy also keeps its rows'
 // lexemes (as the server stored them in tsv) in an inverted index and
 // ranks the text half with ts_rank's arithmetic, so that a hybrid search
-// reads nothing but the versions and its hits' rows; ties rank the newer
+// reads nothing but the versions; ties rank the newer
 // row first, then the higher id, in SQL and in the cache alike. It does
 // so when the query's words are ASCII letters and digits (PostgreSQL
 // keeps those as they are) and the copy holds every row of its scope;

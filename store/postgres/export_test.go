@@ -1,9 +1,12 @@
 package postgres
 
 import (
+	"context"
+	"errors"
 	"time"
 
 	"github.com/scopemem/scopemem/scope"
+	"github.com/scopemem/scopemem/store"
 )
 
 // DupVectorSQL is the nearest-vector duplicate check, for plan tests.
@@ -78,3 +81,21 @@ func (s *Store) VectorCachePatches() int64 { return s.vecs.patches.Load() }
 // VectorCacheChecks is how many scopes' duplicate checks the store's
 // copies answered (the SQL statement reading nothing).
 func (s *Store) VectorCacheChecks() int64 { return s.vecs.checked.Load() }
+
+// SearchCopyAs ranks the store's copy of scope sc of id's org (a search
+// of sc must have loaded it) for vec as id would, skipping the scope
+// checks Search makes before: what is left is the database's answer to
+// the scope's version under id's row-level security. ok is false when
+// the copy did not answer.
+func (s *Store) SearchCopyAs(ctx context.Context, id scope.Identity, sc scope.Scope, vec []float32, limit int) (hits []store.Hit, ok bool, err error) {
+	snap := s.vecs.get(cacheKey{org: id.Org, sc: sc, dims: len(vec)})
+	if snap == nil {
+		return nil, false, errors.New("no copy of the scope")
+	}
+	scopes := []scope.Scope{sc}
+	kinds, sids := scopeArrays(scopes)
+	sh := searchShape{dims: len(vec), scopes: 1, vector: true, cached: true}
+	hits, _, ok, err = s.searchAllCached(ctx, id, store.Query{Vector: vec, Limit: limit}, sh, scopes, kinds, sids,
+		[]*scopeVecs{snap}, vec, nil, limit, 50, time.Now())
+	return hits, ok, err
+}

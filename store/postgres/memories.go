@@ -334,6 +334,7 @@ func (s *Store) queueInsert(ctx context.Context, b *pgx.Batch, id scope.Identity
 			}
 			out[i] = store.Added{Memory: m}
 			r.id, r.created, r.expires, r.tags, r.vec = m.ID, m.CreatedAt, m.ExpiresAt, m.Tags, vecs[i].Slice()
+			r.text = &rowText{content: m.Content, metadata: m.Metadata, createdBy: m.CreatedBy, updated: m.UpdatedAt.UnixNano()}
 			added.rows = append(added.rows, r)
 			added.scopes = append(added.scopes, m.Scope)
 		}

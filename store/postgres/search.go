@@ -668,14 +668,31 @@ func fuseKey(snap, row int32) uint64 { return uint64(snap+1)<<32 | uint64(uint32
 
 // searchAllCached answers a search whose halves both rank from the copies
 // snaps (lexemes: the query's, sorted; none without a text half): the
-// database reads only the scopes' versions and the content of the hits,
-// in one REPEATABLE READ snapshot. When every candidate is of one scope,
-// store.Fuse compares no content, so it runs before the read and only
-// the limit winners are read; otherwise every candidate is. stale is the
-// scopes' versions when some copy is older (search again with them), ok
-// false when the cache cannot answer (search in SQL).
+// hits, content included, come from the copies, and the database reads
+// only the scopes' versions, under the caller's row-level security (the
+// policy of scope_versions is that of memories): a scope the identity may
+// not see has no version there, and a copy answers only when the
+// database's version is the copy's, that is when the copy holds exactly
+// the scope's rows. stale is the scopes' versions when some copy is older
+// (search again with them), ok false when the cache cannot answer
+// (search in SQL).
 func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.Query, sh searchShape, scopes []scope.Scope, kinds, sids []string,
 	snaps []*scopeVecs, vec []float32, lexemes []string, limit, n int, now time.Time) (_ []store.Hit, stale map[scope.Scope]int64, ok bool, _ error) {
+	versions := make(map[scope.Scope]int64, len(scopes))
+	err := s.readBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
+		// A generic plan: left to choose, PostgreSQL plans the versions'
+		// statement anew on every search.
+		b.Queue(searchSettingsSQL, "force_generic_plan")
+		queueVersions(b, id.Org, kinds, sids, versions)
+	})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	for i, sc := range scopes {
+		if versions[sc] != snaps[i].version {
+			return nil, versions, false, nil
+		}
+	}
 	// sims holds the similarity of the vector half's hits (1 - dist): a
 	// text hit among them needs no second dot product.
 	sims := make(map[[2]int32]float64, n)
@@ -706,8 +723,11 @@ func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.
 			case !ok:
 				sim = store.Dot(vec, rv)
 			}
+			t := &v.texts[h.row]
+			// The fusion reads the id, scope, content and creation time;
+			// the winners get the whole memory below.
 			out[i] = store.Candidate{
-				Memory:     store.Memory{ID: v.ids[h.row], Org: id.Org, Scope: scopes[h.snap], CreatedAt: time.Unix(0, v.created[h.row])},
+				Memory:     store.Memory{ID: v.ids[h.row], Org: id.Org, Scope: scopes[h.snap], Content: t.content, CreatedAt: time.Unix(0, v.created[h.row])},
 				Vector:     rv,
 				Similarity: sim,
 				Key:        fuseKey(h.snap, h.row),
@@ -722,72 +742,18 @@ func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.
 		halves = 2
 		byText = candidates(rankText(snaps, lexemes, q.Tags, now, n), false)
 	}
-	one := true // the candidates are all of one scope
-	for _, list := range [][]store.Candidate{byVec, byText} {
-		for _, c := range list {
-			one = one && c.Scope == byVec[0].Scope // byText's rows are in byVec's scopes
+	hits := store.Fuse(byVec, byText, halves, limit, q.MinScore)
+	for i := range hits {
+		h := &hits[i]
+		si := slices.Index(scopes, h.Scope)
+		if si < 0 {
+			return nil, nil, false, fmt.Errorf("vector cache: hit %s of scope %s the search does not name", h.ID, h.Scope.Qualified())
 		}
-	}
-	var (
-		hits []store.Hit
-		ids  []string
-	)
-	if one {
-		hits = store.Fuse(byVec, byText, halves, limit, q.MinScore)
-		for _, h := range hits {
-			ids = append(ids, h.ID)
+		row, found := snaps[si].index[h.ID]
+		if !found {
+			return nil, nil, false, fmt.Errorf("vector cache: hit %s is not in its copy", h.ID)
 		}
-	} else {
-		seen := make(map[string]bool, len(byVec)+len(byText))
-		for _, list := range [][]store.Candidate{byVec, byText} {
-			for _, c := range list {
-				if !seen[c.ID] {
-					seen[c.ID] = true
-					ids = append(ids, c.ID)
-				}
-			}
-		}
+		h.Memory = snaps[si].memory(int(row), id.Org, h.Scope)
 	}
-	versions := make(map[scope.Scope]int64, len(scopes))
-	read := make(map[string]store.Memory, len(ids))
-	err := s.readBatchWith(ctx, beginSnapshot, settings{id: id}, func(b *pgx.Batch) {
-		b.Queue(searchSettingsSQL, "force_generic_plan")
-		queueVersions(b, id.Org, kinds, sids, versions)
-		b.Queue(fetchSQL, id.Org, ids).Query(func(rows pgx.Rows) error { return scanMemories(rows, read) })
-	})
-	if err != nil {
-		return nil, nil, false, err
-	}
-	for i, sc := range scopes {
-		if versions[sc] != snaps[i].version {
-			return nil, versions, false, nil
-		}
-	}
-	// The copies are the scopes' rows, so every id is there; a row of a
-	// scope the search does not name could only come from a fault of the
-	// cache, and row-level security still holds behind this check.
-	fill := func(m *store.Memory) bool {
-		got, found := read[m.ID]
-		if !found || got.Scope != m.Scope {
-			return false
-		}
-		*m = got
-		return true
-	}
-	if one {
-		for i := range hits {
-			if !fill(&hits[i].Memory) {
-				return nil, nil, false, nil
-			}
-		}
-		return hits, nil, true, nil
-	}
-	for _, list := range [][]store.Candidate{byVec, byText} {
-		for i := range list {
-			if !fill(&list[i].Memory) {
-				return nil, nil, false, nil
-			}
-		}
-	}
-	return store.Fuse(byVec, byText, halves, limit, q.MinScore), nil, true, nil
+	return hits, nil, true, nil
 }

@@ -232,9 +232,17 @@ func sameAsSQL(t *testing.T, cached, plain *postgres.Store, id scope.Identity, q
 		t.Fatalf("cached %v, SQL %v", ids(got), ids(want))
 	}
 	for j := range got {
-		if math.Abs(got[j].Similarity-want[j].Similarity) > 1e-5 || got[j].Score != want[j].Score ||
-			got[j].Content != want[j].Content || !slices.Equal(got[j].Tags, want[j].Tags) || !got[j].CreatedAt.Equal(want[j].CreatedAt) {
+		if math.Abs(got[j].Similarity-want[j].Similarity) > 1e-5 || got[j].Score != want[j].Score || !sameMemory(got[j].Memory, want[j].Memory) {
 			t.Errorf("hit %d: cached %+v, SQL %+v", j, got[j], want[j])
 		}
 	}
+}
+
+// sameMemory reports whether a and b are the same memory, every field
+// alike (times as instants).
+func sameMemory(a, b store.Memory) bool {
+	return a.ID == b.ID && a.Org == b.Org && a.Scope == b.Scope && a.Content == b.Content &&
+		slices.Equal(a.Tags, b.Tags) && string(a.Metadata) == string(b.Metadata) && a.CreatedBy == b.CreatedBy &&
+		a.CreatedAt.Equal(b.CreatedAt) && a.UpdatedAt.Equal(b.UpdatedAt) &&
+		(a.ExpiresAt == nil) == (b.ExpiresAt == nil) && (a.ExpiresAt == nil || a.ExpiresAt.Equal(*b.ExpiresAt))
 }

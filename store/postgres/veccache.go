@@ -3,6 +3,7 @@ package postgres
 import (
 	"container/list"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -24,16 +25,15 @@ import (
 // Ranking a scope's rows by cosine in PostgreSQL visits every row: for a
 // scope of 1,000 memories that is 500 heap pages of 3 KB rows and about
 // 0.7 µs of server time per row, on every search. A Store therefore keeps
-// a copy of the vectors of the scopes it searches (ids, creation and
-// expiry times, tags and vectors, no content) and ranks them itself; the
-// database still answers every search, in one round trip that reads the
-// versions of the scopes (table scope_versions, bumped by a trigger in
-// the same transaction as every insert, update or delete of memories,
-// whoever makes it) and the content of the winners by primary key, under
-// row-level security and in one REPEATABLE READ snapshot. When a version
-// differs from the copy's, the copy is out of date: the search is thrown
-// away, the scope reloaded (only the rows that changed carry their
-// vector: the rows are compared by id and xmin) and the search run again;
+// a copy of the rows of the scopes it searches (ids, vectors, content,
+// tags, metadata, author and times) and ranks them itself; the database
+// still answers every search, in one round trip that reads the versions
+// of the scopes (table scope_versions, bumped by a trigger in the same
+// transaction as every insert, update or delete of memories, whoever
+// makes it) under row-level security. When a version differs from the
+// copy's, the copy is out of date: the search is thrown away, the scope
+// reloaded (only the rows that changed carry their vector and content:
+// the rows are compared by id and xmin) and the search run again;
 // if the versions still move, the search runs in SQL as it does without
 // the cache. So a cached search answers what the SQL search would in the
 // same snapshot, except that a copy of more than exactRows rows is
@@ -43,8 +43,13 @@ import (
 //
 // Isolation: an entry is keyed by org and scope, loaded under the
 // searching identity's row-level security, and used only for scopes that
-// identity may see; the content of every hit is read from the database
-// under row-level security in the same transaction as the versions.
+// identity may see (Search's check on the verified identity) and whose
+// version the database shows that identity on this search: the policy of
+// scope_versions is that of memories, so a scope the database would not
+// let the identity read has no version for it, and its copy does not
+// answer (TestCopiesAnswerOnlyWhatTheDatabaseLets). A search whose text
+// half the copies cannot rank reads its hits' content in SQL, under
+// row-level security, in one snapshot with the versions.
 //
 // Scopes with their own HNSW index are not cached (their searches use the
 // index); neither is a scope whose copy would take more than a quarter of
@@ -72,6 +77,7 @@ type scopeVecs struct {
 	created []int64 // Unix nanoseconds
 	expires []int64 // Unix nanoseconds, 0 for never
 	tags    [][]string
+	texts   []rowText
 	vecs    []float32 // len(ids) x dims, unit length
 	index   map[string]int32
 	bytes   int64
@@ -94,6 +100,39 @@ type scopeVecs struct {
 	// unused and this copy may be extended into it; taken by the first
 	// appendRows, so two copies never write one array.
 	tail atomic.Bool
+}
+
+// rowText is the rest of a copied row's memory: what a search returns
+// beyond the id, scope, tags and times the ranking reads.
+type rowText struct {
+	content   string
+	metadata  json.RawMessage
+	createdBy string
+	updated   int64 // Unix nanoseconds
+}
+
+// size is what t adds to a copy's bytes.
+func (t rowText) size() int64 {
+	return int64(len(t.content)+len(t.metadata)+len(t.createdBy)) + 64
+}
+
+// memory returns row i of v, of org and scope sc, as the store returns
+// it. Its tags and metadata are its own: the copy's stay unchanged.
+func (v *scopeVecs) memory(i int, org string, sc scope.Scope) store.Memory {
+	t := v.texts[i]
+	m := store.Memory{ID: v.ids[i], Org: org, Scope: sc, Content: t.content, CreatedBy: t.createdBy,
+		CreatedAt: time.Unix(0, v.created[i]), UpdatedAt: time.Unix(0, t.updated)}
+	if len(v.tags[i]) > 0 {
+		m.Tags = slices.Clone(v.tags[i])
+	}
+	if t.metadata != nil {
+		m.Metadata = slices.Clone(t.metadata)
+	}
+	if v.expires[i] != 0 {
+		exp := time.Unix(0, v.expires[i])
+		m.ExpiresAt = &exp
+	}
+	return m
 }
 
 // vec returns row i's vector.
@@ -277,11 +316,14 @@ const scopeSizeSQL = `SELECT COALESCE((SELECT version FROM scope_versions
 // loadScopeSQL reads the rows of scope ($2, $3) of org $1 with a vector
 // of $4 dimensions, unless the scope holds more than $7 rows. A row whose
 // (id, xmin) is in ($5, $6), the copy being refreshed, comes without its
-// vector: it has not changed; it comes without its lexemes too unless $8
-// (the previous copy has none).
+// vector, content and metadata: it has not changed; it comes without its
+// lexemes too unless $8 (the previous copy has none).
 const loadScopeSQL = `SELECT m.id::text, m.xmin::text::bigint, m.created_at, m.expires_at, m.tags,
 		CASE WHEN k.id IS NULL THEN m.embedding END,
-		CASE WHEN k.id IS NULL OR $8 THEN m.tsv::text END
+		CASE WHEN k.id IS NULL OR $8 THEN m.tsv::text END,
+		CASE WHEN k.id IS NULL THEN m.content END,
+		CASE WHEN k.id IS NULL THEN m.metadata::text END,
+		m.created_by, m.updated_at
 	FROM memories m
 	LEFT JOIN unnest($5::text[]::uuid[], $6::bigint[]) AS k(id, x) ON k.id = m.id AND k.x = m.xmin::text::bigint
 	WHERE m.org_id = $1 AND m.scope_kind = $2 AND m.scope_id = $3
@@ -374,14 +416,23 @@ func (s *Store) loadCopies(ctx context.Context, id scope.Identity, scopes []scop
 			b.Queue(loadScopeSQL, id.Org, string(sc.Kind), sc.ID, dims, knownIDs, knownX, maxRows, noText).Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var (
-						r   loadedRow
-						emb *pgvector.Vector
+						r             loadedRow
+						emb           *pgvector.Vector
+						content, meta *string
+						by            string
+						updated       time.Time
 					)
-					if err := rows.Scan(&r.id, &r.xmin, &r.created, &r.expires, &r.tags, &emb, &r.tsv); err != nil {
+					if err := rows.Scan(&r.id, &r.xmin, &r.created, &r.expires, &r.tags, &emb, &r.tsv, &content, &meta, &by, &updated); err != nil {
 						return err
 					}
 					if emb != nil {
 						r.vec = emb.Slice()
+					}
+					if content != nil {
+						r.text = &rowText{content: *content, createdBy: by, updated: updated.UnixNano()}
+						if meta != nil {
+							r.text.metadata = json.RawMessage(*meta)
+						}
 					}
 					got[j].rows = append(got[j].rows, r)
 				}
@@ -406,8 +457,8 @@ func (s *Store) loadCopies(ctx context.Context, id scope.Identity, scopes []scop
 	return out, ok, nil
 }
 
-// loadedRow is one row of loadScopeSQL; vec is nil when the row is
-// unchanged since the previous copy.
+// loadedRow is one row of loadScopeSQL; vec and text are nil when the
+// row is unchanged since the previous copy.
 type loadedRow struct {
 	id      string
 	xmin    int64
@@ -415,11 +466,12 @@ type loadedRow struct {
 	expires *time.Time
 	tags    []string
 	vec     []float32
+	text    *rowText
 	tsv     *string // tsv::text, nil when unchanged and the previous copy has it
 }
 
 // buildScopeVecs makes the copy of a scope at version from its rows,
-// taking the vectors (and lexemes) of unchanged rows from old; whole
+// taking the vectors, texts (and lexemes) of unchanged rows from old; whole
 // says the rows are all of the scope's, so the copy can rank text.
 func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int, whole bool) (*scopeVecs, error) {
 	n := len(rows)
@@ -431,24 +483,30 @@ func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int, w
 		created: make([]int64, n, spare),
 		expires: make([]int64, n, spare),
 		tags:    make([][]string, n, spare),
+		texts:   make([]rowText, n, spare),
 		vecs:    make([]float32, n*dims, spare*dims),
 		index:   make(map[string]int32, n),
 	}
 	v.tail.Store(true)
 	from := make([]int32, n) // each row's row in old; -1: it came with its vector
 	for i, r := range rows {
-		vec := r.vec
+		vec, text := r.vec, r.text
 		from[i] = -1
-		if vec == nil {
+		if vec == nil || text == nil {
 			j, ok := int32(-1), false
 			if old != nil {
 				j, ok = old.index[r.id]
 			}
 			if !ok || old.xmins[j] != r.xmin {
-				return nil, fmt.Errorf("vector cache: row %s came without its vector but is not in the previous copy", r.id)
+				return nil, fmt.Errorf("vector cache: row %s came without its vector or content but is not in the previous copy", r.id)
 			}
-			vec = old.vec(int(j), dims)
-			from[i] = j
+			if vec == nil {
+				vec = old.vec(int(j), dims)
+				from[i] = j
+			}
+			if text == nil {
+				text = &old.texts[j]
+			}
 		}
 		if len(vec) != dims {
 			return nil, fmt.Errorf("vector cache: row %s has %d dimensions, want %d", r.id, len(vec), dims)
@@ -461,8 +519,9 @@ func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int, w
 		if len(r.tags) > 0 {
 			v.tags[i] = r.tags
 		}
+		v.texts[i] = *text
 		v.index[r.id] = int32(i)
-		v.bytes += int64(len(r.id)) + 64 + int64(4*dims)
+		v.bytes += int64(len(r.id)) + 64 + int64(4*dims) + text.size()
 		for _, t := range r.tags {
 			v.bytes += int64(len(t)) + 16
 		}
@@ -709,19 +768,19 @@ func (s *Store) patchCopies(org string, dims int, a addedRows) {
 func (v *scopeVecs) appendRows(version int64, rows []loadedRow, dims int) (*scopeVecs, error) {
 	n := len(v.ids)
 	for _, r := range rows {
-		if len(r.vec) != dims || r.tsv == nil {
-			return nil, fmt.Errorf("vector cache: row %s lacks its vector or lexemes", r.id)
+		if len(r.vec) != dims || r.tsv == nil || r.text == nil {
+			return nil, fmt.Errorf("vector cache: row %s lacks its vector, content or lexemes", r.id)
 		}
 		if _, dup := v.index[r.id]; dup {
 			return nil, fmt.Errorf("vector cache: row %s is in the copy already", r.id)
 		}
 	}
-	ids, xmins, created, expires, tags, vecs := v.ids, v.xmins, v.created, v.expires, v.tags, v.vecs
+	ids, xmins, created, expires, tags, texts, vecs := v.ids, v.xmins, v.created, v.expires, v.tags, v.texts, v.vecs
 	codes, prefix := v.codes, v.prefix
 	if !v.tail.CompareAndSwap(true, false) {
 		// Another copy extends v already: append to copies of the arrays.
-		ids, xmins, created, expires, tags, vecs = slices.Clip(ids), slices.Clip(xmins), slices.Clip(created),
-			slices.Clip(expires), slices.Clip(tags), slices.Clip(vecs)
+		ids, xmins, created, expires, tags, texts, vecs = slices.Clip(ids), slices.Clip(xmins), slices.Clip(created),
+			slices.Clip(expires), slices.Clip(tags), slices.Clip(texts), slices.Clip(vecs)
 		codes, prefix = slices.Clip(codes), slices.Clip(prefix)
 	}
 	w := &scopeVecs{version: version, text: v.text, index: maps.Clone(v.index), bytes: v.bytes,
@@ -737,8 +796,9 @@ func (v *scopeVecs) appendRows(version int64, rows []loadedRow, dims int) (*scop
 			exp = r.expires.UnixNano()
 		}
 		expires, tags, vecs = append(expires, exp), append(tags, r.tags), append(vecs, r.vec...)
+		texts = append(texts, *r.text)
 		w.index[r.id] = i
-		w.bytes += int64(len(r.id)) + 64 + int64(4*dims)
+		w.bytes += int64(len(r.id)) + 64 + int64(4*dims) + r.text.size()
 		for _, t := range r.tags {
 			w.bytes += int64(len(t)) + 16
 		}
@@ -758,7 +818,7 @@ func (v *scopeVecs) appendRows(version int64, rows []loadedRow, dims int) (*scop
 			return nil, fmt.Errorf("vector cache: row %s: %w", r.id, err)
 		}
 	}
-	w.ids, w.xmins, w.created, w.expires, w.tags, w.vecs = ids, xmins, created, expires, tags, vecs
+	w.ids, w.xmins, w.created, w.expires, w.tags, w.texts, w.vecs = ids, xmins, created, expires, tags, texts, vecs
 	if recentre(len(w.ids), w.meanN) {
 		w.codeAll(dims, cap(w.ids))
 	} else {

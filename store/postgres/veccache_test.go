@@ -2,11 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -114,6 +117,20 @@ func TestVectorCacheFollowsOtherWriters(t *testing.T) {
 				t.Errorf("hits %v, want the updated memory %s first with its new content", ids(hits), changed)
 			}
 		}},
+		{"update content, tags and metadata", func(t *testing.T, other *postgres.Store, _ *pgtest.Database, first []store.Hit) string {
+			// The vector stays: only what the copy returns besides it
+			// changes.
+			content, tags, meta := "memory 0, rewritten", []string{"edited"}, json.RawMessage(`{"rev":2}`)
+			if _, err := other.Update(t.Context(), alice, first[0].ID, store.Patch{Content: &content, Tags: &tags, Metadata: &meta, Vector: query}); err != nil {
+				t.Fatal(err)
+			}
+			return first[0].ID
+		}, func(t *testing.T, hits, first []store.Hit, changed string) {
+			if len(hits) == 0 || hits[0].ID != changed || hits[0].Content != "memory 0, rewritten" ||
+				!slices.Equal(hits[0].Tags, []string{"edited"}) || string(hits[0].Metadata) != `{"rev": 2}` || !hits[0].UpdatedAt.After(first[0].UpdatedAt) {
+				t.Errorf("hits %v, first %+v: want %s first, with its new content, tags, metadata and update time", ids(hits), hits[0].Memory, changed)
+			}
+		}},
 		{"purge", func(t *testing.T, other *postgres.Store, _ *pgtest.Database, _ []store.Hit) string {
 			if _, err := other.Purge(t.Context(), alice, scope.Target{Kind: scope.TargetScope, Scope: user}); err != nil {
 				t.Fatal(err)
@@ -184,8 +201,17 @@ func TestVectorCacheMatchesSQL(t *testing.T) {
 		var ms []store.NewMemory
 		for i := range 60 {
 			content := fmt.Sprintf("%s note %d on %s and %s", sc.Qualified(), i, words[i%5], words[(i/5)%5])
-			ms = append(ms, store.NewMemory{Scope: sc, Content: content, Tags: []string{words[i%3]},
-				Vector: storetest.Mix(storetest.RandomVector(uint64(i%7), dims), storetest.RandomVector(uint64(1000+i), dims), 0.8)})
+			m := store.NewMemory{Scope: sc, Content: content, Tags: []string{words[i%3]},
+				Vector: storetest.Mix(storetest.RandomVector(uint64(i%7), dims), storetest.RandomVector(uint64(1000+i), dims), 0.8)}
+			// Every field a hit returns, from the copy or from SQL.
+			if i%4 == 1 {
+				m.Metadata = json.RawMessage(fmt.Sprintf(`{"n":%d,"about":%q}`, i, words[i%5]))
+			}
+			if i%5 == 2 {
+				exp := time.Now().Add(time.Duration(i) * time.Hour).Truncate(time.Microsecond)
+				m.ExpiresAt = &exp
+			}
+			ms = append(ms, m)
 		}
 		if _, err := cached.Add(t.Context(), alice, ms); err != nil {
 			t.Fatal(err)
@@ -207,6 +233,50 @@ func TestVectorCacheMatchesSQL(t *testing.T) {
 	}
 	if cached.VectorCacheBytes() == 0 {
 		t.Error("the vector cache holds nothing after the searches")
+	}
+}
+
+// TestCopiesAnswerOnlyWhatTheDatabaseLets: a copy's rows, content
+// included, reach only an identity to which the database, under its
+// row-level security, shows the scope's version; even when the checks
+// before (Search's, on the verified identity) are skipped.
+func TestCopiesAnswerOnlyWhatTheDatabaseLets(t *testing.T) {
+	const dims = storetest.Dims
+	s, _ := pgtest.NewStore(t)
+	if err := s.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
+		t.Fatal(err)
+	}
+	alice := storetest.Member("acme", "alice")
+	own := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	query := storetest.RandomVector(7, dims)
+	var ms []store.NewMemory
+	for i := range 20 {
+		ms = append(ms, store.NewMemory{Scope: own, Content: fmt.Sprintf("alice's note %d", i), Vector: storetest.RandomVector(uint64(i+1), dims)})
+	}
+	if _, err := s.Add(t.Context(), alice, ms); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Search(t.Context(), alice, store.Query{Vector: query, Limit: 5, Scopes: []scope.Scope{own}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		id     scope.Identity
+		answer bool
+	}{
+		{"the owner", alice, true},
+		{"another user of the org", storetest.Member("acme", "bob"), false},
+		{"another team's member", storetest.Member("acme", "carol", "ops"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hits, ok, err := s.SearchCopyAs(t.Context(), tc.id, own, query, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != tc.answer || (len(hits) > 0) != tc.answer {
+				t.Errorf("copy answered %v with %d hits, want %v", ok, len(hits), tc.answer)
+			}
+		})
 	}
 }
 

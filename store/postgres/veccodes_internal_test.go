@@ -37,7 +37,8 @@ func codedRows(r *rand.Rand, first, n, dims int) []loadedRow {
 		}
 		store.Normalize(v)
 		tsv := fmt.Sprintf("'row%d':1", first+i)
-		rows[i] = loadedRow{id: fmt.Sprint(first + i), xmin: 1, created: time.Unix(int64(first+i), 0), vec: v, tsv: &tsv}
+		rows[i] = loadedRow{id: fmt.Sprint(first + i), xmin: 1, created: time.Unix(int64(first+i), 0), vec: v, tsv: &tsv,
+			text: &rowText{content: "row " + fmt.Sprint(first+i)}}
 	}
 	return rows
 }
