@@ -45,7 +45,8 @@ type Config struct {
 	// DefaultEFSearch. Ordinary scopes are searched exactly and ignore it.
 	EFSearch int
 	// VectorCacheBytes is about how much memory the copies of searched
-	// scopes' vectors may take (see the store's vector cache). Zero means
+	// scopes' rows (vectors and content) may take (see the store's vector
+	// cache). Zero means
 	// DefaultVectorCacheBytes; negative turns the cache off, so every
 	// search ranks its rows in SQL.
 	VectorCacheBytes int64

@@ -450,6 +450,9 @@ func (s *Store) loadCopies(ctx context.Context, id scope.Identity, scopes []scop
 			v, ok = &scopeVecs{version: got[j].version, tooBig: true, checked: now, bytes: 64}, false
 		} else if v, err = buildScopeVecs(got[j].version, got[j].rows, out[i], dims, got[j].count == int64(len(got[j].rows))); err != nil {
 			return nil, false, err
+		} else if v.bytes > s.vecs.budget/4 {
+			// Few enough rows, but their content makes the copy too large.
+			v, ok = &scopeVecs{version: got[j].version, tooBig: true, checked: now, bytes: 64}, false
 		}
 		s.vecs.put(cacheKey{org: id.Org, sc: scopes[i], dims: dims}, v)
 		out[i] = v
@@ -752,8 +755,8 @@ func (s *Store) patchCopies(org string, dims int, a addedRows) {
 			continue
 		}
 		v, err := old.appendRows(after, added, dims)
-		if err != nil {
-			continue // the next search reloads the scope
+		if err != nil || v.bytes > s.vecs.budget/4 {
+			continue // the next search reloads the scope (or finds it too large)
 		}
 		s.vecs.patches.Add(1)
 		s.vecs.put(key, v)

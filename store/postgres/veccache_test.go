@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -277,6 +278,37 @@ func TestCopiesAnswerOnlyWhatTheDatabaseLets(t *testing.T) {
 				t.Errorf("copy answered %v with %d hits, want %v", ok, len(hits), tc.answer)
 			}
 		})
+	}
+}
+
+// TestVectorCacheBudgetCountsContent: a scope whose rows are few but
+// whose content would take more than a quarter of the cache is searched
+// in SQL, not copied.
+func TestVectorCacheBudgetCountsContent(t *testing.T) {
+	const dims = storetest.Dims
+	_, d := pgtest.NewStore(t)
+	small := openStore(t, d, postgres.Config{VectorCacheBytes: 4 << 20})
+	if err := small.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
+		t.Fatal(err)
+	}
+	plain := openStore(t, d, postgres.Config{VectorCacheBytes: -1})
+	alice := storetest.Member("acme", "alice")
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	var ms []store.NewMemory
+	for i := range 40 {
+		// 40 rows of 30 KB: 1.2 MB of content, more than a quarter of 4 MB.
+		ms = append(ms, store.NewMemory{Scope: user, Content: fmt.Sprintf("note %d ", i) + strings.Repeat("long text ", 3<<10),
+			Vector: storetest.RandomVector(uint64(i+1), dims)})
+	}
+	if _, err := small.Add(t.Context(), alice, ms); err != nil {
+		t.Fatal(err)
+	}
+	q := store.Query{Vector: storetest.RandomVector(3, dims), Limit: 5, Scopes: []scope.Scope{user}}
+	for range 2 { // the first search also learns which scopes have an index
+		sameAsSQL(t, small, plain, alice, q)
+	}
+	if n := small.VectorCacheBytes(); n > 1<<20 {
+		t.Errorf("the cache holds %d bytes after searching a scope of 1.2 MB of content, want it left out (a quarter of the budget is 1 MB)", n)
 	}
 }
 
