@@ -693,8 +693,11 @@ func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.
 			return nil, versions, false, nil
 		}
 	}
-	// sims holds the similarity of the vector half's hits (1 - dist): a
-	// text hit among them needs no second dot product.
+	// sims holds the similarity of the vector half's hits (1 - dist). A
+	// text hit among them needs no second dot product, and one that is
+	// not gets its own only if it wins (store.Fuse reads a candidate's
+	// similarity only to report it): its vector, read from main memory,
+	// costs as much as the dot product.
 	sims := make(map[[2]int32]float64, n)
 	// The candidates only live until store.Fuse has copied the winners
 	// out: their slices (about 230 bytes a candidate, a few hundred a
@@ -715,13 +718,10 @@ func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.
 			v := snaps[h.snap]
 			rv := v.vec(int(h.row), sh.dims)
 			key := [2]int32{h.snap, h.row}
-			sim, ok := sims[key]
-			switch {
-			case vectorHalf:
+			var sim float64
+			if vectorHalf {
 				sim = 1 - h.dist
 				sims[key] = sim
-			case !ok:
-				sim = store.Dot(vec, rv)
 			}
 			t := &v.texts[h.row]
 			// The fusion reads the id, scope, content and creation time;
@@ -754,6 +754,11 @@ func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.
 			return nil, nil, false, fmt.Errorf("vector cache: hit %s is not in its copy", h.ID)
 		}
 		h.Memory = snaps[si].memory(int(row), id.Org, h.Scope)
+		if sim, ok := sims[[2]int32{int32(si), row}]; ok {
+			h.Similarity = sim
+		} else {
+			h.Similarity = store.Dot(vec, snaps[si].vec(int(row), sh.dims))
+		}
 	}
 	return hits, nil, true, nil
 }
