@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -288,7 +287,7 @@ func (p *protector) protect(next http.Handler) http.Handler {
 			if body, ok = p.readBody(w, r); !ok {
 				return
 			}
-			if json.Unmarshal(body, &call) != nil {
+			if call, ok = readToolCall(body); !ok {
 				call = toolCall{} // not taken by p.calls either
 			} else if call.Method != "" && !strings.HasPrefix(call.Method, "notifications/") {
 				p.guard.countCall(id.Org)

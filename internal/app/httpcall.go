@@ -75,13 +75,9 @@ func (c *httpCalls) serve(ctx context.Context, w http.ResponseWriter, r *http.Re
 		call.Method != string(mcp.MethodToolsCall) || len(call.ID) == 0 || string(call.ID) == "null" {
 		return false
 	}
-	var params callParams
-	if json.Unmarshal(call.Params, &params) != nil || !c.plain[params.Name] {
+	name, metaVersion, ok := readCallParams(call.Params)
+	if !ok || !c.plain[name] {
 		return false
-	}
-	metaVersion := ""
-	if raw, ok := params.Meta[mcp.MetaKeyProtocolVersion]; ok && json.Unmarshal(raw, &metaVersion) != nil {
-		metaVersion = ""
 	}
 	headerVersion := r.Header.Get(mcp.HeaderProtocolVersion)
 	modern := mcp.IsModernProtocol(metaVersion) || mcp.IsModernProtocol(headerVersion)
