@@ -202,31 +202,40 @@ func checkClean(t *testing.T, rep *Report, wantCalls int) {
 	}
 }
 
-func TestRunHTTP(t *testing.T) {
+// serveHTTP serves a SQLite app (fake embedder of 64 dimensions, delay
+// per call) over httptest, verifying HS256 tokens signed with testSecret
+// for issuer and audience (none when empty), and returns it with a target
+// of conns connections whose identities are ten's.
+func serveHTTP(t *testing.T, delay time.Duration, issuer, audience string, ten *tenants, conns int) (*app.App, *httpTarget) {
+	t.Helper()
 	a, err := app.New(t.Context(), app.Config{
-		DBPath: filepath.Join(t.TempDir(), "bench.db"), Embedder: "fake", FakeDims: 64, JanitorInterval: -1,
+		DBPath: filepath.Join(t.TempDir(), "bench.db"), Embedder: "fake", FakeDims: 64, FakeDelay: delay, JanitorInterval: -1,
 	})
 	if err != nil {
 		t.Fatalf("app.New: %v", err)
 	}
 	t.Cleanup(func() { a.Close() })
-	v, err := scope.NewJWTVerifier(t.Context(), scope.JWTConfig{Secret: testSecret, Issuer: "bench-issuer", Audience: "bench-aud"})
+	v, err := scope.NewJWTVerifier(t.Context(), scope.JWTConfig{Secret: testSecret, Issuer: issuer, Audience: audience})
 	if err != nil {
 		t.Fatalf("NewJWTVerifier: %v", err)
 	}
 	t.Cleanup(v.Close)
 	ts := httptest.NewServer(a.HTTPHandler(app.HTTPConfig{Verifier: v.Verify}))
 	t.Cleanup(ts.Close)
-
-	ten, err := newTenants(5, 2, "zipf", 1.1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tgt, err := newHTTPTarget(ts.URL, testSecret, "bench-issuer", "bench-aud", ten, time.Hour, 4)
+	tgt, err := newHTTPTarget(ts.URL, testSecret, issuer, audience, ten, time.Hour, conns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tgt.close() })
+	return a, tgt
+}
+
+func TestRunHTTP(t *testing.T) {
+	ten, err := newTenants(5, 2, "zipf", 1.1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, tgt := serveHTTP(t, 0, "bench-issuer", "bench-aud", ten, 4)
 	rep, err := Run(t.Context(), smallConfig(t, 4, 75), tgt, ten, io.Discard)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -276,29 +285,11 @@ func TestRunPaced(t *testing.T) {
 		{name: "late", delay: 30 * time.Millisecond, sessions: 1, calls: 10, rate: 100, minWall: 300 * time.Millisecond, minMax: 210 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := app.New(t.Context(), app.Config{
-				DBPath: filepath.Join(t.TempDir(), "bench.db"), Embedder: "fake", FakeDims: 64, FakeDelay: tc.delay, JanitorInterval: -1,
-			})
-			if err != nil {
-				t.Fatalf("app.New: %v", err)
-			}
-			t.Cleanup(func() { a.Close() })
-			v, err := scope.NewJWTVerifier(t.Context(), scope.JWTConfig{Secret: testSecret})
-			if err != nil {
-				t.Fatalf("NewJWTVerifier: %v", err)
-			}
-			t.Cleanup(v.Close)
-			ts := httptest.NewServer(a.HTTPHandler(app.HTTPConfig{Verifier: v.Verify}))
-			t.Cleanup(ts.Close)
 			ten, err := newTenants(2, 1, "uniform", 1)
 			if err != nil {
 				t.Fatal(err)
 			}
-			tgt, err := newHTTPTarget(ts.URL, testSecret, "", "", ten, time.Hour, tc.sessions)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { tgt.close() })
+			_, tgt := serveHTTP(t, tc.delay, "", "", ten, tc.sessions)
 			cfg := smallConfig(t, tc.sessions, tc.calls)
 			if cfg.Mix, err = parseMix("add=100"); err != nil {
 				t.Fatal(err)
