@@ -14,28 +14,26 @@ import (
 // &call) does, reporting whether that would fail, but reads only the
 // members it keeps (id, method, params) and passes over the others
 // without decoding them: it runs for every request of the streamable
-// HTTP transport. What it cannot read that way (a body that is not an
-// object, an escaped key, a key encoding/json would match only without
-// regard to case, a repeated member, a method that is not a plain
-// string) goes to json.Unmarshal.
+// HTTP transport. A repeated member's last value counts, as there. What
+// it cannot read that way (a body that is not an object, an escaped key,
+// a key encoding/json would match only without regard to case, a method
+// that is not a plain string) goes to json.Unmarshal.
 func readToolCall(body []byte) (call toolCall, ok bool) {
 	if !json.Valid(body) {
 		return toolCall{}, false
 	}
-	sure, method := true, false
+	sure := true
 	object := jsonscan.Fields(body, func(key, val []byte) bool {
 		switch {
 		case bytes.IndexByte(key, '\\') >= 0:
 			sure = false
 		case string(key) == "id":
-			sure = call.ID == nil
 			call.ID = val
 		case string(key) == "params":
-			sure = call.Params == nil
 			call.Params = val
 		case string(key) == "method":
-			sure = !method && plainString(val)
-			method = true
+			// null leaves the method as it was, as json.Unmarshal does.
+			sure = plainString(val)
 			if sure && val[0] == '"' {
 				call.Method = string(val[1 : len(val)-1])
 			}
@@ -69,15 +67,16 @@ func readCallParams(params []byte) (name, metaVersion string, ok bool) {
 		}
 		return p.Name, metaVersion, true
 	}
-	var nameSeen, metaSeen bool
-	sure := true
+	// A repeated name counts by its last value, as in json.Unmarshal; a
+	// repeated _meta does not (json.Unmarshal merges the objects, and a
+	// null clears them), nor does a version repeated in one.
+	metaSeen, sure := false, true
 	object := jsonscan.Fields(params, func(key, val []byte) bool {
 		switch {
 		case bytes.IndexByte(key, '\\') >= 0:
 			sure = false
 		case string(key) == "name":
-			sure = !nameSeen && plainString(val)
-			nameSeen = true
+			sure = plainString(val)
 			if sure && val[0] == '"' {
 				name = string(val[1 : len(val)-1])
 			}
