@@ -230,7 +230,7 @@ func (s *Store) addInTx(ctx context.Context, id scope.Identity, ms []store.NewMe
 	if err := t.send(ctx, b, false); err != nil {
 		return nil, err
 	}
-	found, err := dup.finish(ctx, t)
+	found, err := dup.finish()
 	if err != nil {
 		return nil, err
 	}

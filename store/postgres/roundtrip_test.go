@@ -107,9 +107,9 @@ func (c *turnCounter) count(t *testing.T, f func() error) int64 {
 // cache's copies loaded (two runs before the one counted): an add is
 // two (BEGIN, identity, locks and duplicate checks; insert and COMMIT),
 // whether it stores, finds a stored duplicate or finds one in the vector
-// cache (which then reads its content: three), and once the scope's copy
-// is cached whether or not a search loaded it; a search and list_scopes
-// are one.
+// cache (whose copy holds its content), and once the scope's copy is
+// cached whether or not a search loaded it; a search and list_scopes are
+// one.
 func TestRoundTrips(t *testing.T) {
 	first, d := pgtest.NewStore(t)
 	if err := first.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
@@ -174,7 +174,7 @@ func TestRoundTrips(t *testing.T) {
 			m := storetest.New(user, "new memory 0, said again")
 			m.Vector = storetest.Vector("new memory 0", storetest.Dims)
 			return add(withCache, m)
-		}, 1 + 3},
+		}, 1 + 2},
 		{"search", func(run int) error { return search(plain, run) }, 1},
 		{"search, vector cache", func(run int) error { return search(withCache, run) }, 1},
 		{"list scopes", func(int) error {

@@ -641,25 +641,6 @@ func allText(snaps []*scopeVecs) bool {
 	return true
 }
 
-// fetchSQL reads the memories of ids ($2) of org $1, under row-level
-// security, by primary key. The ids are bound as text: pgx has no binary
-// encoding of []string as uuid[], and building the error that says so
-// before falling back to text cost about 2% of a search.
-const fetchSQL = `SELECT ` + memoryCols + ` FROM memories m WHERE m.org_id = $1 AND m.id = ANY($2::text[]::uuid[])`
-
-// scanMemories reads rows of memoryCols into read, by id.
-func scanMemories(rows pgx.Rows, read map[string]store.Memory) error {
-	defer rows.Close()
-	for rows.Next() {
-		m, err := scanMemory(rows)
-		if err != nil {
-			return err
-		}
-		read[m.ID] = m
-	}
-	return rows.Err()
-}
-
 // candidatePool holds the candidate slices of searchAllCached.
 var candidatePool = sync.Pool{New: func() any { return new([]store.Candidate) }}
 
@@ -745,13 +726,15 @@ func (s *Store) searchAllCached(ctx context.Context, id scope.Identity, q store.
 	hits := store.Fuse(byVec, byText, halves, limit, q.MinScore)
 	for i := range hits {
 		h := &hits[i]
+		// Every hit is a row of the copy of a scope the search names; if
+		// a fault of the cache said otherwise, the search runs in SQL.
 		si := slices.Index(scopes, h.Scope)
 		if si < 0 {
-			return nil, nil, false, fmt.Errorf("vector cache: hit %s of scope %s the search does not name", h.ID, h.Scope.Qualified())
+			return nil, nil, false, nil
 		}
 		row, found := snaps[si].index[h.ID]
 		if !found {
-			return nil, nil, false, fmt.Errorf("vector cache: hit %s is not in its copy", h.ID)
+			return nil, nil, false, nil
 		}
 		h.Memory = snaps[si].memory(int(row), id.Org, h.Scope)
 		if sim, ok := sims[[2]int32{int32(si), row}]; ok {

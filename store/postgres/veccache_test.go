@@ -486,8 +486,8 @@ func TestVectorCacheFollowsOwnAdds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got[0].Duplicate || got[0].ID != first[42].ID || got[0].Content != ms[42].Content {
-		t.Errorf("near-duplicate add = %+v, want memory %s (duplicate)", got[0], first[42].ID)
+	if !got[0].Duplicate || !sameMemory(got[0].Memory, first[42].Memory) {
+		t.Errorf("near-duplicate add = %+v, want memory %+v (duplicate), every field as stored", got[0], first[42].Memory)
 	}
 
 	// Another store adds first: this store's copy is behind, so its own

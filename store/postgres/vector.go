@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"time"
@@ -152,41 +151,24 @@ func (s *Store) queueDuplicates(b *pgx.Batch, org string, ms []store.NewMemory,
 
 // finish returns, once the statements queueDuplicates queued have run,
 // each new memory's duplicate or nil. A duplicate the vector cache found
-// costs one more round trip on t, for its content.
-func (d *dupCheck) finish(ctx context.Context, t *batchTx) ([]*store.Memory, error) {
+// comes from the copy, which the versions just read show is current.
+func (d *dupCheck) finish() ([]*store.Memory, error) {
 	// The copies that were current answered the vector check.
-	var fromCopy []string
 	for _, g := range d.groups {
 		if g.copy == nil || g.copy.version != d.versions[g.scope] {
 			continue
 		}
 		d.cache.checked.Add(1)
-		for _, id := range g.near {
-			if id != "" {
-				fromCopy = append(fromCopy, id)
-			}
-		}
-	}
-	if len(fromCopy) > 0 {
-		read := map[string]store.Memory{}
-		rows, err := t.Query(ctx, fetchSQL, d.org, fromCopy)
-		if err != nil {
-			return nil, err
-		}
-		if err := scanMemories(rows, read); err != nil {
-			return nil, err
-		}
-		for _, g := range d.groups {
-			if g.copy == nil || g.copy.version != d.versions[g.scope] {
+		for j, id := range g.near {
+			if id == "" {
 				continue
 			}
-			for j, id := range g.near {
-				if m, ok := read[id]; ok && m.Scope == g.scope {
-					d.byVec[g.idx[j]] = &m
-				} else if id != "" {
-					return nil, fmt.Errorf("duplicate check: memory %s of the current copy of %s is not in the database", id, g.scope.Qualified())
-				}
+			row, ok := g.copy.index[id]
+			if !ok {
+				return nil, fmt.Errorf("duplicate check: memory %s is not in the copy of %s that found it", id, g.scope.Qualified())
 			}
+			m := g.copy.memory(int(row), d.org, g.scope)
+			d.byVec[g.idx[j]] = &m
 		}
 	}
 	for i := range d.byHash {
