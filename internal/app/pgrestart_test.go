@@ -135,7 +135,10 @@ func TestPostgresRestart(t *testing.T) {
 		// store timeout and this much more, never longer.
 		slack  = 2 * time.Second
 		outage = 3 * time.Second
-		freeze = storeTimeout + 1500*time.Millisecond
+		// unavailablePause is how long a session waits after the
+		// store unavailable error.
+		unavailablePause = 20 * time.Millisecond
+		freeze           = storeTimeout + 1500*time.Millisecond
 	)
 	a := newApp(t, func(c *app.Config) {
 		c.DatabaseURL, c.MigrateURL = d.RuntimeURL, d.OwnerURL
@@ -246,6 +249,11 @@ func TestPostgresRestart(t *testing.T) {
 						rc.id = addedID(t, res)
 					case res.IsError && strings.HasPrefix(text(res), "store unavailable, retry"):
 						rc.unavailable = true
+						// A client retries a moment later, as the
+						// error says; without the pause a stopped
+						// database fails thousands of adds a second,
+						// each retried one by one below.
+						time.Sleep(unavailablePause)
 					case res.IsError:
 						t.Errorf("session %d: %s failed with %q, want success or the store unavailable, retry error", i, tc.tool, text(res))
 					}
