@@ -52,7 +52,7 @@ func (a *App) ServeStdio(ctx context.Context, id scope.Identity, in io.Reader, o
 	})
 	// Listen gets a context that only ends once input has ended and the
 	// calls in flight are answered: cancelling it would cancel them.
-	err := s.Listen(context.WithoutCancel(ctx), tr.reader(ctx, in, DefaultDrainTimeout, a.log, calls), w)
+	err := s.Listen(context.WithoutCancel(ctx), tr.reader(ctx, awaitInput(in, w), DefaultDrainTimeout, a.log, calls), w)
 	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -288,7 +288,26 @@ type countingWriter struct {
 	out  io.Writer
 	mu   sync.Mutex
 	part []byte
+	// wrote is when the last write ended, as time since processStart
+	// (0: nothing written yet).
+	wrote atomic.Int64
 }
+
+// processStart is the origin of countingWriter.wrote.
+var processStart = time.Now()
+
+// sinceWrite returns how long ago the last write to w ended, or a day
+// when nothing was written yet.
+func (w *countingWriter) sinceWrite() time.Duration {
+	wrote := w.wrote.Load()
+	if wrote == 0 {
+		return 24 * time.Hour
+	}
+	return time.Since(processStart) - time.Duration(wrote)
+}
+
+// written records a write that just ended.
+func (w *countingWriter) written() { w.wrote.Store(int64(max(time.Since(processStart), 1))) }
 
 func (w *countingWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
@@ -306,6 +325,7 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 		w.part = w.part[i+1:]
 	}
 	w.mu.Unlock()
+	w.written()
 	if responses > 0 {
 		w.t.add(-responses)
 	}
@@ -316,8 +336,9 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 // request counted by take), between mcp-go's writes.
 func (w *countingWriter) writeLine(line []byte) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	_, err := w.out.Write(line)
+	w.mu.Unlock()
+	w.written()
 	return err
 }
 
