@@ -17,8 +17,10 @@ import (
 // answer written just before or long ago, and counts the polls: a server
 // that answered nothing lately never polls, one that just answered polls
 // only until awaitAfterAnswer has passed, and every byte (or end of file)
-// comes through.
+// comes through. The wait is 20 ms here, so that a busy machine's
+// scheduling does not decide the outcome.
 func TestAwaitInput(t *testing.T) {
+	const wait = 20 * time.Millisecond
 	tests := []struct {
 		name     string
 		answered bool          // an answer was written just before the read
@@ -27,11 +29,11 @@ func TestAwaitInput(t *testing.T) {
 		polls    bool          // whether the read may poll at all
 	}{
 		{name: "request already there", answered: true, polls: true},
-		{name: "request during the wait", answered: true, after: 50 * time.Microsecond, polls: true},
-		{name: "request after the wait", answered: true, after: 20 * time.Millisecond, polls: true},
-		{name: "client gone during the wait", answered: true, after: 50 * time.Microsecond, close: true, polls: true},
-		{name: "idle server", after: 5 * time.Millisecond},
-		{name: "idle server, client gone", after: 5 * time.Millisecond, close: true},
+		{name: "request during the wait", answered: true, after: wait / 10, polls: true},
+		{name: "request after the wait", answered: true, after: 4 * wait, polls: true},
+		{name: "client gone during the wait", answered: true, after: wait / 10, close: true, polls: true},
+		{name: "idle server", after: wait / 4},
+		{name: "idle server, client gone", after: wait / 4, close: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,6 +48,7 @@ func TestAwaitInput(t *testing.T) {
 			if !ok {
 				t.Fatalf("awaitInput(%T) does not poll", pr)
 			}
+			r.wait = wait
 			var polls, lastPoll atomic.Int64
 			poll := r.poll
 			r.poll = func() bool {
@@ -91,11 +94,10 @@ func TestAwaitInput(t *testing.T) {
 			if polls.Load() == 0 {
 				t.Fatal("no poll after an answer")
 			}
-			// Polling stops once awaitAfterAnswer has passed since the
-			// answer (one last poll may start just before that).
-			if last := time.Duration(lastPoll.Load()); at > answered+10*awaitAfterAnswer && last > answered+5*awaitAfterAnswer {
+			// Polling stops once the wait has passed since the answer.
+			if last := time.Duration(lastPoll.Load()); at > answered+3*wait && last > answered+2*wait {
 				t.Fatalf("polled until %v after the answer (the request came %v after it); want polling to stop %v after it",
-					last-answered, at-answered, awaitAfterAnswer)
+					last-answered, at-answered, wait)
 			}
 		})
 	}
@@ -126,6 +128,7 @@ func TestAwaitInputFile(t *testing.T) {
 	defer f.Close()
 	w := newDrainTracker().writer(io.Discard)
 	r := awaitInput(f, w).(*awaitingReader)
+	r.wait = time.Second // however slowly this test runs
 	polls := 0
 	poll := r.poll
 	r.poll = func() bool { polls++; return poll() }
