@@ -446,12 +446,14 @@ func (s *Store) loadCopies(ctx context.Context, id scope.Identity, scopes []scop
 	ok = true
 	for j, i := range load {
 		var v *scopeVecs
-		if got[j].count > maxRows {
-			v, ok = &scopeVecs{version: got[j].version, tooBig: true, checked: now, bytes: 64}, false
-		} else if v, err = buildScopeVecs(got[j].version, got[j].rows, out[i], dims, got[j].count == int64(len(got[j].rows))); err != nil {
-			return nil, false, err
-		} else if v.bytes > s.vecs.budget/4 {
-			// Few enough rows, but their content makes the copy too large.
+		if got[j].count <= maxRows {
+			if v, err = buildScopeVecs(got[j].version, got[j].rows, out[i], dims, got[j].count == int64(len(got[j].rows))); err != nil {
+				return nil, false, err
+			}
+		}
+		// Too many rows, or few enough but their content makes the copy
+		// too large.
+		if v == nil || v.bytes > s.vecs.budget/4 {
 			v, ok = &scopeVecs{version: got[j].version, tooBig: true, checked: now, bytes: 64}, false
 		}
 		s.vecs.put(cacheKey{org: id.Org, sc: scopes[i], dims: dims}, v)
