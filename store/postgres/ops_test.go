@@ -36,10 +36,7 @@ func TestOps(t *testing.T) {
 // TestReindexNeedsOwner checks that the runtime role cannot reindex: it
 // would read and rewrite every org.
 func TestReindexNeedsOwner(t *testing.T) {
-	s, _ := pgtest.NewStore(t)
-	if err := s.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newEmbeddingStore(t)
 	target := store.EmbedderInfo{Provider: "p", Model: "m", Dimensions: 4}
 	calls := []struct {
 		name string

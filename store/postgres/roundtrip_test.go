@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/scopemem/scopemem/internal/pgtest"
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
 	"github.com/scopemem/scopemem/store/postgres"
@@ -111,10 +110,7 @@ func (c *turnCounter) count(t *testing.T, f func() error) int64 {
 // cached whether or not a search loaded it; a search and list_scopes are
 // one.
 func TestRoundTrips(t *testing.T) {
-	first, d := pgtest.NewStore(t)
-	if err := first.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
-		t.Fatal(err)
-	}
+	_, d := newEmbeddingStore(t)
 	u, err := url.Parse(d.RuntimeURL)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,17 @@ import (
 	"github.com/scopemem/scopemem/store/storetest"
 )
 
+// newEmbeddingStore is pgtest.NewStore with storetest's embedder
+// recorded, ready for adds and searches.
+func newEmbeddingStore(t *testing.T) (*postgres.Store, *pgtest.Database) {
+	t.Helper()
+	s, d := pgtest.NewStore(t)
+	if err := s.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
+		t.Fatal(err)
+	}
+	return s, d
+}
+
 // TestContractWithoutVectorCache runs the contract suite with every
 // search ranked in SQL, the path a store takes without the vector cache
 // and for scopes too large for it.
@@ -37,10 +48,7 @@ func TestContractWithoutVectorCache(t *testing.T) {
 // cache: every search of plain ranks in SQL.
 func cachedAndPlain(t *testing.T) (cached, plain *postgres.Store, d *pgtest.Database) {
 	t.Helper()
-	cached, d = pgtest.NewStore(t)
-	if err := cached.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
-		t.Fatal(err)
-	}
+	cached, d = newEmbeddingStore(t)
 	return cached, openStore(t, d, postgres.Config{VectorCacheBytes: -1}), d
 }
 
@@ -156,10 +164,7 @@ func TestVectorCacheFollowsOtherWriters(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cached, d := pgtest.NewStore(t)
-			if err := cached.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
-				t.Fatal(err)
-			}
+			cached, d := newEmbeddingStore(t)
 			other := openStore(t, d, postgres.Config{})
 			var ms []store.NewMemory
 			for i := range 40 {
@@ -243,10 +248,7 @@ func TestVectorCacheMatchesSQL(t *testing.T) {
 // before (Search's, on the verified identity) are skipped.
 func TestCopiesAnswerOnlyWhatTheDatabaseLets(t *testing.T) {
 	const dims = storetest.Dims
-	s, _ := pgtest.NewStore(t)
-	if err := s.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newEmbeddingStore(t)
 	alice := storetest.Member("acme", "alice")
 	own := scope.Scope{Kind: scope.KindUser, ID: "alice"}
 	query := storetest.RandomVector(7, dims)
@@ -386,10 +388,7 @@ func TestScopeVersionsRowLevelSecurity(t *testing.T) {
 // once and all answer from it.
 func TestVectorCacheOneLoadForConcurrentSearches(t *testing.T) {
 	const dims = storetest.Dims
-	s, d := pgtest.NewStore(t)
-	if err := s.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
-		t.Fatal(err)
-	}
+	s, d := newEmbeddingStore(t)
 	alice := storetest.Member("acme", "alice")
 	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
 	var ms []store.NewMemory
