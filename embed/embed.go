@@ -80,16 +80,20 @@ func normalize(v []float32) error {
 	var sum float64
 	for _, x := range v {
 		f := float64(x)
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return fmt.Errorf("vector holds NaN or Inf values: %w", ErrBadVector)
-		}
 		sum += f * f
+	}
+	// A NaN or an infinity makes the sum one too: the values are only
+	// looked at one by one then.
+	if math.IsNaN(sum) || math.IsInf(sum, 0) {
+		for _, x := range v {
+			if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+				return fmt.Errorf("vector holds NaN or Inf values: %w", ErrBadVector)
+			}
+		}
+		return fmt.Errorf("vector values overflow: %w", ErrBadVector)
 	}
 	if sum == 0 {
 		return fmt.Errorf("vector is all zeros: %w", ErrBadVector)
-	}
-	if math.IsInf(sum, 0) {
-		return fmt.Errorf("vector values overflow: %w", ErrBadVector)
 	}
 	inv := 1 / math.Sqrt(sum)
 	for i, x := range v {
