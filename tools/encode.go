@@ -5,7 +5,8 @@ import (
 	"math"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/scopemem/scopemem/internal/jsonscan"
 )
 
 // jsonAppender is an output that writes its own JSON, byte for byte what
@@ -24,26 +25,6 @@ func encodeOutput(out any) ([]byte, error) {
 		return a.appendJSON(make([]byte, 0, a.jsonSize()))
 	}
 	return json.Marshal(out)
-}
-
-// appendJSONString appends s as encoding/json writes it (HTML characters
-// escaped, invalid UTF-8 replaced): plain ASCII directly, anything else
-// through encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, err := json.Marshal(s)
-			if err != nil {
-				// Marshal of a string cannot fail; keep the output valid.
-				return append(b, `""`...)
-			}
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // appendJSONFloat appends f as encoding/json writes a float64.
@@ -120,11 +101,11 @@ func (o SearchMemoryOutput) appendJSON(b []byte) ([]byte, error) {
 func (h *SearchHit) appendJSON(b []byte) ([]byte, error) {
 	var err error
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, h.ID)
+	b = jsonscan.AppendString(b, h.ID)
 	b = append(b, `,"content":`...)
-	b = appendJSONString(b, h.Content)
+	b = jsonscan.AppendString(b, h.Content)
 	b = append(b, `,"scope":`...)
-	b = appendJSONString(b, h.Scope)
+	b = jsonscan.AppendString(b, h.Scope)
 	b = append(b, `,"score":`...)
 	if b, err = appendJSONFloat(b, h.Score); err != nil {
 		return nil, err
@@ -138,7 +119,7 @@ func (h *SearchHit) appendJSON(b []byte) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, t)
+			b = jsonscan.AppendString(b, t)
 		}
 		b = append(b, ']')
 	}
@@ -151,7 +132,7 @@ func (h *SearchHit) appendJSON(b []byte) ([]byte, error) {
 		b = append(b, m...)
 	}
 	b = append(b, `,"created_by":`...)
-	b = appendJSONString(b, h.CreatedBy)
+	b = jsonscan.AppendString(b, h.CreatedBy)
 	b = append(b, `,"created_at":`...)
 	if b, err = appendJSONTime(b, h.CreatedAt); err != nil {
 		return nil, err

@@ -222,28 +222,19 @@ func appendMessage(b []byte, msg mcp.JSONRPCMessage) ([]byte, error) {
 		case mcp.CallToolResult:
 			r = &v
 		}
-		if text, ok := plainToolResult(r); ok {
-			id, err := json.Marshal(resp.ID)
-			var meta []byte
-			if err == nil && r.Meta != nil {
-				meta, err = json.Marshal(r.Meta)
-			}
-			if err == nil {
-				// The text grows by its escapes: a few per cent for
-				// prose, more for JSON.
-				b = slices.Grow(b, 128+len(id)+len(meta)+len(text)+len(text)/8+len(r.RawStructuredContent))
-				return appendToolResponse(b, id, meta, r, text), nil
-			}
+		if out, ok := appendToolResponse(b, resp.ID, r); ok {
+			return out, nil
 		}
 	}
 	j, err := json.Marshal(msg)
 	return append(b, j...), err
 }
 
-// plainToolResult returns the text of r when appendToolResponse writes
+// plainToolResult returns the text of r when appendToolResponse may write
 // r as json.Marshal would: r is not nil, holds one text block with no
-// annotations or metadata, no input requests, and its structured
-// content, if any, is raw JSON that needs no compacting or escaping.
+// annotations or metadata, and no input requests. Its structured
+// content, if any, is raw JSON (appendToolResponse checks that it needs
+// no compacting or escaping).
 func plainToolResult(r *mcp.CallToolResult) (string, bool) {
 	if r == nil || len(r.InputRequests) > 0 || r.RequestState != "" || len(r.Content) != 1 {
 		return "", false
@@ -252,17 +243,44 @@ func plainToolResult(r *mcp.CallToolResult) (string, bool) {
 	if !ok || tc.Annotations != nil || tc.Meta != nil || tc.Type != "text" {
 		return "", false
 	}
-	if len(r.RawStructuredContent) == 0 {
-		return tc.Text, r.StructuredContent == nil
+	if len(r.RawStructuredContent) == 0 && r.StructuredContent != nil {
+		return "", false
 	}
-	return tc.Text, compactAndSafe(r.RawStructuredContent)
+	return tc.Text, true
 }
 
 // appendToolResponse appends the response with id to a tools/call whose
-// result r (see plainToolResult) holds text and, when not nil, the
-// metadata meta (r.Meta encoded), with the members in the order
-// json.Marshal writes the map mcp-go encodes a result through.
-func appendToolResponse(b, id, meta []byte, r *mcp.CallToolResult, text string) []byte {
+// result is r, as json.Marshal writes it (with the members in the order
+// of the map mcp-go encodes a result through), when r is a
+// plainToolResult whose structured content needs no compacting or
+// escaping; otherwise it reports false and b is to be written another
+// way.
+func appendToolResponse(b []byte, rid mcp.RequestId, r *mcp.CallToolResult) ([]byte, bool) {
+	text, ok := plainToolResult(r)
+	if !ok {
+		return b, false
+	}
+	raw := r.RawStructuredContent
+	// A tool here returns the JSON of its output both as its text and as
+	// its structured content: written together, in one pass.
+	mirrored := len(raw) > 0 && text == string(raw)
+	if len(raw) > 0 && !mirrored && !compactAndSafe(raw) {
+		return b, false
+	}
+	id, err := json.Marshal(rid)
+	if err != nil {
+		return b, false
+	}
+	var meta []byte
+	if r.Meta != nil {
+		if meta, err = json.Marshal(r.Meta); err != nil {
+			return b, false
+		}
+	}
+	start := len(b)
+	// The text grows by its escapes: a few per cent for prose, more for
+	// JSON.
+	b = slices.Grow(b, 128+len(id)+len(meta)+len(text)+len(text)/8+len(raw))
 	b = append(b, `{"jsonrpc":"2.0","id":`...)
 	b = append(b, id...)
 	b = append(b, `,"result":{`...)
@@ -272,21 +290,119 @@ func appendToolResponse(b, id, meta []byte, r *mcp.CallToolResult, text string) 
 		b = append(b, ',')
 	}
 	b = append(b, `"content":[{"type":"text","text":`...)
-	b = appendJSONString(b, text)
+	if mirrored {
+		if b, ok = appendQuotedJSON(b, raw); !ok {
+			return b[:start], false
+		}
+	} else {
+		b = jsonscan.AppendString(b, text)
+	}
 	b = append(b, "}]"...)
 	if r.IsError {
 		b = append(b, `,"isError":true`...)
 	}
 	if r.ResultType != "" {
 		b = append(b, `,"resultType":`...)
-		b = appendJSONString(b, string(r.ResultType))
+		b = jsonscan.AppendString(b, string(r.ResultType))
 	}
-	if len(r.RawStructuredContent) > 0 {
+	if len(raw) > 0 {
 		b = append(b, `,"structuredContent":`...)
-		b = append(b, r.RawStructuredContent...)
+		b = append(b, raw...)
 	}
-	return append(b, "}}"...)
+	return append(b, "}}"...), true
 }
+
+// appendQuotedJSON appends raw, taken to be valid JSON, as json.Marshal
+// writes it as a string, when raw is also what json.Marshal makes of it
+// as JSON (see compactAndSafe): one pass checks the one and writes the
+// other. Such JSON holds no control characters, HTML characters, U+2028,
+// U+2029 or white space outside its strings, so its quotes and
+// backslashes are all that its string form escapes; its other non-ASCII
+// bytes must be valid UTF-8 (json.Marshal replaces invalid bytes in a
+// string). It reports false, having written part of it, otherwise.
+func appendQuotedJSON(b, raw []byte) ([]byte, bool) {
+	b = append(b, '"')
+	inString := false
+	start := 0
+	for i := 0; i < len(raw); i++ {
+		if inString {
+			// Most of the JSON is inside strings, passed over up to
+			// the first byte that needs a look.
+			if i += jsonscan.PlainPrefix(raw[i:]); i >= len(raw) {
+				break
+			}
+		}
+		switch quotedClass[raw[i]] {
+		case quotedPlain:
+			continue
+		case quotedSpace:
+			if !inString {
+				return b, false
+			}
+			continue
+		case quotedQuote:
+			inString = !inString
+			b = append(b, raw[start:i]...)
+			b = append(b, '\\', '"')
+		case quotedBackslash:
+			// Only inside a string, where it escapes the byte after it:
+			// one of "\/bfnrtu, of which the first two are escaped again.
+			if !inString || i+1 >= len(raw) {
+				return b, false
+			}
+			b = append(b, raw[start:i]...)
+			b = append(b, '\\', '\\')
+			i++
+			switch c := raw[i]; c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '/', 'b', 'f', 'n', 'r', 't', 'u':
+				b = append(b, c)
+			default:
+				return b, false
+			}
+		case quotedMultibyte:
+			r, size := utf8.DecodeRune(raw[i:])
+			if r == utf8.RuneError && size == 1 {
+				return b, false
+			}
+			i += size - 1
+			continue
+		default: // quotedRefused
+			return b, false
+		}
+		start = i + 1
+	}
+	b = append(b, raw[start:]...)
+	return append(b, '"'), !inString
+}
+
+// The classes of bytes appendQuotedJSON tells apart.
+const (
+	quotedPlain = iota
+	quotedSpace
+	quotedQuote
+	quotedBackslash
+	quotedMultibyte
+	quotedRefused
+)
+
+// quotedClass is the class of each byte for appendQuotedJSON: control
+// characters, <, > and & are refused, and so is 0xE2, the first byte of
+// U+2028 and U+2029 (and of a few other characters), as compactAndSafe
+// refuses it.
+var quotedClass = func() (c [256]uint8) {
+	for i := range 0x20 {
+		c[i] = quotedRefused
+	}
+	for i := utf8.RuneSelf; i < 256; i++ {
+		c[i] = quotedMultibyte
+	}
+	c[' '] = quotedSpace
+	c['"'], c['\\'] = quotedQuote, quotedBackslash
+	c['<'], c['>'], c['&'], c[0xE2] = quotedRefused, quotedRefused, quotedRefused, quotedRefused
+	return c
+}()
 
 // compactAndSafe reports whether raw, taken to be valid JSON, is already
 // what json.Marshal makes of it: no white space between tokens, and
@@ -327,67 +443,4 @@ var rawClass = [256]uint8{
 	'"': rawQuote, '\\': rawBackslash,
 	' ': rawSpace, '\t': rawSpace, '\n': rawSpace, '\r': rawSpace,
 	'<': rawEscaped, '>': rawEscaped, '&': rawEscaped, 0xE2: rawEscaped,
-}
-
-// jsonSafe marks the ASCII bytes json.Marshal writes unescaped in a
-// string.
-var jsonSafe = func() (safe [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		safe[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-	}
-	return safe
-}()
-
-// appendJSONString appends s quoted as json.Marshal writes a string: HTML
-// characters, U+2028 and U+2029 escaped, invalid UTF-8 replaced by
-// U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

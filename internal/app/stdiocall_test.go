@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/mark3labs/mcp-go/mcp"
 )
@@ -34,6 +35,10 @@ func TestAppendMessage(t *testing.T) {
 	metaToken.Meta = &mcp.Meta{ProgressToken: "t"}
 	two := toolResult(`{}`)
 	two.Content = append(two.Content, mcp.NewTextContent("more"))
+	otherText := toolResult(`{"a":"b"}`)
+	otherText.Content = []mcp.Content{mcp.NewTextContent("a is b")}
+	otherTextSpace := toolResult(`{"a": "b"}`)
+	otherTextSpace.Content = []mcp.Content{mcp.NewTextContent("a is b")}
 	structured := &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent("{}")}, StructuredContent: map[string]any{"a": 1}}
 	for _, tc := range []struct {
 		name   string
@@ -50,6 +55,10 @@ func TestAppendMessage(t *testing.T) {
 		{"raw content with white space", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult(`{"a": [1, 2]}`)), false},
 		{"raw content with HTML", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult(`{"a":"<b>"}`)), false},
 		{"raw content with U+2028", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult("{\"a\":\"\u2028\"}")), false},
+		{"raw content with invalid UTF-8", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult("{\"a\":\"\xff\"}")), false},
+		{"raw content with escapes", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult(`{"a":"\\\"\/\b\f\n\r\t\u00e9\"","b":[{"c":"\\"}]}`)), true},
+		{"raw content and other text", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), otherText), true},
+		{"raw content with white space and other text", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), otherTextSpace), false},
 		{"annotated text", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), annotated), false},
 		{"result metadata", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), meta), true},
 		{"result progress token", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), metaToken), true},
@@ -69,14 +78,16 @@ func TestAppendMessage(t *testing.T) {
 				t.Errorf("appendMessage = %s, %v\nwant %s", got, err, want)
 			}
 			var r *mcp.CallToolResult
+			var id mcp.RequestId
 			if resp, ok := tc.msg.(mcp.JSONRPCResponse); ok {
+				id = resp.ID
 				r, _ = resp.Result.(*mcp.CallToolResult)
 				if v, ok := resp.Result.(mcp.CallToolResult); ok {
 					r = &v
 				}
 			}
-			if _, direct := plainToolResult(r); direct != tc.direct {
-				t.Errorf("plainToolResult = %v, want %v", direct, tc.direct)
+			if _, direct := appendToolResponse(nil, id, r); direct != tc.direct {
+				t.Errorf("appendToolResponse reports %v, want %v", direct, tc.direct)
 			}
 		})
 	}
@@ -84,17 +95,29 @@ func TestAppendMessage(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range []string{"", "plain", `q"b\s`, "<>&", "\u2028\u2029", "\x00\x1f\x7f", "\xff\xfe", "é日本🙂", "\xe2\x80"} {
-		f.Add(s)
+// FuzzAppendQuotedJSON checks appendQuotedJSON against json.Marshal and
+// compactAndSafe: when it reports true it wrote the string json.Marshal
+// writes, for JSON that compactAndSafe takes; and it reports true for all
+// valid JSON in valid UTF-8 that compactAndSafe takes.
+func FuzzAppendQuotedJSON(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":"b c"}`, `{"a": 1}`, `{"a":"\"\\\/\u00e9"}`, `["<"]`, "[\"\u2028\"]", "[\"\xff\"]",
+		`{"results":[{"id":"x","content":"the \"db\"","score":0.5,"tags":[]}]}`, `"\\`, `[1,"`, "[\"é日本\"]", "[\"\t\"]"} {
+		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, err := json.Marshal(s)
-		if err != nil {
-			t.Fatal(err)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := appendQuotedJSON(nil, raw)
+		valid := json.Valid(raw) && utf8.Valid(raw) && compactAndSafe(raw)
+		if valid && !ok {
+			t.Errorf("appendQuotedJSON(%q) reports false for compact, safe JSON", raw)
 		}
-		if got := appendJSONString(nil, s); string(got) != string(want) {
-			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want)
+		if !ok {
+			return
+		}
+		if !valid && json.Valid(raw) {
+			t.Errorf("appendQuotedJSON(%q) reports true for JSON compactAndSafe or utf8.Valid refuses", raw)
+		}
+		if want, _ := json.Marshal(string(raw)); json.Valid(raw) && string(got) != string(want) {
+			t.Errorf("appendQuotedJSON(%q) = %s, want %s", raw, got, want)
 		}
 	})
 }

@@ -1,7 +1,9 @@
 // Package jsonscan reads the top-level members of a JSON object without
 // decoding their values: what the stdio server and the load generator
 // need to tell a message apart (its id, method or result) on every line,
-// where encoding/json would decode the whole message.
+// where encoding/json would decode the whole message. It also writes
+// strings as encoding/json does, without reflection (AppendString), for
+// the tool results the server encodes itself.
 package jsonscan
 
 import (
