@@ -314,8 +314,9 @@ func appendToolResponse(b []byte, rid mcp.RequestId, r *mcp.CallToolResult) ([]b
 
 // appendQuotedJSON appends raw, taken to be valid JSON, as json.Marshal
 // writes it as a string, when raw is also what json.Marshal makes of it
-// as JSON (see compactAndSafe): one pass checks the one and writes the
-// other. Such JSON holds no control characters, HTML characters, U+2028,
+// as JSON: one pass checks the one and writes the other. (Unlike
+// compactAndSafe, it tells U+2028 and U+2029 from the other characters
+// whose encoding begins with 0xE2, such as dashes and curly quotes.) Such JSON holds no control characters, HTML characters, U+2028,
 // U+2029 or white space outside its strings, so its quotes and
 // backslashes are all that its string form escapes; its other non-ASCII
 // bytes must be valid UTF-8 (json.Marshal replaces invalid bytes in a
@@ -362,8 +363,11 @@ func appendQuotedJSON(b, raw []byte) ([]byte, bool) {
 				return b, false
 			}
 		case quotedMultibyte:
+			// json.Marshal escapes U+2028 and U+2029 in JSON too; other
+			// characters (dashes, curly quotes, all but ASCII) it
+			// leaves as they are.
 			r, size := utf8.DecodeRune(raw[i:])
-			if r == utf8.RuneError && size == 1 {
+			if (r == utf8.RuneError && size == 1) || r == '\u2028' || r == '\u2029' {
 				return b, false
 			}
 			i += size - 1
@@ -388,9 +392,7 @@ const (
 )
 
 // quotedClass is the class of each byte for appendQuotedJSON: control
-// characters, <, > and & are refused, and so is 0xE2, the first byte of
-// U+2028 and U+2029 (and of a few other characters), as compactAndSafe
-// refuses it.
+// characters, <, > and & are refused.
 var quotedClass = func() (c [256]uint8) {
 	for i := range 0x20 {
 		c[i] = quotedRefused
@@ -400,7 +402,7 @@ var quotedClass = func() (c [256]uint8) {
 	}
 	c[' '] = quotedSpace
 	c['"'], c['\\'] = quotedQuote, quotedBackslash
-	c['<'], c['>'], c['&'], c[0xE2] = quotedRefused, quotedRefused, quotedRefused, quotedRefused
+	c['<'], c['>'], c['&'] = quotedRefused, quotedRefused, quotedRefused
 	return c
 }()
 

@@ -55,6 +55,7 @@ func TestAppendMessage(t *testing.T) {
 		{"raw content with white space", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult(`{"a": [1, 2]}`)), false},
 		{"raw content with HTML", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult(`{"a":"<b>"}`)), false},
 		{"raw content with U+2028", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult("{\"a\":\"\u2028\"}")), false},
+		{"raw content with dashes and curly quotes", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult("{\"a\":\"it’s — €5 …\"}")), true},
 		{"raw content with invalid UTF-8", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult("{\"a\":\"\xff\"}")), false},
 		{"raw content with escapes", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult(`{"a":"\\\"\/\b\f\n\r\t\u00e9\"","b":[{"c":"\\"}]}`)), true},
 		{"raw content and other text", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), otherText), true},
@@ -95,28 +96,24 @@ func TestAppendMessage(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// FuzzAppendQuotedJSON checks appendQuotedJSON against json.Marshal and
-// compactAndSafe: when it reports true it wrote the string json.Marshal
-// writes, for JSON that compactAndSafe takes; and it reports true for all
-// valid JSON in valid UTF-8 that compactAndSafe takes.
+// FuzzAppendQuotedJSON checks appendQuotedJSON against json.Marshal: it
+// reports true exactly for valid JSON in valid UTF-8 that json.Marshal
+// writes unchanged, and then writes the string json.Marshal writes.
 func FuzzAppendQuotedJSON(f *testing.F) {
-	for _, s := range []string{`{}`, `{"a":"b c"}`, `{"a": 1}`, `{"a":"\"\\\/\u00e9"}`, `["<"]`, "[\"\u2028\"]", "[\"\xff\"]",
+	for _, s := range []string{`{}`, `{"a":"b c"}`, `{"a": 1}`, `{"a":"\"\\\/\u00e9"}`, `["<"]`, "[\"\u2028\"]", "[\"\u2029\"]", "[\"\u2014\u2019\"]", "[\"\xff\"]",
 		`{"results":[{"id":"x","content":"the \"db\"","score":0.5,"tags":[]}]}`, `"\\`, `[1,"`, "[\"é日本\"]", "[\"\t\"]"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return // never given: a tool's output is encoded JSON
+		}
 		got, ok := appendQuotedJSON(nil, raw)
-		valid := json.Valid(raw) && utf8.Valid(raw) && compactAndSafe(raw)
-		if valid && !ok {
-			t.Errorf("appendQuotedJSON(%q) reports false for compact, safe JSON", raw)
+		m, err := json.Marshal(json.RawMessage(raw))
+		if same := err == nil && bytes.Equal(m, raw) && utf8.Valid(raw); ok != same {
+			t.Fatalf("appendQuotedJSON(%q) reports %v; json.Marshal writes it as %q", raw, ok, m)
 		}
-		if !ok {
-			return
-		}
-		if !valid && json.Valid(raw) {
-			t.Errorf("appendQuotedJSON(%q) reports true for JSON compactAndSafe or utf8.Valid refuses", raw)
-		}
-		if want, _ := json.Marshal(string(raw)); json.Valid(raw) && string(got) != string(want) {
+		if want, _ := json.Marshal(string(raw)); ok && string(got) != string(want) {
 			t.Errorf("appendQuotedJSON(%q) = %s, want %s", raw, got, want)
 		}
 	})
@@ -156,24 +153,30 @@ func TestToolCallID(t *testing.T) {
 }
 
 func BenchmarkAppendSearchResponse(b *testing.B) {
-	hit := `{"id":"0193c1f2-7d7e-7b7c-9d6e-1f2e3d4c5b6a","content":"` + strings.Repeat("memory text ", 60) +
-		`","scope":"user","score":0.0312,"tags":["a","b"],"created_by":"u","created_at":"2026-11-23T10:00:00Z","similarity":0.5}`
-	text := `{"results":[` + strings.TrimSuffix(strings.Repeat(hit+",", 10), ",") + `]}`
-	msg := mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(42)), toolResult(text))
-	b.Run("direct", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := appendMessage(nil, msg); err != nil {
-				b.Fatal(err)
+	for _, tc := range []struct{ name, words string }{
+		{"", "memory text "},
+		// Prose as a model writes it: a dash and a curly apostrophe.
+		{"/prose", "memory \u2014 it\u2019s "},
+	} {
+		hit := `{"id":"0193c1f2-7d7e-7b7c-9d6e-1f2e3d4c5b6a","content":"` + strings.Repeat(tc.words, 60) +
+			`","scope":"user","score":0.0312,"tags":["a","b"],"created_by":"u","created_at":"2026-11-23T10:00:00Z","similarity":0.5}`
+		text := `{"results":[` + strings.TrimSuffix(strings.Repeat(hit+",", 10), ",") + `]}`
+		msg := mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(42)), toolResult(text))
+		b.Run("direct"+tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := appendMessage(nil, msg); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
-	b.Run("json.Marshal", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := json.Marshal(msg); err != nil {
-				b.Fatal(err)
+		})
+		b.Run("json.Marshal"+tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := json.Marshal(msg); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+		})
+	}
 }
 
 // FuzzToolCallID checks toolCallID against a reference that reads line
