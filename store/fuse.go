@@ -1,6 +1,7 @@
 package store
 
 import (
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -197,7 +198,15 @@ func sameNormalized(a, b string) bool {
 	if a == b {
 		return true
 	}
-	ra, rb := normReader{s: a}, normReader{s: b}
+	// Equal bytes read as equal runes: the ASCII prefix the two share is
+	// passed over at once (memories of one user often begin alike), and
+	// both readers start after it in the state it leaves them in.
+	n := commonASCIIPrefix(a, b)
+	ra, rb := normReader{s: a, i: n}, normReader{s: b, i: n}
+	if last := lastNonSpaceASCII(a[:n]); last >= 0 {
+		ra.started, ra.space = true, last < n-1
+		rb.started, rb.space = ra.started, ra.space
+	}
 	for {
 		ca, oka := ra.next()
 		cb, okb := rb.next()
@@ -208,6 +217,44 @@ func sameNormalized(a, b string) bool {
 			return true
 		}
 	}
+}
+
+// commonASCIIPrefix returns the length of the longest common prefix of a
+// and b made of ASCII bytes, comparing eight bytes at a time.
+func commonASCIIPrefix(a, b string) int {
+	const highs = 0x8080808080808080
+	n := min(len(a), len(b))
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		x, y := load64(a[i:i+8]), load64(b[i:i+8])
+		// The first byte that differs or is not ASCII holds the lowest
+		// set bit.
+		if d := x ^ y | (x|y)&highs; d != 0 {
+			return i + bits.TrailingZeros64(d)>>3
+		}
+	}
+	for i < n && a[i] == b[i] && a[i] < utf8.RuneSelf {
+		i++
+	}
+	return i
+}
+
+// load64 reads the eight bytes of s little-endian (one load).
+func load64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// lastNonSpaceASCII returns the index of the last byte of the ASCII text
+// s that is not white space to normReader, or -1.
+func lastNonSpaceASCII(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if c := s[i]; c != ' ' && (c < '\t' || c > '\r') {
+			return i
+		}
+	}
+	return -1
 }
 
 // normReader reads the runes of NormalizeContent(s) one at a time.

@@ -181,6 +181,23 @@ func TestSameNormalized(t *testing.T) {
 	}
 }
 
+// FuzzSameNormalized checks sameNormalized against NormalizeContent, on
+// pairs that share a prefix as often as not.
+func FuzzSameNormalized(f *testing.F) {
+	for _, s := range [][3]string{{"the build ", "is green", "IS  green"}, {"", "a", "A"}, {"x \t", "y", " y"},
+		{"memory number ", "12", "13"}, {"ab", "\xffc", "\ufffdc"}, {" ", " a", "a"}, {"Straße ", "é", "É "}} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, prefix, a, b string) {
+		for _, pair := range [][2]string{{prefix + a, prefix + b}, {a, b}, {prefix + a, b}} {
+			x, y := pair[0], pair[1]
+			if got, want := sameNormalized(x, y), NormalizeContent(x) == NormalizeContent(y); got != want {
+				t.Errorf("sameNormalized(%q, %q) = %v, want %v", x, y, got, want)
+			}
+		}
+	})
+}
+
 func BenchmarkFuse(b *testing.B) {
 	r := rand.New(rand.NewPCG(3, 4))
 	const dims = 768
