@@ -314,9 +314,8 @@ func appendToolResponse(b []byte, rid mcp.RequestId, r *mcp.CallToolResult) ([]b
 
 // appendQuotedJSON appends raw, taken to be valid JSON, as json.Marshal
 // writes it as a string, when raw is also what json.Marshal makes of it
-// as JSON: one pass checks the one and writes the other. (Unlike
-// compactAndSafe, it tells U+2028 and U+2029 from the other characters
-// whose encoding begins with 0xE2, such as dashes and curly quotes.) Such JSON holds no control characters, HTML characters, U+2028,
+// as JSON (compactAndSafe): one pass checks the one and writes the
+// other. Such JSON holds no control characters, HTML characters, U+2028,
 // U+2029 or white space outside its strings, so its quotes and
 // backslashes are all that its string form escapes; its other non-ASCII
 // bytes must be valid UTF-8 (json.Marshal replaces invalid bytes in a
@@ -333,19 +332,21 @@ func appendQuotedJSON(b, raw []byte) ([]byte, bool) {
 				break
 			}
 		}
-		switch quotedClass[raw[i]] {
-		case quotedPlain:
+		switch jsonClass[raw[i]] {
+		case jsonPlain:
 			continue
-		case quotedSpace:
-			if !inString {
+		case jsonSpace:
+			// Between tokens json.Marshal writes none; inside a string
+			// valid JSON holds only the space itself unescaped.
+			if !inString || raw[i] != ' ' {
 				return b, false
 			}
 			continue
-		case quotedQuote:
+		case jsonQuote:
 			inString = !inString
 			b = append(b, raw[start:i]...)
 			b = append(b, '\\', '"')
-		case quotedBackslash:
+		case jsonBackslash:
 			// Only inside a string, where it escapes the byte after it:
 			// one of "\/bfnrtu, of which the first two are escaped again.
 			if !inString || i+1 >= len(raw) {
@@ -362,17 +363,15 @@ func appendQuotedJSON(b, raw []byte) ([]byte, bool) {
 			default:
 				return b, false
 			}
-		case quotedMultibyte:
-			// json.Marshal escapes U+2028 and U+2029 in JSON too; other
-			// characters (dashes, curly quotes, all but ASCII) it
-			// leaves as they are.
+		case jsonMultibyte:
+			// A string form replaces invalid UTF-8, which the JSON keeps.
 			r, size := utf8.DecodeRune(raw[i:])
-			if (r == utf8.RuneError && size == 1) || r == '\u2028' || r == '\u2029' {
+			if (r == utf8.RuneError && size == 1) || lineSeparator(raw[i:]) {
 				return b, false
 			}
 			i += size - 1
 			continue
-		default: // quotedRefused
+		default: // jsonEscaped
 			return b, false
 		}
 		start = i + 1
@@ -381,68 +380,62 @@ func appendQuotedJSON(b, raw []byte) ([]byte, bool) {
 	return append(b, '"'), !inString
 }
 
-// The classes of bytes appendQuotedJSON tells apart.
-const (
-	quotedPlain = iota
-	quotedSpace
-	quotedQuote
-	quotedBackslash
-	quotedMultibyte
-	quotedRefused
-)
-
-// quotedClass is the class of each byte for appendQuotedJSON: control
-// characters, <, > and & are refused.
-var quotedClass = func() (c [256]uint8) {
-	for i := range 0x20 {
-		c[i] = quotedRefused
-	}
-	for i := utf8.RuneSelf; i < 256; i++ {
-		c[i] = quotedMultibyte
-	}
-	c[' '] = quotedSpace
-	c['"'], c['\\'] = quotedQuote, quotedBackslash
-	c['<'], c['>'], c['&'] = quotedRefused, quotedRefused, quotedRefused
-	return c
-}()
-
 // compactAndSafe reports whether raw, taken to be valid JSON, is already
 // what json.Marshal makes of it: no white space between tokens, and
-// nothing it escapes inside strings (<, >, & and U+2028 or U+2029, whose
-// encoding begins with the byte 0xE2, which a few other characters share;
-// those are refused too).
+// nothing it escapes inside strings (<, >, &, U+2028 and U+2029).
 func compactAndSafe(raw []byte) bool {
 	inString := false
 	for i := 0; i < len(raw); i++ {
-		switch rawClass[raw[i]] {
-		case rawPlain:
-		case rawQuote:
+		switch jsonClass[raw[i]] {
+		case jsonQuote:
 			inString = !inString
-		case rawBackslash:
+		case jsonBackslash:
 			i++ // only inside a string, where it escapes the next byte
-		case rawSpace:
+		case jsonSpace:
 			if !inString {
 				return false
 			}
-		case rawEscaped:
+		case jsonMultibyte:
+			if lineSeparator(raw[i:]) {
+				return false
+			}
+		case jsonEscaped:
 			return false
 		}
 	}
 	return !inString
 }
 
-// The classes of bytes compactAndSafe tells apart.
+// lineSeparator reports whether b begins with U+2028 or U+2029, the two
+// characters besides <, > and & that json.Marshal escapes in JSON. Their
+// first byte, 0xE2, also begins dashes, curly quotes, the ellipsis and
+// the euro sign, which it leaves as they are.
+func lineSeparator(b []byte) bool {
+	return len(b) >= 3 && b[0] == 0xE2 && b[1] == 0x80 && (b[2] == 0xA8 || b[2] == 0xA9)
+}
+
+// The classes of bytes compactAndSafe and appendQuotedJSON tell apart.
 const (
-	rawPlain = iota
-	rawQuote
-	rawBackslash
-	rawSpace
-	rawEscaped
+	jsonPlain = iota
+	jsonSpace
+	jsonQuote
+	jsonBackslash
+	jsonMultibyte
+	jsonEscaped
 )
 
-// rawClass is the class of each byte for compactAndSafe.
-var rawClass = [256]uint8{
-	'"': rawQuote, '\\': rawBackslash,
-	' ': rawSpace, '\t': rawSpace, '\n': rawSpace, '\r': rawSpace,
-	'<': rawEscaped, '>': rawEscaped, '&': rawEscaped, 0xE2: rawEscaped,
-}
+// jsonClass is the class of each byte: JSON's white space, quote,
+// backslash, the bytes of characters beyond ASCII, and what json.Marshal
+// never leaves unescaped (control characters, <, > and &).
+var jsonClass = func() (c [256]uint8) {
+	for i := range 0x20 {
+		c[i] = jsonEscaped
+	}
+	for i := utf8.RuneSelf; i < 256; i++ {
+		c[i] = jsonMultibyte
+	}
+	c[' '], c['\t'], c['\n'], c['\r'] = jsonSpace, jsonSpace, jsonSpace, jsonSpace
+	c['"'], c['\\'] = jsonQuote, jsonBackslash
+	c['<'], c['>'], c['&'] = jsonEscaped, jsonEscaped, jsonEscaped
+	return c
+}()

@@ -39,6 +39,10 @@ func TestAppendMessage(t *testing.T) {
 	otherText.Content = []mcp.Content{mcp.NewTextContent("a is b")}
 	otherTextSpace := toolResult(`{"a": "b"}`)
 	otherTextSpace.Content = []mcp.Content{mcp.NewTextContent("a is b")}
+	otherTextDash := toolResult("{\"a\":\"b \u2014 c\u2019s\"}")
+	otherTextDash.Content = []mcp.Content{mcp.NewTextContent("a is b")}
+	otherTextSeparator := toolResult("{\"a\":\"b\u2029\"}")
+	otherTextSeparator.Content = []mcp.Content{mcp.NewTextContent("a is b")}
 	structured := &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent("{}")}, StructuredContent: map[string]any{"a": 1}}
 	for _, tc := range []struct {
 		name   string
@@ -60,6 +64,8 @@ func TestAppendMessage(t *testing.T) {
 		{"raw content with escapes", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), toolResult(`{"a":"\\\"\/\b\f\n\r\t\u00e9\"","b":[{"c":"\\"}]}`)), true},
 		{"raw content and other text", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), otherText), true},
 		{"raw content with white space and other text", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), otherTextSpace), false},
+		{"raw content with dashes and other text", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), otherTextDash), true},
+		{"raw content with U+2029 and other text", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), otherTextSeparator), false},
 		{"annotated text", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), annotated), false},
 		{"result metadata", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), meta), true},
 		{"result progress token", mcp.NewJSONRPCResultResponse(mcp.NewRequestId(int64(1)), metaToken), true},
@@ -95,6 +101,24 @@ func TestAppendMessage(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// FuzzCompactAndSafe checks compactAndSafe against json.Marshal: for
+// valid JSON it reports true exactly when json.Marshal writes the JSON
+// unchanged.
+func FuzzCompactAndSafe(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a": 1}`, `{"a":"b c"}`, `["<"]`, "[\"\u2028\"]", "[\"\u2014\u20ac\"]", "[\"\xff\"]", `["\\\""]`, "[\n1]"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		m, err := json.Marshal(json.RawMessage(raw))
+		if same := err == nil && bytes.Equal(m, raw); compactAndSafe(raw) != same {
+			t.Errorf("compactAndSafe(%q) = %v; json.Marshal writes it as %q", raw, !same, m)
+		}
+	})
+}
 
 // FuzzAppendQuotedJSON checks appendQuotedJSON against json.Marshal: it
 // reports true exactly for valid JSON in valid UTF-8 that json.Marshal
