@@ -16,7 +16,7 @@ func FuzzBindArguments(f *testing.F) {
 	for _, s := range []string{`{"content":"x"}`, `{"content":1}`, `{"org_id":"a"}`, `{"query":"q","limit":1e99}`, `{"tags":[1,2]}`,
 		`{"metadata":{"a":{"b":[null]}}}`, `[]`, `null`, `{"content":"\ud800"}`, `{"scopes":"user"}`, `{"confirm":"user","scope":"user"}`,
 		`{"query":"q","limit":10.0}`, `{"query":"q","limit":1e1}`, `{"content":"x","content":"y"}`, `{"content":"a\u00e9\u2028"}`,
-		`{"query":"q","limit":9007199254740993}`, `{"metadata":{"n":1.5e300}}`} {
+		`{"query":"q","limit":9007199254740993}`, `{"metadata":{"n":1.5e300}}`, "{\"content\":\"\xff0\",\"Content\":\"\"}", `{"Query":"q","query":"r"}`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {

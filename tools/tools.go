@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -154,7 +156,17 @@ func handle[In, Out any](h *Handlers, name string, fn func(context.Context, scop
 // encoded again. Arguments the direct decoding refuses are decoded the
 // second way, whose answer stands: a number written 10.0 or 1e1 is 10
 // there, as the integer a schema allows it to be.
+//
+// encoding/json matches a field name in any case, and of two names that
+// differ only in case the later one wins: {"content":"a","Content":"b"}
+// would store b from the wire but a from the map (whose keys marshal
+// sorted). Argument names are therefore checked exactly first, so that
+// Content is an unknown argument like org_id.
 func bind[In any](req mcp.CallToolRequest) (In, error) {
+	if err := checkArgumentNames[In](req.Params.Arguments); err != nil {
+		var in In
+		return in, err
+	}
 	if raw := req.Params.RawArguments; len(raw) > 0 {
 		if in, err := decodeArguments[In](raw); err == nil {
 			return in, nil
@@ -183,7 +195,65 @@ func decodeArguments[In any](raw []byte) (In, error) {
 	return in, nil
 }
 
+// unknownArgumentError names an argument outside the tool's schema.
+type unknownArgumentError struct{ name string }
+
+func (e *unknownArgumentError) Error() string { return "unknown argument " + strconv.Quote(e.name) }
+
+// argumentNames caches, per input type, the set of its JSON field names.
+var argumentNames sync.Map // reflect.Type -> map[string]bool
+
+// checkArgumentNames refuses an argument whose name is not exactly one of
+// In's JSON field names, reporting the first such name in sorted order so
+// that the error does not depend on map order.
+func checkArgumentNames[In any](args any) error {
+	m, ok := args.(map[string]any)
+	if !ok {
+		return nil
+	}
+	t := reflect.TypeFor[In]()
+	v, ok := argumentNames.Load(t)
+	if !ok {
+		v, _ = argumentNames.LoadOrStore(t, jsonFieldNames(t))
+	}
+	names := v.(map[string]bool)
+	var unknown *unknownArgumentError
+	for k := range m {
+		if !names[k] && (unknown == nil || k < unknown.name) {
+			unknown = &unknownArgumentError{k}
+		}
+	}
+	if unknown != nil {
+		return unknown
+	}
+	return nil
+}
+
+// jsonFieldNames returns the names encoding/json gives t's exported
+// fields (t is a flat struct: the tools' inputs embed none).
+func jsonFieldNames(t reflect.Type) map[string]bool {
+	names := make(map[string]bool, t.NumField())
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
+}
+
 func describeBindError(err error) string {
+	var ua *unknownArgumentError
+	if errors.As(err, &ua) {
+		return fmt.Sprintf("unknown argument %q: this tool takes only the arguments in its schema, named exactly so (identity comes from your credentials, never from arguments)", ua.name)
+	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		return fmt.Sprintf("%s must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
