@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/scopemem/scopemem/internal/jsonscan"
 )
 
 // ErrBadAgentConfig is wrapped by every error [AgentConfig.Identity] and
@@ -190,6 +192,12 @@ func LoadAgentConfigFile(path string) (AgentConfig, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return AgentConfig{}, fmt.Errorf("%w: %s is empty; write a JSON object such as {\"org\": \"acme\", \"user\": \"alice\"}", ErrBadAgentConfig, path)
 	}
+	// Names are matched exactly: encoding/json alone would take "Org"
+	// for org, and of "org" and "Org" keep the later.
+	var ne *jsonscan.NameError
+	if err := jsonscan.ExactNames(data, reflect.TypeFor[AgentConfig]()); errors.As(err, &ne) {
+		return AgentConfig{}, fmt.Errorf("%w: %s: unknown field %q; known fields (lower case): %s", ErrBadAgentConfig, path, ne.Name, agentFields)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var c AgentConfig
@@ -206,6 +214,9 @@ func LoadAgentConfigFile(path string) (AgentConfig, error) {
 	}
 	return c, nil
 }
+
+// agentFields lists the members of an agent config.
+const agentFields = "org, user, teams, agent, default_scope, permissions"
 
 // describeJSONError says what is wrong with a JSON document and where.
 func describeJSONError(data []byte, err error) string {
@@ -236,7 +247,7 @@ func describeJSONError(data []byte, err error) string {
 	}
 	// DisallowUnknownFields reports `json: unknown field "x"`.
 	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Sprintf("unknown field %s; known fields: org, user, teams, agent, default_scope, permissions", f)
+		return fmt.Sprintf("unknown field %s; known fields (lower case): %s", f, agentFields)
 	}
 	return err.Error()
 }

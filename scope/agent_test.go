@@ -160,6 +160,8 @@ func TestLoadAgentConfigFile(t *testing.T) {
 		{name: "session default scope", file: "session.json", want: scope.AgentConfig{User: "bob", DefaultScope: "session"}},
 		{name: "unknown field", file: "unknown_field.json", wantErr: scope.ErrBadAgentConfig},
 		{name: "misspelled field", file: "misspelled.json", wantErr: scope.ErrBadAgentConfig},
+		{name: "a field named twice in two cases", file: "case_variant.json", wantErr: scope.ErrBadAgentConfig},
+		{name: "upper-case field", file: "upper_case.json", wantErr: scope.ErrBadAgentConfig},
 		{name: "teams as string", file: "teams_string.json", wantErr: scope.ErrBadAgentConfig},
 		{name: "org as number", file: "org_number.json", wantErr: scope.ErrBadAgentConfig},
 		{name: "syntax error", file: "syntax.json", wantErr: scope.ErrBadAgentConfig},

@@ -22,6 +22,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/scopemem/scopemem/embed"
+	"github.com/scopemem/scopemem/internal/jsonscan"
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
 )
@@ -201,7 +202,7 @@ type unknownArgumentError struct{ name string }
 func (e *unknownArgumentError) Error() string { return "unknown argument " + strconv.Quote(e.name) }
 
 // argumentNames caches, per input type, the set of its JSON field names.
-var argumentNames sync.Map // reflect.Type -> map[string]bool
+var argumentNames sync.Map // reflect.Type -> map[string]reflect.Type
 
 // checkArgumentNames refuses an argument whose name is not exactly one of
 // In's JSON field names, reporting the first such name in sorted order so
@@ -214,12 +215,12 @@ func checkArgumentNames[In any](args any) error {
 	t := reflect.TypeFor[In]()
 	v, ok := argumentNames.Load(t)
 	if !ok {
-		v, _ = argumentNames.LoadOrStore(t, jsonFieldNames(t))
+		v, _ = argumentNames.LoadOrStore(t, jsonscan.FieldTypes(t))
 	}
-	names := v.(map[string]bool)
+	names := v.(map[string]reflect.Type)
 	var unknown *unknownArgumentError
 	for k := range m {
-		if !names[k] && (unknown == nil || k < unknown.name) {
+		if _, ok := names[k]; !ok && (unknown == nil || k < unknown.name) {
 			unknown = &unknownArgumentError{k}
 		}
 	}
@@ -227,26 +228,6 @@ func checkArgumentNames[In any](args any) error {
 		return unknown
 	}
 	return nil
-}
-
-// jsonFieldNames returns the names encoding/json gives t's exported
-// fields (t is a flat struct: the tools' inputs embed none).
-func jsonFieldNames(t reflect.Type) map[string]bool {
-	names := make(map[string]bool, t.NumField())
-	for f := range t.Fields() {
-		if !f.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		switch name {
-		case "-":
-			continue
-		case "":
-			name = f.Name
-		}
-		names[name] = true
-	}
-	return names
 }
 
 func describeBindError(err error) string {

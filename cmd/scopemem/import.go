@@ -10,9 +10,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 
 	"github.com/scopemem/scopemem/embed"
+	"github.com/scopemem/scopemem/internal/jsonscan"
 	"github.com/scopemem/scopemem/store"
 )
 
@@ -184,6 +186,12 @@ func (run *importRun) bad(line int, err error) {
 
 // parse reads and checks one line.
 func (run *importRun) parse(ctx context.Context, n int, line []byte) (pendingLine, error) {
+	// Names are matched exactly: encoding/json alone would take "Org"
+	// for org, and of "org" and "Org" keep the later, so that the line
+	// would not import what it shows.
+	if err := jsonscan.ExactNames(line, reflect.TypeFor[recordJSON]()); err != nil {
+		return pendingLine{}, fmt.Errorf("%w: not a memory in JSON: %v (names are lower case, as export writes them)", store.ErrInvalid, err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	var j recordJSON

@@ -217,7 +217,10 @@ func TestImportBadLines(t *testing.T) {
 	}{
 		{good[0], false},
 		{"this is not json", true},
-		{mod(good[1], func(m map[string]any) { m["colour"] = "blue" }), true},          // unknown field
+		{mod(good[1], func(m map[string]any) { m["colour"] = "blue" }), true}, // unknown field
+		{mod(good[1], func(m map[string]any) { m["Org"] = "globex" }), true},  // org in two cases
+		{mod(good[1], func(m map[string]any) { delete(m, "content"); m["CONTENT"] = "x" }), true},
+		{mod(good[1], func(m map[string]any) { m["embedder"].(map[string]any)["Model"] = "other" }), true},
 		{mod(good[1], func(m map[string]any) { m["scope"] = "project:x" }), true},      // bad scope
 		{mod(good[1], func(m map[string]any) { m["org"] = "globex" }), true},           // not --org
 		{mod(good[1], func(m map[string]any) { m["content"] = "  " }), true},           // blank

@@ -18,6 +18,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 	"golang.org/x/time/rate"
 
+	"github.com/scopemem/scopemem/internal/jsonscan"
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
 )
@@ -108,11 +109,17 @@ func LoadOrgLimits(path string) (OrgLimitsFile, error) {
 	if err != nil {
 		return OrgLimitsFile{}, fmt.Errorf("org limits: %w", err)
 	}
+	const want = `(want {"default": {...}, "orgs": {"<org>": {"max_memories": n, "max_bytes": n, "principal": {"rate": r, "burst": n}, "org": {...}}}})`
+	// Names are matched exactly: encoding/json alone would take
+	// "Max_Memories" for max_memories, and of the two keep the later.
+	if err := jsonscan.ExactNames(b, reflect.TypeFor[OrgLimitsFile]()); err != nil {
+		return OrgLimitsFile{}, fmt.Errorf("org limits file %s: %w; names are lower case %s", path, err, want)
+	}
 	var f OrgLimitsFile
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		return OrgLimitsFile{}, fmt.Errorf("org limits file %s: %w (want {\"default\": {...}, \"orgs\": {\"<org>\": {\"max_memories\": n, \"max_bytes\": n, \"principal\": {\"rate\": r, \"burst\": n}, \"org\": {...}}}})", path, err)
+		return OrgLimitsFile{}, fmt.Errorf("org limits file %s: %w %s", path, err, want)
 	}
 	return f, nil
 }

@@ -245,10 +245,18 @@ func TestLoadOrgLimits(t *testing.T) {
 			t.Errorf("For(%s) (-want +got):\n%s", tc.org, diff)
 		}
 	}
-	bad := filepath.Join(dir, "bad.json")
-	os.WriteFile(bad, []byte(`{"default": {"max_memory": 1}}`), 0o600)
-	if _, err := app.LoadOrgLimits(bad); err == nil {
-		t.Errorf("LoadOrgLimits accepted an unknown key")
+	for _, doc := range []string{
+		`{"default": {"max_memory": 1}}`,
+		// Names in another case: encoding/json alone takes them.
+		`{"default": {"Max_Memories": 1}}`,
+		`{"orgs": {"big": {"max_memories": 5, "MAX_MEMORIES": -1}}}`,
+		`{"default": {"principal": {"Rate": 1}}}`,
+	} {
+		bad := filepath.Join(dir, "bad.json")
+		os.WriteFile(bad, []byte(doc), 0o600)
+		if _, err := app.LoadOrgLimits(bad); err == nil {
+			t.Errorf("LoadOrgLimits accepted an unknown key: %s", doc)
+		}
 	}
 }
 

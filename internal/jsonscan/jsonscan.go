@@ -3,7 +3,9 @@
 // need to tell a message apart (its id, method or result) on every line,
 // where encoding/json would decode the whole message. It also writes
 // strings as encoding/json does, without reflection (AppendString), for
-// the tool results the server encodes itself.
+// the tool results the server encodes itself, and checks that the member
+// names of a document match a struct's field names exactly (ExactNames),
+// which encoding/json matches in any case.
 package jsonscan
 
 import (
