@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/scopemem/scopemem/internal/jsonscan"
 )
 
 // TestBindArgumentNames checks that argument names match the schema
@@ -40,16 +42,16 @@ func TestBindArgumentNames(t *testing.T) {
 			fromWire.Params.RawArguments = json.RawMessage(tc.raw)
 			for _, req := range []mcp.CallToolRequest{fromMap, fromWire} {
 				in, err := bind[AddMemoryInput](req)
-				var ua *unknownArgumentError
+				var ne *jsonscan.NameError
 				switch {
 				case !tc.refused && err != nil:
 					t.Fatalf("bind: %v", err)
 				case !tc.refused && in.Content != tc.content:
 					t.Fatalf("content = %q, want %q", in.Content, tc.content)
-				case tc.refused && !errors.As(err, &ua):
+				case tc.refused && !errors.As(err, &ne):
 					t.Fatalf("bind: error %v, want an unknown argument", err)
-				case tc.refused && ua.name != tc.unknown:
-					t.Fatalf("unknown argument %q, want %q", ua.name, tc.unknown)
+				case tc.refused && ne.Name != tc.unknown:
+					t.Fatalf("unknown argument %q, want %q", ne.Name, tc.unknown)
 				}
 			}
 		})

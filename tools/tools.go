@@ -196,17 +196,14 @@ func decodeArguments[In any](raw []byte) (In, error) {
 	return in, nil
 }
 
-// unknownArgumentError names an argument outside the tool's schema.
-type unknownArgumentError struct{ name string }
-
-func (e *unknownArgumentError) Error() string { return "unknown argument " + strconv.Quote(e.name) }
-
 // argumentNames caches, per input type, the set of its JSON field names.
 var argumentNames sync.Map // reflect.Type -> map[string]reflect.Type
 
 // checkArgumentNames refuses an argument whose name is not exactly one of
-// In's JSON field names, reporting the first such name in sorted order so
-// that the error does not depend on map order.
+// In's JSON field names (a [*jsonscan.NameError]), reporting the first
+// such name in sorted order so that the error does not depend on map
+// order. It reads the map mcp-go decoded the arguments into, as
+// jsonscan.ExactNames would read them again: the inputs are flat structs.
 func checkArgumentNames[In any](args any) error {
 	m, ok := args.(map[string]any)
 	if !ok {
@@ -218,10 +215,10 @@ func checkArgumentNames[In any](args any) error {
 		v, _ = argumentNames.LoadOrStore(t, jsonscan.FieldTypes(t))
 	}
 	names := v.(map[string]reflect.Type)
-	var unknown *unknownArgumentError
+	var unknown *jsonscan.NameError
 	for k := range m {
-		if _, ok := names[k]; !ok && (unknown == nil || k < unknown.name) {
-			unknown = &unknownArgumentError{k}
+		if _, ok := names[k]; !ok && (unknown == nil || k < unknown.Name) {
+			unknown = &jsonscan.NameError{Name: k}
 		}
 	}
 	if unknown != nil {
@@ -231,9 +228,9 @@ func checkArgumentNames[In any](args any) error {
 }
 
 func describeBindError(err error) string {
-	var ua *unknownArgumentError
-	if errors.As(err, &ua) {
-		return fmt.Sprintf("unknown argument %q: this tool takes only the arguments in its schema, named exactly so (identity comes from your credentials, never from arguments)", ua.name)
+	var ne *jsonscan.NameError
+	if errors.As(err, &ne) {
+		return fmt.Sprintf("unknown argument %q: this tool takes only the arguments in its schema, named exactly so (identity comes from your credentials, never from arguments)", ne.Name)
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
