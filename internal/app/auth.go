@@ -287,9 +287,9 @@ func (p *protector) protect(next http.Handler) http.Handler {
 			if body, ok = p.readBody(w, r); !ok {
 				return
 			}
-			if call, ok = readToolCall(body); !ok {
-				call = toolCall{} // not taken by p.calls either
-			} else if call.Method != "" && !strings.HasPrefix(call.Method, "notifications/") {
+			// A body that is not a request leaves call zero: not taken by
+			// p.calls either.
+			if call, ok = readToolCall(body); ok && call.Method != "" && !strings.HasPrefix(call.Method, "notifications/") {
 				p.guard.countCall(id.Org)
 			}
 			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))

@@ -17,7 +17,8 @@ import (
 // HTTP transport. A repeated member's last value counts, as there. What
 // it cannot read that way (a body that is not an object, an escaped key,
 // a key encoding/json would match only without regard to case, a method
-// that is not a plain string) goes to json.Unmarshal.
+// that is not a plain string) goes to json.Unmarshal. When it would
+// fail, call is the zero value.
 func readToolCall(body []byte) (call toolCall, ok bool) {
 	if !json.Valid(body) {
 		return toolCall{}, false
@@ -43,8 +44,12 @@ func readToolCall(body []byte) (call toolCall, ok bool) {
 		return sure
 	})
 	if !object || !sure {
+		// json.Unmarshal fills in what it read before an error; a call
+		// that fails is the zero value, whatever came before the error.
 		call = toolCall{}
-		return call, json.Unmarshal(body, &call) == nil
+		if json.Unmarshal(body, &call) != nil {
+			return toolCall{}, false
+		}
 	}
 	return call, true
 }
