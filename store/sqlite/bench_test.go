@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -341,5 +342,65 @@ func TestNearDuplicateLargeScope(t *testing.T) {
 		if err != nil || fresh[0].Duplicate {
 			t.Errorf("Add(unrelated vector) = duplicate %v, %v; want a new memory", fresh[0].Duplicate, err)
 		}
+	}
+}
+
+// fewWordsFact is the n-th memory of a corpus of twenty words, as
+// e2e/bench.mjs writes them: "memory n: eight of the words noted on day
+// d". Each word is in about a third of the rows and "memory", "noted",
+// "on" and "day" in all of them, so a query's terms hold thousands of
+// postings between them.
+func fewWordsFact(n int) string {
+	words := strings.Fields("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec romeo sierra tango")
+	w := make([]string, 0, 8)
+	for i, x := 0, n+1; i < 8; i, x = i+1, x/3+(i+1)*7919+n {
+		w = append(w, words[x%len(words)])
+	}
+	return fmt.Sprintf("memory %d: %s noted on day %d", n, strings.Join(w, " "), n%365)
+}
+
+// BenchmarkSearchFewWords measures searches over 2,000 memories of one
+// scope written from twenty words ([fewWordsFact]), each query another
+// memory's text: the full-text half scores about 5,000 postings a search.
+func BenchmarkSearchFewWords(b *testing.B) {
+	s := openAt(b, sqlite.Config{Path: filepath.Join(b.TempDir(), "few.db")})
+	if err := s.SetEmbedder(b.Context(), store.EmbedderInfo{Provider: "bench", Model: "corpus", Dimensions: benchDims}); err != nil {
+		b.Fatal(err)
+	}
+	c := newCorpus(benchDims, 4)
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	recs := c.records(2000, "acme", []scope.Scope{user})
+	for i := range recs {
+		recs[i].Content = fewWordsFact(i)
+	}
+	if _, err := s.Import(b.Context(), storetest.Admin("acme", "admin"), recs); err != nil {
+		b.Fatal(err)
+	}
+	alice := storetest.Member("acme", "alice", "api")
+	for _, mode := range []string{"text", "hybrid"} {
+		b.Run(mode, func(b *testing.B) {
+			qs := make([]store.Query, 512)
+			for i := range qs {
+				qs[i] = store.Query{Text: fewWordsFact(i * 3), Limit: 10, Scopes: []scope.Scope{user}}
+				if mode == "hybrid" {
+					qs[i].Vector = c.vector()
+				}
+			}
+			if _, err := s.Search(b.Context(), alice, qs[0]); err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			i := 0
+			cpu := cpuTime(b)
+			for b.Loop() {
+				hits, err := s.Search(b.Context(), alice, qs[i%len(qs)])
+				if err != nil || len(hits) == 0 {
+					b.Fatalf("Search = %d hits, %v", len(hits), err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "searches/s")
+			b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N)/1e3, "cpu-µs/op")
+		})
 	}
 }

@@ -542,7 +542,12 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 	if n := len(e.rids); len(sc.scores) < n {
 		sc.scores = make([]float64, n+n/4)
 	}
-	sc.touched = sc.touched[:0]
+	// Every posting writes its slot at the end of touched, which only
+	// grows past it when the slot had no score yet: without a branch, a
+	// search of many postings a row mispredicts none.
+	scores := sc.scores
+	touched := slices.Grow(sc.touched[:0], len(e.rids)+1)[:len(e.rids)+1]
+	n := 0
 	// K1 (1 - B + B ln/avg) = k0 + k1 ln: one division a posting.
 	k0, k1 := bm25K1*(1-bm25B), bm25K1*bm25B/avg
 	for _, i := range use {
@@ -557,12 +562,15 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 			}
 			tf := float64(x.tf)
 			s := w * tf / (tf + k0 + k1*float64(x.ln))
-			if sc.scores[x.slot] == 0 {
-				sc.touched = append(sc.touched, x.slot)
+			old := scores[x.slot]
+			touched[n] = x.slot
+			if old == 0 {
+				n++
 			}
-			sc.scores[x.slot] += s
+			scores[x.slot] = old + s
 		}
 	}
+	sc.touched = touched[:n]
 	for _, slot := range sc.touched {
 		score := sc.scores[slot]
 		sc.scores[slot] = 0
