@@ -46,6 +46,9 @@ type directCalls struct {
 	// transport's worker pool.
 	input   chan struct{}
 	workers int // started; only the worker holding input reads or writes it
+	// quick is set while the calls answered by the worker holding input
+	// take less than handOverAfter: see handOverQuick.
+	quick atomic.Bool
 }
 
 // directCall is one tools/call request to answer.
@@ -106,8 +109,14 @@ func (c *directCalls) worker(in *drainReader) {
 			// longer (an embedder's, a busy database's) hands input
 			// over once it has run for handOverAfter, for calls sent
 			// meanwhile.
-			t := time.AfterFunc(handOverAfter, func() { c.handOver(in) })
+			after := handOverAfter
+			if c.quick.Load() {
+				after = handOverQuick
+			}
+			began := time.Now()
+			t := time.AfterFunc(after, func() { c.handOver(in) })
 			c.answer(call)
+			c.quick.Store(time.Since(began) < handOverAfter)
 			if t.Stop() {
 				continue // input is still this worker's
 			}
@@ -119,8 +128,20 @@ func (c *directCalls) worker(in *drainReader) {
 }
 
 // handOverAfter is how long a call answered by the worker holding input
-// runs before input passes to another worker.
-const handOverAfter = time.Millisecond
+// runs before input passes to another worker, after a call that took at
+// least as long (an embedder's, a busy database's).
+//
+// While calls take less, input passes after handOverQuick: a timer
+// stopped before its time still wakes one of the process's idle threads
+// then (Go's scheduler sleeps until the earliest timer), and with 1 ms a
+// client calling one tool after another woke a thread every third call
+// or so. Ten times fewer wake-ups made one session's searches a few per
+// cent faster (BENCHMARKS.md, "stdio: fewer wake-ups"); a call that
+// turns out slow after quick ones keeps input 10 ms instead of 1.
+const (
+	handOverAfter = time.Millisecond
+	handOverQuick = 10 * time.Millisecond
+)
 
 // handOver passes input to an idle worker, to a new one while fewer than
 // stdioWorkers run, or else to the first to finish its call.
