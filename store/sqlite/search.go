@@ -123,16 +123,17 @@ func (f *filter) keep(e *scopeVecs, slot int) bool {
 
 // scratch holds buffers a search reuses.
 type scratch struct {
-	dist    []uint16
-	hist    []int32
-	pick    []int32
-	sel     []int32
-	code    []uint64
-	query   []float32 // the query vector, normalized
-	rot     []float32 // the query vector rotated (simhash.Rotate); empty until needed
-	heap    []hit     // the candidates of one half at a time (topK)
-	scores  []float64
-	touched []int32
+	dist     []uint16
+	hist     []int32
+	pick     []int32
+	sel      []int32
+	code     []uint64
+	query    []float32 // the query vector, normalized
+	rot      []float32 // the query vector rotated (simhash.Rotate); empty until needed
+	heap     []hit     // the candidates of one half at a time (topK)
+	scores   []float64
+	touched  []int32
+	postings []posting // live's
 	// The halves' candidates and their marks (topK.sorted), one buffer a
 	// half: a search's candidates are copied out by Fuse before it ends.
 	byVector, byText []store.Candidate
@@ -535,6 +536,19 @@ func textHalf(entries []*scopeVecs, terms []string, vec []float32, f filter, nee
 	return top.sorted(vec, false, &sc.byText, &sc.kept)
 }
 
+// live returns the postings of list whose rows are still there, in a
+// buffer of sc's.
+func (sc *scratch) live(e *scopeVecs, list []posting) []posting {
+	out := sc.postings[:0]
+	for _, x := range list {
+		if e.gens[x.slot] == x.gen {
+			out = append(out, x)
+		}
+	}
+	sc.postings = out
+	return out
+}
+
 // scoreText adds the BM25 scores of e's rows for the terms use to top.
 // The caller holds e.mu.
 func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float64, f filter, top *topK, sc *scratch) {
@@ -556,10 +570,13 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 			continue
 		}
 		w := idf[i] * (bm25K1 + 1)
-		for _, x := range p.list {
-			if e.gens[x.slot] != x.gen {
-				continue
-			}
+		list := p.list
+		if len(list) != p.df {
+			// Some rows holding the term are gone: their postings
+			// (stale until compact) are skipped.
+			list = sc.live(e, list)
+		}
+		for _, x := range list {
 			tf := float64(x.tf)
 			s := w * tf / (tf + k0 + k1*float64(x.ln))
 			old := scores[x.slot]
