@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -626,5 +627,57 @@ func TestAddCancelled(t *testing.T) {
 	}
 	if _, err := s.Add(t.Context(), alice, []store.NewMemory{storetest.New(user, "added afterwards")}); err != nil {
 		t.Fatalf("Add after the cancelled ones = %v", err)
+	}
+}
+
+// childAddEnv names the content a child process of
+// TestSearchSeesOtherProcessAdds adds.
+const childAddEnv = "SCOPEMEM_SQLITE_CHILD_ADD"
+
+// TestSearchSeesOtherProcessAdds checks that a search finds what another
+// process added since this one last searched, its scope already cached:
+// nothing committed elsewhere may be missed by the check that lets a
+// search skip reading the scopes' versions.
+func TestSearchSeesOtherProcessAdds(t *testing.T) {
+	alice := storetest.Member("acme", "alice")
+	mine := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	if content := os.Getenv(childAddEnv); content != "" {
+		s, err := sqlite.Open(t.Context(), sqlite.Config{Path: os.Getenv(childPathEnv)})
+		if err != nil {
+			t.Fatalf("child Open = %v", err)
+		}
+		defer s.Close()
+		if _, err := s.Add(t.Context(), alice, []store.NewMemory{storetest.New(mine, content)}); err != nil {
+			t.Fatalf("child Add = %v", err)
+		}
+		return
+	}
+	path := filepath.Join(t.TempDir(), "seen.db")
+	s := openAt(t, sqlite.Config{Path: path})
+	setEmbedder(t, s)
+	if _, err := s.Add(t.Context(), alice, []store.NewMemory{storetest.New(mine, "the first note")}); err != nil {
+		t.Fatal(err)
+	}
+	find := func(text string) bool {
+		t.Helper()
+		hits, err := s.Search(t.Context(), alice, store.Query{Text: text, Limit: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(hits, func(h store.Hit) bool { return h.Content == text })
+	}
+	for round := range 4 {
+		content := fmt.Sprintf("zebra%d crossed the road", round)
+		if find(content) {
+			t.Fatalf("round %d: %q found before it was added", round, content)
+		}
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestSearchSeesOtherProcessAdds$", "-test.count=1")
+		cmd.Env = append(os.Environ(), childPathEnv+"="+path, childAddEnv+"="+content)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		if !find(content) {
+			t.Errorf("round %d: %q, added by another process, not found", round, content)
+		}
 	}
 }

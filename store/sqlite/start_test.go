@@ -1,10 +1,14 @@
 package sqlite
 
 import (
+	"fmt"
 	"path/filepath"
+	"runtime"
 	"testing"
 
+	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/storetest"
 )
 
 // TestVersionGate checks the gate's life: no reader at open, a data
@@ -33,11 +37,31 @@ func TestVersionGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if err := other.SetEmbedder(t.Context(), store.EmbedderInfo{Provider: "fake", Model: "fake-v1", Dimensions: 8}); err != nil {
+	if err := other.SetEmbedder(t.Context(), storetest.EmbedderInfo); err != nil {
 		t.Fatal(err)
 	}
 	if after, ok := s.dataVersion(t.Context()); !ok || after == first {
 		t.Errorf("another connection committed, yet the data version stayed %d (ok %v)", after, ok)
+	}
+	if runtime.GOOS == "linux" && s.gate.wal == nil {
+		t.Error("no view of the WAL-index header: every check runs PRAGMA data_version")
+	}
+	// Commits and checks in turn: each commit is seen, and no check
+	// without a commit between sees one.
+	alice := storetest.Member("acme", "alice")
+	last, _ := s.dataVersion(t.Context())
+	for i := range 50 {
+		if _, err := other.Add(t.Context(), alice, []store.NewMemory{storetest.New(scope.Scope{Kind: scope.KindUser, ID: "alice"}, fmt.Sprintf("note %d", i))}); err != nil {
+			t.Fatal(err)
+		}
+		v, ok := s.dataVersion(t.Context())
+		if !ok || v == last {
+			t.Fatalf("commit %d: the data version stayed %d (ok %v)", i, v, ok)
+		}
+		if again, ok := s.dataVersion(t.Context()); !ok || again != v {
+			t.Fatalf("after commit %d nothing was committed, yet the data version went %d -> %d (ok %v)", i, v, again, ok)
+		}
+		last = v
 	}
 
 	if err := s.closeGate(); err != nil {

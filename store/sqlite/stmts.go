@@ -190,6 +190,14 @@ type versionGate struct {
 	conn  *sql.Conn // nil: no gate, every search checks the versions
 	stmt  gateStmt
 	row   []driver.Value // the statement's one column, reused
+	// wal, when not nil, reads the WAL-index header: while it is the
+	// header read before the statement last ran (seen), nothing was
+	// committed since and the statement would answer version again.
+	wal     *walView
+	mapped  bool // the view was tried
+	seen    walHeader
+	version int64
+	known   bool // seen and version go together
 }
 
 // gateStmt is the gate's statement, prepared on the driver's connection.
@@ -250,6 +258,16 @@ func (s *Store) dataVersion(ctx context.Context) (int64, bool) {
 	if g.conn == nil {
 		return 0, false
 	}
+	// Read before the statement runs: a commit between the two is then
+	// seen as a change next time.
+	var hdr walHeader
+	current := false
+	if g.wal != nil {
+		hdr, current = g.wal.header()
+		if current && g.known && hdr == g.seen {
+			return g.version, true
+		}
+	}
 	var v int64
 	err := g.conn.Raw(func(any) error {
 		// The statement only reads a counter, so it is not made
@@ -277,6 +295,13 @@ func (s *Store) dataVersion(ctx context.Context) (int64, bool) {
 		s.dropGate()
 		return 0, false
 	}
+	g.seen, g.version, g.known = hdr, v, current
+	if !g.mapped {
+		// Once a read transaction has run on the gate's connection,
+		// SQLite has the -shm file open.
+		g.mapped = true
+		g.wal = openWALView(s.path)
+	}
 	return v, true
 }
 
@@ -290,6 +315,13 @@ func (s *Store) dropGate() error {
 	err := g.conn.Raw(func(any) error { return g.stmt.Close() })
 	err = errors.Join(err, g.conn.Close())
 	g.conn, g.stmt = nil, nil
+	// The view is only used while the gate's connection keeps the -shm
+	// file open.
+	if g.wal != nil {
+		err = errors.Join(err, g.wal.close())
+		g.wal = nil
+	}
+	g.known = false
 	return err
 }
 
