@@ -135,9 +135,10 @@ func (c *directCalls) worker(in *drainReader) {
 // stopped before its time still wakes one of the process's idle threads
 // then (Go's scheduler sleeps until the earliest timer), and with 1 ms a
 // client calling one tool after another woke a thread every third call
-// or so. Ten times fewer wake-ups made one session's searches a few per
-// cent faster (BENCHMARKS.md, "stdio: fewer wake-ups"); a call that
-// turns out slow after quick ones keeps input 10 ms instead of 1.
+// or so. At 10 ms those wake-ups are ten times rarer, and one session's
+// searches were a few per cent faster (BENCHMARKS.md, "stdio: fewer
+// wake-ups"); a call that turns out slow after quick ones keeps input
+// 10 ms instead of 1.
 const (
 	handOverAfter = time.Millisecond
 	handOverQuick = 10 * time.Millisecond
