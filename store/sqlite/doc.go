@@ -65,8 +65,13 @@
 // last insert or update reached, and each scope the counter from which
 // rows left it, both kept by triggers (schema version 5): a scope others
 // only added to or updated is caught up by reading those rows, and one
-// they deleted from is read again whole. The cache holds about
-// [Config.CacheBytes] and drops the least recently used scopes beyond it.
+// they deleted from is read again whole. Before reading the counters, a
+// search asks whether anything was committed to the file since its scopes
+// were last checked (PRAGMA data_version on a connection kept for it; on
+// Linux, while the WAL-index header at the start of the -shm file is the
+// one read before that statement last ran, the statement is skipped), and
+// reads nothing when not. The cache holds about [Config.CacheBytes] and
+// drops the least recently used scopes beyond it.
 //
 // # Several processes
 //
