@@ -234,6 +234,11 @@ type posting struct {
 	ln   uint32 // tokens of the row
 }
 
+// current reports whether x's row still holds its slot: removing a row
+// (which frees its slot) and reusing a slot both change the slot's
+// generation.
+func (e *scopeVecs) current(x posting) bool { return e.gens[x.slot] == x.gen }
+
 func newScopeVecs() *scopeVecs {
 	return &scopeVecs{version: -1, checked: -1, index: map[int64]int32{}, terms: map[string]*postings{}}
 }
@@ -386,7 +391,7 @@ func (e *scopeVecs) compact() {
 		return
 	}
 	for t, p := range e.terms {
-		p.list = slices.DeleteFunc(p.list, func(x posting) bool { return e.rids[x.slot] == 0 || e.gens[x.slot] != x.gen })
+		p.list = slices.DeleteFunc(p.list, func(x posting) bool { return !e.current(x) })
 		if len(p.list) == 0 {
 			delete(e.terms, t)
 		}

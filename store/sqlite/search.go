@@ -541,7 +541,7 @@ func textHalf(entries []*scopeVecs, terms []string, vec []float32, f filter, nee
 func (sc *scratch) live(e *scopeVecs, list []posting) []posting {
 	out := sc.postings[:0]
 	for _, x := range list {
-		if e.gens[x.slot] == x.gen {
+		if e.current(x) {
 			out = append(out, x)
 		}
 	}
@@ -589,8 +589,8 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 	}
 	sc.touched = touched[:n]
 	for _, slot := range sc.touched {
-		score := sc.scores[slot]
-		sc.scores[slot] = 0
+		score := scores[slot]
+		scores[slot] = 0
 		if top.beats(score, e.rids[slot]) && f.keep(e, int(slot)) {
 			top.offer(hit{score: score, rid: e.rids[slot], slot: slot, entry: e})
 		}

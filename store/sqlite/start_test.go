@@ -49,7 +49,10 @@ func TestVersionGate(t *testing.T) {
 	// Commits and checks in turn: each commit is seen, and no check
 	// without a commit between sees one.
 	alice := storetest.Member("acme", "alice")
-	last, _ := s.dataVersion(t.Context())
+	last, ok := s.dataVersion(t.Context())
+	if !ok {
+		t.Fatal("no data version")
+	}
 	for i := range 50 {
 		if _, err := other.Add(t.Context(), alice, []store.NewMemory{storetest.New(scope.Scope{Kind: scope.KindUser, ID: "alice"}, fmt.Sprintf("note %d", i))}); err != nil {
 			t.Fatal(err)

@@ -39,7 +39,9 @@ type walHeader [6]uint64
 // the view: SQLite then has the -shm file open, and no process deletes it.
 func openWALView(path string) *walView {
 	var want unix.Stat_t
-	if err := unix.Stat(path+"-shm", &want); err != nil {
+	// Reading a mapped page past the end of the file would fault: the
+	// header must be in the file.
+	if err := unix.Stat(path+"-shm", &want); err != nil || want.Size < 96 {
 		return nil
 	}
 	fds, err := os.ReadDir("/proc/self/fd")
@@ -58,7 +60,7 @@ func openWALView(path string) *walView {
 		// The descriptor may have been closed and its number reused
 		// between the two looks: the mapping is only kept when the
 		// descriptor still names the file after it was made.
-		if !sameFile(fd, &want) || len(mem) < 96 {
+		if !sameFile(fd, &want) {
 			unix.Munmap(mem)
 			continue
 		}
