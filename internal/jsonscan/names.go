@@ -60,33 +60,16 @@ func exactNames(data []byte, t reflect.Type, path string) error {
 	}
 	switch t.Kind() {
 	case reflect.Struct:
-		var members map[string]json.RawMessage
-		if json.Unmarshal(data, &members) != nil {
-			return nil
-		}
 		fields := FieldTypes(t)
-		for _, name := range slices.Sorted(maps.Keys(members)) {
+		return eachMember(data, path, func(name string) (reflect.Type, bool) {
 			ft, ok := fields[name]
-			if !ok {
-				return &NameError{Path: path, Name: name}
-			}
-			if err := exactNames(members[name], ft, join(path, name)); err != nil {
-				return err
-			}
-		}
+			return ft, ok
+		})
 	case reflect.Map:
 		if t.Key().Kind() != reflect.String {
 			return nil
 		}
-		var members map[string]json.RawMessage
-		if json.Unmarshal(data, &members) != nil {
-			return nil
-		}
-		for _, name := range slices.Sorted(maps.Keys(members)) {
-			if err := exactNames(members[name], t.Elem(), join(path, name)); err != nil {
-				return err
-			}
-		}
+		return eachMember(data, path, func(string) (reflect.Type, bool) { return t.Elem(), true })
 	case reflect.Slice, reflect.Array:
 		if t.Elem().Kind() == reflect.Uint8 {
 			return nil // []byte is a base64 string; [n]byte an array of numbers
@@ -99,6 +82,26 @@ func exactNames(data []byte, t reflect.Type, path string) error {
 			if err := exactNames(e, t.Elem(), join(path, strconv.Itoa(i))); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// eachMember checks the members of the object data, in sorted order:
+// a name typeOf does not know is a NameError, the others' values are
+// checked against the type it gives. Data that is not an object passes.
+func eachMember(data []byte, path string, typeOf func(name string) (reflect.Type, bool)) error {
+	var members map[string]json.RawMessage
+	if json.Unmarshal(data, &members) != nil {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(members)) {
+		t, ok := typeOf(name)
+		if !ok {
+			return &NameError{Path: path, Name: name}
+		}
+		if err := exactNames(members[name], t, join(path, name)); err != nil {
+			return err
 		}
 	}
 	return nil
