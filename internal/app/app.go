@@ -337,18 +337,27 @@ func probeOllama(ctx context.Context, cfg Config) (*embed.Ollama, bool) {
 	return o2, true
 }
 
+// toolMiddlewares returns what every tool call runs in, outermost first:
+// panics recovered, a call id, a tracing span when tracing is on, and the
+// call's metrics. Stdio calls served without HandleMessage (callTool) run
+// in the same.
+func (a *App) toolMiddlewares() []server.ToolHandlerMiddleware {
+	mws := []server.ToolHandlerMiddleware{recoverToolPanics, callIDMiddleware}
+	if a.tracing != nil {
+		mws = append(mws, a.tracing.toolMiddleware)
+	}
+	return append(mws, a.metrics.toolMiddleware)
+}
+
 func (a *App) newMCPServer() *server.MCPServer {
 	opts := []server.ServerOption{
 		server.WithToolCapabilities(false),
 		server.WithResourceCapabilities(false, false),
-		server.WithRecovery(),
-		server.WithToolHandlerMiddleware(callIDMiddleware),
 	}
-	if a.tracing != nil {
-		opts = append(opts, server.WithToolHandlerMiddleware(a.tracing.toolMiddleware))
+	for _, mw := range a.toolMiddlewares() {
+		opts = append(opts, server.WithToolHandlerMiddleware(mw))
 	}
 	opts = append(opts,
-		server.WithToolHandlerMiddleware(a.metrics.toolMiddleware),
 		server.WithResourceRecovery(),
 		server.WithInstructions("scopemem is your long-term memory. Call search_memory before answering anything that may depend on "+
 			"earlier conversations, the user's preferences or past decisions; call add_memory when you learn a durable fact. "+

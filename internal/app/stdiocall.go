@@ -49,6 +49,12 @@ type directCalls struct {
 	// quick is set while the calls answered by the worker holding input
 	// take less than handOverAfter: see handOverQuick.
 	quick atomic.Bool
+	// mws are the server's tool middlewares, for calls served without
+	// HandleMessage (callTool).
+	mws []server.ToolHandlerMiddleware
+	// inflight holds the calls taken and not yet answered, for
+	// notifications/cancelled.
+	inflight inflight
 }
 
 // directCall is one tools/call request to answer.
@@ -56,10 +62,11 @@ type directCall struct {
 	ctx  context.Context
 	id   json.RawMessage
 	line []byte
+	done func() // once answered
 }
 
-func newDirectCalls(s *server.MCPServer, t *drainTracker, w *countingWriter, logger *slog.Logger) *directCalls {
-	return &directCalls{mcp: s, t: t, w: w, log: logger, input: make(chan struct{})}
+func newDirectCalls(s *server.MCPServer, mws []server.ToolHandlerMiddleware, t *drainTracker, w *countingWriter, logger *slog.Logger) *directCalls {
+	return &directCalls{mcp: s, mws: mws, t: t, w: w, log: logger, input: make(chan struct{})}
 }
 
 // start records the transport's request context: calls are served from
@@ -78,8 +85,14 @@ func (c *directCalls) take(line []byte) (directCall, bool) {
 	if !ok || !c.t.take() {
 		return directCall{}, false
 	}
-	return directCall{ctx: *ctx, id: id, line: line}, true
+	// Registered before the next line is read, which may cancel it.
+	callCtx, done := c.inflight.add(*ctx, id)
+	return directCall{ctx: callCtx, id: id, line: line, done: done}, true
 }
+
+// notTaken is told of every line take did not take: a
+// notifications/cancelled naming a call taken cancels it.
+func (c *directCalls) notTaken(line []byte) { c.inflight.cancel(line) }
 
 // run reads in on the first worker until input ends.
 func (c *directCalls) run(in *drainReader) {
@@ -163,6 +176,7 @@ func (c *directCalls) handOver(in *drainReader) {
 // answer runs call and writes its response.
 func (c *directCalls) answer(call directCall) {
 	defer c.t.add(-1)
+	defer call.done()
 	resp := c.handle(call.ctx, call.id, call.line)
 	if resp == nil {
 		return
@@ -181,8 +195,9 @@ func (c *directCalls) answer(call directCall) {
 	}
 }
 
-// handle runs HandleMessage, turning a panic into an internal error
-// response to the request, as mcp-go's transport does.
+// handle answers a plain call itself (callTool) and any other through
+// HandleMessage, turning a panic into an internal error response to the
+// request, as mcp-go's transport does.
 func (c *directCalls) handle(ctx context.Context, id json.RawMessage, line []byte) (resp mcp.JSONRPCMessage) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -196,6 +211,11 @@ func (c *directCalls) handle(ctx context.Context, id json.RawMessage, line []byt
 			}
 		}
 	}()
+	if pc, ok := parsePlainCall(line); ok {
+		if resp, ok := callTool(ctx, c.mcp, c.mws, id, pc); ok {
+			return resp
+		}
+	}
 	return c.mcp.HandleMessage(ctx, line)
 }
 

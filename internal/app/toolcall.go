@@ -1,0 +1,206 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/scopemem/scopemem/internal/jsonscan"
+)
+
+// plainCall is the tool and arguments of a tools/call request that a
+// stdio session serves without MCPServer.HandleMessage: see
+// [parsePlainCall] and [directCalls.callTool].
+type plainCall struct {
+	name string
+	args json.RawMessage // a JSON object
+}
+
+// parsePlainCall returns the tool and arguments of line, a tools/call
+// request that toolCallID took, when it is a plain call of the protocol
+// versions before 2026-07-28: the members jsonrpc ("2.0"), id, method and
+// params, each once, and params holding a string name and an object of
+// arguments and nothing else. Anything else (_meta, whose protocol
+// version may make the request one of 2026-07-28; a task; a member name
+// that differs only in case, which encoding/json would match) goes to
+// HandleMessage, which says what is wrong with it if anything is.
+func parsePlainCall(line []byte) (plainCall, bool) {
+	var (
+		pc   plainCall
+		seen uint8
+	)
+	ok := true
+	complete := jsonscan.Fields(line, func(key, val []byte) bool {
+		var member uint8
+		switch {
+		case jsonscan.KeyIs(key, "jsonrpc"):
+			member, ok = 1, jsonscan.StringIs(val, mcp.JSONRPC_VERSION)
+		case jsonscan.KeyIs(key, "id"):
+			member = 2 // toolCallID read it
+		case jsonscan.KeyIs(key, "method"):
+			member = 4 // toolCallID read it
+		case jsonscan.KeyIs(key, "params"):
+			member = 8
+			pc, ok = parsePlainParams(val)
+		default:
+			ok = false
+		}
+		ok = ok && seen&member == 0
+		seen |= member
+		return ok
+	})
+	return pc, complete && ok && seen == 15
+}
+
+// parsePlainParams reads the params of a plain call: see parsePlainCall.
+func parsePlainParams(params []byte) (plainCall, bool) {
+	var pc plainCall
+	ok, haveName := true, false
+	complete := jsonscan.Fields(params, func(key, val []byte) bool {
+		switch {
+		case jsonscan.KeyIs(key, "name") && !haveName && len(val) > 0 && val[0] == '"':
+			haveName = true
+			ok = json.Unmarshal(val, &pc.name) == nil
+		case jsonscan.KeyIs(key, "arguments") && pc.args == nil && len(val) > 0 && val[0] == '{':
+			pc.args = val
+		default:
+			ok = false
+		}
+		return ok
+	})
+	return pc, complete && ok && haveName && pc.args != nil
+}
+
+// callTool answers pc, a plain call with the JSON-RPC id rawID, as
+// MCPServer.HandleMessage answers it for the server newMCPServer builds:
+// the tool's handler in the server's tool middlewares (mws, outermost
+// first), given the request HandleMessage would decode (arguments as a
+// map and as their JSON), in ctx with the legacy protocol information;
+// a handler's error or missing result is an internal error. It reports
+// false, having run nothing, for what it does not serve that way: a tool
+// that is not registered, or that runs as a task.
+//
+// HandleMessage decodes such a request four times over (its id and
+// method, its _meta for the protocol version and for the trace context,
+// then all of it); on the 2-core machine of BENCHMARKS.md ("stdio: a
+// plain tool call decoded once") that was about 40 µs of a search's
+// 350 µs round trip. What HandleMessage would do besides for this
+// server, none of it configured by newMCPServer (hooks, tool filters,
+// schema validation, request logging, tracing spans of its own, session
+// tools), is not done here; TestStdioPlainCallsMatchHandleMessage wants
+// the same answer from both for every kind of call. Cancellation
+// (notifications/cancelled) reaches the call through directCalls, which
+// registers every call it takes.
+func callTool(ctx context.Context, s *server.MCPServer, mws []server.ToolHandlerMiddleware, rawID json.RawMessage, pc plainCall) (mcp.JSONRPCMessage, bool) {
+	tool := s.GetTool(pc.name)
+	if tool == nil || tool.Tool.Execution != nil {
+		return nil, false
+	}
+	if st, ok := server.ClientSessionFromContext(ctx).(server.SessionWithTools); ok {
+		if _, own := st.GetSessionTools()[pc.name]; own {
+			return nil, false
+		}
+	}
+	var id, args any
+	if json.Unmarshal(rawID, &id) != nil || json.Unmarshal(pc.args, &args) != nil {
+		return nil, false
+	}
+	req := mcp.CallToolRequest{
+		Request: mcp.Request{Method: string(mcp.MethodToolsCall)},
+		Params:  mcp.CallToolParams{Name: pc.name, Arguments: args, RawArguments: pc.args},
+	}
+	ctx = server.WithRequestProtocolInfo(ctx, &server.RequestProtocolInfo{})
+	h := tool.Handler
+	for _, mw := range slices.Backward(mws) {
+		h = mw(h)
+	}
+	res, err := h(ctx, req)
+	if err == nil && res == nil {
+		err = fmt.Errorf("tool '%s' handler returned no result", pc.name)
+	}
+	if err != nil {
+		return mcp.JSONRPCError{
+			JSONRPC: mcp.JSONRPC_VERSION,
+			ID:      mcp.NewRequestId(id),
+			Error:   mcp.NewJSONRPCErrorDetails(mcp.INTERNAL_ERROR, err.Error(), nil),
+		}, true
+	}
+	return mcp.NewJSONRPCResultResponse(mcp.NewRequestId(id), res), true
+}
+
+// recoverToolPanics turns a tool handler's panic into its error, worded as
+// mcp-go's WithRecovery words it: the first of the server's tool
+// middlewares, so that calls served without HandleMessage recover too.
+func recoverToolPanics(next server.ToolHandlerFunc) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (res *mcp.CallToolResult, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				res, err = nil, fmt.Errorf("panic recovered in %s tool handler: %v", req.Params.Name, r)
+			}
+		}()
+		return next(ctx, req)
+	}
+}
+
+// inflight holds the cancel functions of the tool calls a stdio session
+// is answering, by request id as notifications/cancelled names it.
+type inflight struct {
+	mu    sync.Mutex
+	calls map[string]context.CancelFunc
+}
+
+// requestKey is how a request id is matched: the value encoding/json
+// decodes, printed as mcp-go prints it for its own in-flight requests
+// (so 7 and 7.0 are one id).
+func requestKey(id any) string { return fmt.Sprint(id) }
+
+// add registers a call with the JSON-RPC id rawID and returns its context
+// and what to call once it is answered.
+func (f *inflight) add(ctx context.Context, rawID json.RawMessage) (context.Context, func()) {
+	var id any
+	if json.Unmarshal(rawID, &id) != nil {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	key := requestKey(id)
+	f.mu.Lock()
+	if f.calls == nil {
+		f.calls = map[string]context.CancelFunc{}
+	}
+	f.calls[key] = cancel
+	f.mu.Unlock()
+	return ctx, func() {
+		f.mu.Lock()
+		delete(f.calls, key)
+		f.mu.Unlock()
+		cancel()
+	}
+}
+
+// cancel cancels the call line names when line is a notifications/cancelled
+// notification naming one in flight. mcp-go's transport still gets the
+// line (and cancels the calls it runs).
+func (f *inflight) cancel(line []byte) {
+	var n struct {
+		Method string         `json:"method"`
+		Params map[string]any `json:"params"`
+	}
+	if json.Unmarshal(line, &n) != nil || n.Method != string(mcp.MethodNotificationCancelled) {
+		return
+	}
+	id, ok := n.Params["requestId"]
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	cancel := f.calls[requestKey(id)]
+	f.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
