@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 	"go.opentelemetry.io/otel/trace"
 
@@ -337,6 +338,11 @@ func probeOllama(ctx context.Context, cfg Config) (*embed.Ollama, bool) {
 	return o2, true
 }
 
+// serverImplementation is how the MCP server names itself.
+func serverImplementation() mcp.Implementation {
+	return mcp.Implementation{Name: "scopemem", Version: Version}
+}
+
 // toolMiddlewares returns what every tool call runs in, outermost first:
 // panics recovered, a call id, a tracing span when tracing is on, and the
 // call's metrics. Stdio calls served without HandleMessage (callTool) run
@@ -363,7 +369,8 @@ func (a *App) newMCPServer() *server.MCPServer {
 			"earlier conversations, the user's preferences or past decisions; call add_memory when you learn a durable fact. "+
 			"Memories live in scopes: session (this run), agent, user, team:<id> and org; list_scopes shows yours."),
 	)
-	s := server.NewMCPServer("scopemem", Version, opts...)
+	impl := serverImplementation()
+	s := server.NewMCPServer(impl.Name, impl.Version, opts...)
 	tools.Register(s, &tools.Handlers{
 		Store: a.Store, Embedder: a.Embedder, Log: a.log, Limits: a.cfg.Limits, DefaultScope: a.cfg.DefaultScope,
 	}, tools.Options{ReadOnly: a.cfg.ReadOnly})

@@ -36,7 +36,7 @@ func (a *App) ServeStdio(ctx context.Context, id scope.Identity, in io.Reader, o
 	}
 	tr := newDrainTracker()
 	w := tr.writer(out)
-	calls := newDirectCalls(a.MCP, a.toolMiddlewares(), tr, w, a.log)
+	calls := newDirectCalls(a.MCP, serverImplementation(), a.toolMiddlewares(), tr, w, a.log)
 	s := server.NewStdioServer(a.MCP)
 	// mcp-go answers tool calls with 5 workers by default: a client with
 	// more calls in flight would queue behind them, and concurrent adds

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -51,7 +52,12 @@ type directCalls struct {
 	quick atomic.Bool
 	// mws are the server's tool middlewares, for calls served without
 	// HandleMessage (callTool).
-	mws []server.ToolHandlerMiddleware
+	mws  []server.ToolHandlerMiddleware
+	impl mcp.Implementation // the server's name and version, for modern results
+	// protoMu guards the last _meta read (readProtocol).
+	protoMu   sync.Mutex
+	lastMeta  json.RawMessage
+	lastProto callProtocol
 	// inflight holds the calls taken and not yet answered, for
 	// notifications/cancelled.
 	inflight inflight
@@ -65,8 +71,8 @@ type directCall struct {
 	done func() // once answered
 }
 
-func newDirectCalls(s *server.MCPServer, mws []server.ToolHandlerMiddleware, t *drainTracker, w *countingWriter, logger *slog.Logger) *directCalls {
-	return &directCalls{mcp: s, mws: mws, t: t, w: w, log: logger, input: make(chan struct{})}
+func newDirectCalls(s *server.MCPServer, impl mcp.Implementation, mws []server.ToolHandlerMiddleware, t *drainTracker, w *countingWriter, logger *slog.Logger) *directCalls {
+	return &directCalls{mcp: s, impl: impl, mws: mws, t: t, w: w, log: logger, input: make(chan struct{})}
 }
 
 // start records the transport's request context: calls are served from
@@ -211,12 +217,26 @@ func (c *directCalls) handle(ctx context.Context, id json.RawMessage, line []byt
 			}
 		}
 	}()
-	if pc, ok := parsePlainCall(line); ok {
-		if resp, ok := callTool(ctx, c.mcp, c.mws, id, pc); ok {
-			return resp
-		}
+	if resp, ok := c.callDirect(ctx, id, line); ok {
+		return resp
 	}
 	return c.mcp.HandleMessage(ctx, line)
+}
+
+// callDirect answers line, a tools/call request with the id id, when it
+// is a plain call (parsePlainCall) that callTool serves.
+func (c *directCalls) callDirect(ctx context.Context, id json.RawMessage, line []byte) (mcp.JSONRPCMessage, bool) {
+	pc, ok := parsePlainCall(line)
+	if !ok {
+		return nil, false
+	}
+	p := legacyCall
+	if pc.meta != nil {
+		if p, ok = c.readProtocol(pc.meta); !ok {
+			return nil, false
+		}
+	}
+	return callTool(ctx, c.mcp, c.impl, c.mws, id, pc, p)
 }
 
 // toolCallID returns the id of line when line is a tools/call request

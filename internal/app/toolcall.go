@@ -19,16 +19,16 @@ import (
 type plainCall struct {
 	name string
 	args json.RawMessage // a JSON object
+	meta json.RawMessage // a JSON object, or nil
 }
 
-// parsePlainCall returns the tool and arguments of line, a tools/call
-// request that toolCallID took, when it is a plain call of the protocol
-// versions before 2026-07-28: the members jsonrpc ("2.0"), id, method and
-// params, each once, and params holding a string name and an object of
-// arguments and nothing else. Anything else (_meta, whose protocol
-// version may make the request one of 2026-07-28; a task; a member name
-// that differs only in case, which encoding/json would match) goes to
-// HandleMessage, which says what is wrong with it if anything is.
+// parsePlainCall returns the tool, arguments and _meta of line, a
+// tools/call request that toolCallID took, when it is a plain call: the
+// members jsonrpc ("2.0"), id, method and params, each once, and params
+// holding a string name, an object of arguments, an object _meta or none,
+// and nothing else. Anything else (a task; a member name that differs
+// only in case, which encoding/json would match) goes to HandleMessage,
+// which says what is wrong with it if anything is.
 func parsePlainCall(line []byte) (plainCall, bool) {
 	var (
 		pc   plainCall
@@ -68,6 +68,8 @@ func parsePlainParams(params []byte) (plainCall, bool) {
 			ok = json.Unmarshal(val, &pc.name) == nil
 		case jsonscan.KeyIs(key, "arguments") && pc.args == nil && len(val) > 0 && val[0] == '{':
 			pc.args = val
+		case jsonscan.KeyIs(key, "_meta") && pc.meta == nil && len(val) > 0 && val[0] == '{':
+			pc.meta = val
 		default:
 			ok = false
 		}
@@ -76,32 +78,76 @@ func parsePlainParams(params []byte) (plainCall, bool) {
 	return pc, complete && ok && haveName && pc.args != nil
 }
 
-// callTool answers pc, a plain call with the JSON-RPC id rawID, as
-// MCPServer.HandleMessage answers it for the server newMCPServer builds:
-// the tool's handler in the server's tool middlewares (mws, outermost
-// first), given the request HandleMessage would decode (arguments as a
-// map and as their JSON), in ctx with the legacy protocol information;
-// a handler's error or missing result is an internal error. It reports
-// false, having run nothing, for what it does not serve that way: a tool
-// that is not registered, or that runs as a task.
+// callProtocol is what a plain call's _meta says: its protocol
+// information, as HandleMessage reads it, and the _meta itself.
+type callProtocol struct {
+	info *server.RequestProtocolInfo
+	meta *mcp.Meta // nil without _meta
+}
+
+// legacyCall is the protocol of a call without _meta.
+var legacyCall = callProtocol{info: &server.RequestProtocolInfo{}}
+
+// readProtocol returns the protocol of a call with the _meta raw, as
+// HandleMessage reads it, when HandleMessage would serve the call: the
+// era its version names (2026-07-28 and later carry their version, client
+// information and capabilities in every request), the version known and
+// the capabilities there in a modern one. A client sends the same _meta
+// call after call: the last one read is remembered, and one the same to
+// the byte is not decoded again.
+func (c *directCalls) readProtocol(raw json.RawMessage) (callProtocol, bool) {
+	c.protoMu.Lock()
+	defer c.protoMu.Unlock()
+	if c.lastMeta != nil && string(raw) == string(c.lastMeta) {
+		return c.lastProto, true
+	}
+	m := new(mcp.Meta)
+	if json.Unmarshal(raw, m) != nil {
+		return callProtocol{}, false
+	}
+	p := callProtocol{info: &server.RequestProtocolInfo{ProtocolVersion: m.ProtocolVersion()}, meta: m}
+	if mcp.IsModernProtocol(p.info.ProtocolVersion) {
+		caps := m.ClientCapabilities()
+		if !mcp.IsValidProtocolVersion(p.info.ProtocolVersion) || caps == nil {
+			return callProtocol{}, false
+		}
+		p.info.Modern, p.info.ClientInfo, p.info.LogLevel, p.info.ClientCapabilities = true, m.ClientInfo(), m.LogLevel(), caps
+	}
+	c.lastMeta, c.lastProto = slices.Clone(raw), p
+	return p, true
+}
+
+// callTool answers pc, a plain call with the JSON-RPC id rawID whose _meta
+// says p, as MCPServer.HandleMessage answers it for the server
+// newMCPServer builds, whose implementation is impl: the tool's handler
+// in the server's tool middlewares (mws, outermost first), given the
+// request HandleMessage would decode (arguments as a map and as their
+// JSON), in ctx with the protocol information; the session takes the
+// client information and capabilities of a modern call, and its result
+// carries the result type and the server's implementation; a handler's
+// error or missing result is an internal error. It reports false, having
+// run nothing, for what it does not serve that way: a tool that is not
+// registered, or that runs as a task.
 //
 // HandleMessage decodes such a request four times over (its id and
 // method, its _meta for the protocol version and for the trace context,
 // then all of it); on the 2-core machine of BENCHMARKS.md ("stdio: a
-// plain tool call decoded once") that was about 40 µs of a search's
-// 350 µs round trip. What HandleMessage would do besides for this
-// server, none of it configured by newMCPServer (hooks, tool filters,
-// schema validation, request logging, tracing spans of its own, session
-// tools), is not done here; TestStdioPlainCallsMatchHandleMessage wants
-// the same answer from both for every kind of call. Cancellation
-// (notifications/cancelled) reaches the call through directCalls, which
-// registers every call it takes.
-func callTool(ctx context.Context, s *server.MCPServer, mws []server.ToolHandlerMiddleware, rawID json.RawMessage, pc plainCall) (mcp.JSONRPCMessage, bool) {
+// plain tool call decoded once") that was 40-50 µs of a search's 350 µs
+// round trip. What HandleMessage would do besides for this server, none
+// of it configured by newMCPServer (hooks, tool filters, schema
+// validation, request logging, tracing spans and propagation of its own,
+// session tools, standard headers, which stdio has none of), is not done
+// here; TestStdioPlainCallsMatchHandleMessage wants the same answer from
+// both for every kind of call. Cancellation (notifications/cancelled)
+// reaches the call through directCalls, which registers every call it
+// takes.
+func callTool(ctx context.Context, s *server.MCPServer, impl mcp.Implementation, mws []server.ToolHandlerMiddleware, rawID json.RawMessage, pc plainCall, p callProtocol) (mcp.JSONRPCMessage, bool) {
 	tool := s.GetTool(pc.name)
 	if tool == nil || tool.Tool.Execution != nil {
 		return nil, false
 	}
-	if st, ok := server.ClientSessionFromContext(ctx).(server.SessionWithTools); ok {
+	session := server.ClientSessionFromContext(ctx)
+	if st, ok := session.(server.SessionWithTools); ok {
 		if _, own := st.GetSessionTools()[pc.name]; own {
 			return nil, false
 		}
@@ -110,11 +156,23 @@ func callTool(ctx context.Context, s *server.MCPServer, mws []server.ToolHandler
 	if json.Unmarshal(rawID, &id) != nil || json.Unmarshal(pc.args, &args) != nil {
 		return nil, false
 	}
+	if p.info.Modern && session != nil {
+		// The session state the handshake of earlier versions set.
+		if withInfo, ok := session.(server.SessionWithClientInfo); ok {
+			if p.info.ClientInfo != nil {
+				withInfo.SetClientInfo(*p.info.ClientInfo)
+			}
+			withInfo.SetClientCapabilities(*p.info.ClientCapabilities)
+		}
+		if !session.Initialized() {
+			session.Initialize()
+		}
+	}
 	req := mcp.CallToolRequest{
 		Request: mcp.Request{Method: string(mcp.MethodToolsCall)},
-		Params:  mcp.CallToolParams{Name: pc.name, Arguments: args, RawArguments: pc.args},
+		Params:  mcp.CallToolParams{Name: pc.name, Arguments: args, Meta: p.meta, RawArguments: pc.args},
 	}
-	ctx = server.WithRequestProtocolInfo(ctx, &server.RequestProtocolInfo{})
+	ctx = server.WithRequestProtocolInfo(ctx, p.info)
 	h := tool.Handler
 	for _, mw := range slices.Backward(mws) {
 		h = mw(h)
@@ -129,6 +187,14 @@ func callTool(ctx context.Context, s *server.MCPServer, mws []server.ToolHandler
 			ID:      mcp.NewRequestId(id),
 			Error:   mcp.NewJSONRPCErrorDetails(mcp.INTERNAL_ERROR, err.Error(), nil),
 		}, true
+	}
+	if p.info.Modern {
+		if res.ResultType == "" {
+			res.ResultType = mcp.ResultTypeComplete
+		}
+		if meta := res.EnsureResultMeta(); meta.ServerInfo() == nil {
+			meta.SetServerInfo(impl)
+		}
 	}
 	return mcp.NewJSONRPCResultResponse(mcp.NewRequestId(id), res), true
 }

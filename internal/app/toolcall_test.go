@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +28,9 @@ func TestParsePlainCall(t *testing.T) {
 		{`{"jsonrpc":"2\u002e0","id":1,"method":"tools/call","params":{"name":"x","arguments":{}}}`, "x", `{}`},
 		{`{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{}}}`, "", ""},
 		{`{"id":1,"method":"tools/call","params":{"name":"x","arguments":{}}}`, "", ""},
-		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{},"_meta":{"progressToken":1}}}`, "", ""},
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{},"_meta":{"progressToken":1}}}`, "x", `{}`},
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{},"_meta":{},"_meta":{}}}`, "", ""},
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{},"_meta":null}}`, "", ""},
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{},"task":{"ttl":5}}}`, "", ""},
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`, "", ""},
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":null}}`, "", ""},
@@ -50,10 +53,11 @@ func TestParsePlainCall(t *testing.T) {
 }
 
 // TestStdioPlainCallsMatchHandleMessage sends the same requests to the
-// app's MCP server through HandleMessage and through callTool, over one
-// store, and wants the same answer, byte for byte, from both; and wants
-// callTool to take the plain calls of registered tools and leave the
-// others.
+// app's MCP server through HandleMessage and through callDirect, over one
+// store, each path in a session of its own, and wants the same answer,
+// byte for byte, and the same client information in the sessions
+// afterwards; and wants callDirect to take the plain calls of registered
+// tools and leave the others.
 func TestStdioPlainCallsMatchHandleMessage(t *testing.T) {
 	a, err := New(t.Context(), Config{DBPath: t.TempDir() + "/m.db", Embedder: "builtin", JanitorInterval: -1})
 	if err != nil {
@@ -61,19 +65,29 @@ func TestStdioPlainCallsMatchHandleMessage(t *testing.T) {
 	}
 	t.Cleanup(func() { a.Close() })
 	id := scope.Identity{Org: "acme", User: "alice", Teams: []string{"api"}, Agent: "coder", Permissions: scope.AllPermissions}
-	ctx := scope.WithIdentity(t.Context(), id)
-	mws := a.toolMiddlewares()
+	theirs, ours := &testSession{id: "s1"}, &testSession{id: "s2"}
+	viaMCP := a.MCP.WithContext(scope.WithIdentity(t.Context(), id), theirs)
+	direct := a.MCP.WithContext(scope.WithIdentity(t.Context(), id), ours)
+	c := newDirectCalls(a.MCP, serverImplementation(), a.toolMiddlewares(), nil, nil, nil)
 
 	call := func(id, tool, args string) string {
 		return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"` + tool + `","arguments":` + args + `}}`
 	}
-	for i, c := range []string{
+	withMeta := func(id, tool, args, meta string) string {
+		return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"` + tool + `","arguments":` + args + `,"_meta":` + meta + `}}`
+	}
+	modern := func(client string, caps string) string {
+		return `{"` + mcp.MetaKeyProtocolVersion + `":"` + mcp.ProtocolVersion20260728 + `","` + mcp.MetaKeyClientInfo + `":{"name":"` + client +
+			`","version":"1.0"}` + caps + `}`
+	}
+	capsKey := `,"` + mcp.MetaKeyClientCapabilities + `":`
+	for i, text := range []string{
 		"Alice prefers dark mode <in> every editor & terminal",
 		"The deploy key rotates every \"90\" days\u2028per policy",
 		"Build with go 1.26; run tests with -race",
 	} {
-		args, _ := json.Marshal(map[string]any{"content": c, "tags": []string{"seed"}})
-		resp, ok := callTool(ctx, a.MCP, mws, json.RawMessage("1"), mustPlain(t, call("1", "add_memory", string(args))))
+		args, _ := json.Marshal(map[string]any{"content": text, "tags": []string{"seed"}})
+		resp, ok := c.callDirect(direct, json.RawMessage("1"), []byte(call("1", "add_memory", string(args))))
 		if r, isResp := resp.(mcp.JSONRPCResponse); !ok || !isResp || r.Result.(*mcp.CallToolResult).IsError {
 			t.Fatalf("seed %d: %v %+v", i, ok, resp)
 		}
@@ -99,15 +113,24 @@ func TestStdioPlainCallsMatchHandleMessage(t *testing.T) {
 		{"duplicate add", call("16", "add_memory", `{"content":"Build with go 1.26; run tests with -race"}`), true},
 		{"empty content", call("17", "add_memory", `{"content":""}`), true},
 		{"invalid UTF-8 in content", call("18", "add_memory", "{\"content\":\"a\xffb\"}"), true},
-		{"unknown tool", call("19", "no_such_tool", `{}`), false},
-		{"_meta", `{"jsonrpc":"2.0","id":20,"method":"tools/call","params":{"name":"list_scopes","arguments":{},"_meta":{"progressToken":"p"}}}`, false},
-		{"modern _meta", `{"jsonrpc":"2.0","id":21,"method":"tools/call","params":{"name":"list_scopes","arguments":{},"_meta":{"` +
-			mcp.MetaKeyProtocolVersion + `":"` + mcp.ProtocolVersion20260728 + `"}}}`, false},
-		{"no arguments", `{"jsonrpc":"2.0","id":22,"method":"tools/call","params":{"name":"list_scopes"}}`, false},
-		{"wrong JSON-RPC version", `{"jsonrpc":"1.0","id":23,"method":"tools/call","params":{"name":"list_scopes","arguments":{}}}`, false},
+		{"progress token", withMeta("19", "list_scopes", `{}`, `{"progressToken":"p"}`), true},
+		{"legacy version in _meta", withMeta("20", "search_memory", search, `{"`+mcp.MetaKeyProtocolVersion+`":"2025-11-25"}`), true},
+		{"version of the wrong type", withMeta("21", "list_scopes", `{}`, `{"`+mcp.MetaKeyProtocolVersion+`":5}`), true},
+		{"modern search", withMeta("22", "search_memory", search, modern("one", capsKey+`{}`)), true},
+		{"modern search again", withMeta("23", "search_memory", search, modern("one", capsKey+`{}`)), true},
+		{"modern, another client", withMeta("24", "list_scopes", `{}`, modern("two", capsKey+`{"roots":{"listChanged":true}}`)), true},
+		{"modern tool error", withMeta("25", "add_memory", `{"content":" "}`, modern("two", capsKey+`{"roots":{"listChanged":true}}`)), true},
+		{"modern without capabilities", withMeta("26", "list_scopes", `{}`, modern("three", "")), false},
+		{"modern, capabilities of the wrong type", withMeta("27", "list_scopes", `{}`, modern("three", capsKey+`[]`)), false},
+		{"unknown modern version", withMeta("28", "list_scopes", `{}`, `{"`+mcp.MetaKeyProtocolVersion+`":"2099-01-01","`+
+			mcp.MetaKeyClientCapabilities+`":{}}`), false},
+		{"unknown tool", call("29", "no_such_tool", `{}`), false},
+		{"modern unknown tool", withMeta("30", "no_such_tool", `{}`, modern("one", capsKey+`{}`)), false},
+		{"no arguments", `{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"list_scopes"}}`, false},
+		{"wrong JSON-RPC version", `{"jsonrpc":"1.0","id":32,"method":"tools/call","params":{"name":"list_scopes","arguments":{}}}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			want, err := appendMessage(nil, a.MCP.HandleMessage(ctx, json.RawMessage(tc.line)))
+			want, err := appendMessage(nil, a.MCP.HandleMessage(viaMCP, json.RawMessage(tc.line)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,15 +138,11 @@ func TestStdioPlainCallsMatchHandleMessage(t *testing.T) {
 			if !ok {
 				t.Fatalf("toolCallID(%s) = false", tc.line)
 			}
-			var resp mcp.JSONRPCMessage
-			pc, plain := parsePlainCall([]byte(tc.line))
-			if plain {
-				resp, plain = callTool(ctx, a.MCP, mws, id, pc)
+			resp, taken := c.callDirect(direct, id, []byte(tc.line))
+			if taken != tc.taken {
+				t.Fatalf("taken: %v, want %v", taken, tc.taken)
 			}
-			if plain != tc.taken {
-				t.Fatalf("taken: %v, want %v", plain, tc.taken)
-			}
-			if !plain {
+			if !taken {
 				return
 			}
 			got, err := appendMessage(nil, resp)
@@ -131,22 +150,71 @@ func TestStdioPlainCallsMatchHandleMessage(t *testing.T) {
 				t.Fatal(err)
 			}
 			if string(got) != string(want) {
-				t.Errorf("callTool's answer:\n%s\nHandleMessage's:\n%s", got, want)
+				t.Errorf("callDirect's answer:\n%s\nHandleMessage's:\n%s", got, want)
 			}
 			if tc.name == "search" && !strings.Contains(string(got), `dark mode \u003cin\u003e every editor \u0026`) {
 				t.Errorf("search answer does not hold the seeded memory: %s", got)
 			}
+			if g, w := ours.state(), theirs.state(); g != w {
+				t.Errorf("session after callDirect: %s\nafter HandleMessage: %s", g, w)
+			}
 		})
+	}
+	if s := ours.state(); !strings.Contains(s, `"two"`) || !strings.Contains(s, "listChanged") {
+		t.Errorf("session after the modern calls: %s", s)
 	}
 }
 
-func mustPlain(t *testing.T, line string) plainCall {
-	t.Helper()
-	pc, ok := parsePlainCall([]byte(line))
-	if !ok {
-		t.Fatalf("parsePlainCall(%s) = false", line)
-	}
-	return pc
+// testSession is a session that keeps what modern requests tell it.
+type testSession struct {
+	id          string
+	mu          sync.Mutex
+	initialized bool
+	info        mcp.Implementation
+	caps        mcp.ClientCapabilities
+}
+
+func (s *testSession) SessionID() string { return s.id }
+func (s *testSession) NotificationChannel() chan<- mcp.JSONRPCNotification {
+	return make(chan mcp.JSONRPCNotification, 1)
+}
+func (s *testSession) Initialize() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.initialized = true
+}
+func (s *testSession) Initialized() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.initialized
+}
+func (s *testSession) GetClientInfo() mcp.Implementation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.info
+}
+func (s *testSession) SetClientInfo(info mcp.Implementation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.info = info
+}
+func (s *testSession) GetClientCapabilities() mcp.ClientCapabilities {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.caps
+}
+func (s *testSession) SetClientCapabilities(caps mcp.ClientCapabilities) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.caps = caps
+}
+
+// state is what the session was told, as JSON.
+func (s *testSession) state() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, _ := json.Marshal(map[string]any{"initialized": s.initialized, "info": s.info, "caps": s.caps})
+	return string(b)
 }
 
 // TestCallToolHandlerFailures wants a handler's panic, error or missing
@@ -171,25 +239,32 @@ func TestCallToolHandlerFailures(t *testing.T) {
 		return s
 	}
 	theirs, ours := build(server.WithRecovery()), build()
+	c := newDirectCalls(ours, mcp.Implementation{Name: "t", Version: "1"}, []server.ToolHandlerMiddleware{recoverToolPanics}, nil, nil, nil)
+	meta := map[string]string{
+		"legacy": "",
+		"modern": `,"_meta":{"` + mcp.MetaKeyProtocolVersion + `":"` + mcp.ProtocolVersion20260728 + `","` + mcp.MetaKeyClientCapabilities + `":{}}`,
+	}
 	for name := range handlers {
-		t.Run(name, func(t *testing.T) {
-			line := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"` + name + `","arguments":{"a": "b"}}}`
-			want, err := appendMessage(nil, theirs.HandleMessage(t.Context(), json.RawMessage(line)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, ok := callTool(t.Context(), ours, []server.ToolHandlerMiddleware{recoverToolPanics}, json.RawMessage("3"), mustPlain(t, line))
-			if !ok {
-				t.Fatal("callTool did not take the call")
-			}
-			got, err := appendMessage(nil, resp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("callTool's answer:\n%s\nHandleMessage's:\n%s", got, want)
-			}
-		})
+		for era, m := range meta {
+			t.Run(name+"/"+era, func(t *testing.T) {
+				line := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"` + name + `","arguments":{"a": "b"}` + m + `}}`
+				want, err := appendMessage(nil, theirs.HandleMessage(t.Context(), json.RawMessage(line)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, ok := c.callDirect(t.Context(), json.RawMessage("3"), []byte(line))
+				if !ok {
+					t.Fatal("callDirect did not take the call")
+				}
+				got, err := appendMessage(nil, resp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(got) != string(want) {
+					t.Errorf("callDirect's answer:\n%s\nHandleMessage's:\n%s", got, want)
+				}
+			})
+		}
 	}
 }
 
