@@ -327,3 +327,47 @@ func TestStdioCancelledCall(t *testing.T) {
 		t.Errorf("ServeStdio = %v", err)
 	}
 }
+
+// FuzzParsePlainCall wants every line parsePlainCall takes to be what
+// mcp-go decodes the same way: a request of JSON-RPC 2.0 with the same
+// tool name, the same arguments and _meta, and no task.
+func FuzzParsePlainCall(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":1}}}`,
+		` { "params" : { "arguments" : { } , "name" : "search\u005fmemory", "_meta": {"progressToken": 1} } , "id" : "a" , "method" : "tools/call" , "jsonrpc" : "2.0" } `,
+		`{"jsonrpc":"2\u002e0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"b":"}{\"]"}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{},"task":{"ttl":5}}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if _, ok := toolCallID(line); !ok {
+			return
+		}
+		pc, ok := parsePlainCall(line)
+		if !ok {
+			return
+		}
+		var req struct {
+			JSONRPC string `json:"jsonrpc"`
+			mcp.CallToolRequest
+		}
+		var meta struct {
+			Params struct {
+				Meta json.RawMessage `json:"_meta"`
+			} `json:"params"`
+		}
+		if err := json.Unmarshal(line, &req); err != nil {
+			t.Fatalf("parsePlainCall took %q, which mcp-go cannot decode: %v", line, err)
+		}
+		if err := json.Unmarshal(line, &meta); err != nil {
+			t.Fatal(err)
+		}
+		p := req.Params
+		if req.JSONRPC != mcp.JSONRPC_VERSION || p.Name != pc.name || string(p.RawArguments) != string(pc.args) ||
+			string(meta.Params.Meta) != string(pc.meta) || p.Task != nil {
+			t.Errorf("parsePlainCall(%q) = %q %s %s; mcp-go decodes version %q, %q %s %s, task %v",
+				line, pc.name, pc.args, pc.meta, req.JSONRPC, p.Name, p.RawArguments, meta.Params.Meta, p.Task)
+		}
+	})
+}
