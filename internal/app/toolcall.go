@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -82,7 +83,7 @@ func parsePlainParams(params []byte) (plainCall, bool) {
 // information, as HandleMessage reads it, and the _meta itself.
 type callProtocol struct {
 	info *server.RequestProtocolInfo
-	meta *mcp.Meta // nil without _meta
+	meta *mcp.Meta // nil without _meta; shared by the calls that send the same, which only read it
 }
 
 // legacyCall is the protocol of a call without _meta.
@@ -252,6 +253,9 @@ func (f *inflight) add(ctx context.Context, rawID json.RawMessage) (context.Cont
 // notification naming one in flight. mcp-go's transport still gets the
 // line (and cancels the calls it runs).
 func (f *inflight) cancel(line []byte) {
+	if !bytes.Contains(line, []byte("cancelled")) && !bytes.Contains(line, []byte(`\`)) {
+		return // the method is not notifications/cancelled, even escaped
+	}
 	var n struct {
 		Method string         `json:"method"`
 		Params map[string]any `json:"params"`
