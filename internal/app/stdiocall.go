@@ -67,7 +67,7 @@ type directCalls struct {
 // directCall is one tools/call request to answer.
 type directCall struct {
 	ctx  context.Context
-	id   json.RawMessage
+	id   any // as encoding/json decodes it
 	line []byte
 	done func() // once answered
 }
@@ -88,8 +88,9 @@ func (c *directCalls) take(line []byte) (directCall, bool) {
 	if ctx == nil {
 		return directCall{}, false
 	}
-	id, ok := toolCallID(line)
-	if !ok || !c.t.take() {
+	rawID, ok := toolCallID(line)
+	var id any
+	if !ok || json.Unmarshal(rawID, &id) != nil || !c.t.take() {
 		return directCall{}, false
 	}
 	// Registered before the next line is read, which may cancel it.
@@ -205,15 +206,13 @@ func (c *directCalls) answer(call directCall) {
 // handle answers a plain call itself (callTool) and any other through
 // HandleMessage, turning a panic into an internal error response to the
 // request, as mcp-go's transport does.
-func (c *directCalls) handle(ctx context.Context, id json.RawMessage, line []byte) (resp mcp.JSONRPCMessage) {
+func (c *directCalls) handle(ctx context.Context, id any, line []byte) (resp mcp.JSONRPCMessage) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("stdio: panic recovered in a tool call", "panic", fmt.Sprint(r))
-			var v any
-			_ = json.Unmarshal(id, &v)
 			resp = mcp.JSONRPCError{
 				JSONRPC: mcp.JSONRPC_VERSION,
-				ID:      mcp.NewRequestId(v),
+				ID:      mcp.NewRequestId(id),
 				Error:   mcp.NewJSONRPCErrorDetails(mcp.INTERNAL_ERROR, fmt.Sprintf("internal panic: %v", r), nil),
 			}
 		}
@@ -226,7 +225,7 @@ func (c *directCalls) handle(ctx context.Context, id json.RawMessage, line []byt
 
 // callDirect answers line, a tools/call request with the id id, when it
 // is a plain call (parsePlainCall) that callTool serves.
-func (c *directCalls) callDirect(ctx context.Context, id json.RawMessage, line []byte) (mcp.JSONRPCMessage, bool) {
+func (c *directCalls) callDirect(ctx context.Context, id any, line []byte) (mcp.JSONRPCMessage, bool) {
 	pc, ok := parsePlainCall(line)
 	if !ok {
 		return nil, false

@@ -118,7 +118,7 @@ func (c *directCalls) readProtocol(raw json.RawMessage) (callProtocol, bool) {
 	return p, true
 }
 
-// callTool answers pc, a plain call with the JSON-RPC id rawID whose _meta
+// callTool answers pc, a plain call with the JSON-RPC id id whose _meta
 // says p, as MCPServer.HandleMessage answers it for the server
 // newMCPServer builds, whose implementation is impl: the tool's handler
 // in the server's tool middlewares (mws, outermost first), given the
@@ -142,7 +142,7 @@ func (c *directCalls) readProtocol(raw json.RawMessage) (callProtocol, bool) {
 // both for every kind of call. Cancellation (notifications/cancelled)
 // reaches the call through directCalls, which registers every call it
 // takes.
-func callTool(ctx context.Context, s *server.MCPServer, impl mcp.Implementation, mws []server.ToolHandlerMiddleware, rawID json.RawMessage, pc plainCall, p callProtocol) (mcp.JSONRPCMessage, bool) {
+func callTool(ctx context.Context, s *server.MCPServer, impl mcp.Implementation, mws []server.ToolHandlerMiddleware, id any, pc plainCall, p callProtocol) (mcp.JSONRPCMessage, bool) {
 	tool := s.GetTool(pc.name)
 	if tool == nil || tool.Tool.Execution != nil {
 		return nil, false
@@ -153,8 +153,8 @@ func callTool(ctx context.Context, s *server.MCPServer, impl mcp.Implementation,
 			return nil, false
 		}
 	}
-	var id, args any
-	if json.Unmarshal(rawID, &id) != nil || json.Unmarshal(pc.args, &args) != nil {
+	var args any
+	if json.Unmarshal(pc.args, &args) != nil {
 		return nil, false
 	}
 	if p.info.Modern && session != nil {
@@ -226,13 +226,9 @@ type inflight struct {
 // (so 7 and 7.0 are one id).
 func requestKey(id any) string { return fmt.Sprint(id) }
 
-// add registers a call with the JSON-RPC id rawID and returns its context
-// and what to call once it is answered.
-func (f *inflight) add(ctx context.Context, rawID json.RawMessage) (context.Context, func()) {
-	var id any
-	if json.Unmarshal(rawID, &id) != nil {
-		return ctx, func() {}
-	}
+// add registers a call with the JSON-RPC id id (as encoding/json decodes
+// it) and returns its context and what to call once it is answered.
+func (f *inflight) add(ctx context.Context, id any) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	key := requestKey(id)
 	f.mu.Lock()

@@ -87,7 +87,7 @@ func TestStdioPlainCallsMatchHandleMessage(t *testing.T) {
 		"Build with go 1.26; run tests with -race",
 	} {
 		args, _ := json.Marshal(map[string]any{"content": text, "tags": []string{"seed"}})
-		resp, ok := c.callDirect(direct, json.RawMessage("1"), []byte(call("1", "add_memory", string(args))))
+		resp, ok := c.callDirect(direct, float64(1), []byte(call("1", "add_memory", string(args))))
 		if r, isResp := resp.(mcp.JSONRPCResponse); !ok || !isResp || r.Result.(*mcp.CallToolResult).IsError {
 			t.Fatalf("seed %d: %v %+v", i, ok, resp)
 		}
@@ -134,9 +134,10 @@ func TestStdioPlainCallsMatchHandleMessage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			id, ok := toolCallID([]byte(tc.line))
-			if !ok {
-				t.Fatalf("toolCallID(%s) = false", tc.line)
+			rawID, ok := toolCallID([]byte(tc.line))
+			var id any
+			if !ok || json.Unmarshal(rawID, &id) != nil {
+				t.Fatalf("toolCallID(%s) = %s, %v", tc.line, rawID, ok)
 			}
 			resp, taken := c.callDirect(direct, id, []byte(tc.line))
 			if taken != tc.taken {
@@ -252,7 +253,7 @@ func TestCallToolHandlerFailures(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				resp, ok := c.callDirect(t.Context(), json.RawMessage("3"), []byte(line))
+				resp, ok := c.callDirect(t.Context(), float64(3), []byte(line))
 				if !ok {
 					t.Fatal("callDirect did not take the call")
 				}
