@@ -14,9 +14,9 @@ import (
 	"github.com/scopemem/scopemem/internal/jsonscan"
 )
 
-// plainCall is the tool and arguments of a tools/call request that a
-// stdio session serves without MCPServer.HandleMessage: see
-// [parsePlainCall] and [directCalls.callTool].
+// plainCall is the tool, arguments and _meta of a tools/call request that
+// a stdio session serves without MCPServer.HandleMessage: see
+// [parsePlainCall] and [callTool].
 type plainCall struct {
 	name string
 	args json.RawMessage // a JSON object
@@ -133,7 +133,7 @@ func (c *directCalls) readProtocol(raw json.RawMessage) (callProtocol, bool) {
 // HandleMessage decodes such a request four times over (its id and
 // method, its _meta for the protocol version and for the trace context,
 // then all of it); on the 2-core machine of BENCHMARKS.md ("stdio: a
-// plain tool call decoded once") that was 40-50 µs of a search's 350 µs
+// plain tool call decoded once") that was 39-52 µs of a search's 350 µs
 // round trip. What HandleMessage would do besides for this server, none
 // of it configured by newMCPServer (hooks, tool filters, schema
 // validation, request logging, tracing spans and propagation of its own,
