@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,7 +18,7 @@ import (
 )
 
 // directCalls serves the tools/call requests of a stdio client without
-// mcp-go's stdio transport: a plain call (parsePlainCall) is answered by
+// mcp-go's stdio transport: a plain call (see plainCall) is answered by
 // its tool's handler (callTool), any other goes to the MCP server's
 // HandleMessage as the transport's workers would send it, and the answer
 // is written here. The transport reads every line on a goroutine of its own, decodes
@@ -66,10 +65,11 @@ type directCalls struct {
 
 // directCall is one tools/call request to answer.
 type directCall struct {
-	ctx  context.Context
-	id   any // as encoding/json decodes it
-	line []byte
-	done func() // once answered
+	ctx   context.Context
+	id    any // as encoding/json decodes it
+	line  []byte
+	plain plainCall // args nil unless a plain call
+	done  func()    // once answered
 }
 
 func newDirectCalls(s *server.MCPServer, impl mcp.Implementation, mws []server.ToolHandlerMiddleware, t *drainTracker, w *countingWriter, logger *slog.Logger) *directCalls {
@@ -88,14 +88,14 @@ func (c *directCalls) take(line []byte) (directCall, bool) {
 	if ctx == nil {
 		return directCall{}, false
 	}
-	rawID, ok := toolCallID(line)
+	rawID, pc, ok := readStdioCall(line)
 	var id any
 	if !ok || json.Unmarshal(rawID, &id) != nil || !c.t.take() {
 		return directCall{}, false
 	}
 	// Registered before the next line is read, which may cancel it.
 	callCtx, done := c.inflight.add(*ctx, id)
-	return directCall{ctx: callCtx, id: id, line: line, done: done}, true
+	return directCall{ctx: callCtx, id: id, line: line, plain: pc, done: done}, true
 }
 
 // notTaken is told of every line take did not take: a
@@ -185,7 +185,7 @@ func (c *directCalls) handOver(in *drainReader) {
 func (c *directCalls) answer(call directCall) {
 	defer c.t.add(-1)
 	defer call.done()
-	resp := c.handle(call.ctx, call.id, call.line)
+	resp := c.handle(call)
 	if resp == nil {
 		return
 	}
@@ -206,69 +206,36 @@ func (c *directCalls) answer(call directCall) {
 // handle answers a plain call itself (callTool) and any other through
 // HandleMessage, turning a panic into an internal error response to the
 // request, as mcp-go's transport does.
-func (c *directCalls) handle(ctx context.Context, id any, line []byte) (resp mcp.JSONRPCMessage) {
+func (c *directCalls) handle(call directCall) (resp mcp.JSONRPCMessage) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("stdio: panic recovered in a tool call", "panic", fmt.Sprint(r))
 			resp = mcp.JSONRPCError{
 				JSONRPC: mcp.JSONRPC_VERSION,
-				ID:      mcp.NewRequestId(id),
+				ID:      mcp.NewRequestId(call.id),
 				Error:   mcp.NewJSONRPCErrorDetails(mcp.INTERNAL_ERROR, fmt.Sprintf("internal panic: %v", r), nil),
 			}
 		}
 	}()
-	if resp, ok := c.callDirect(ctx, id, line); ok {
+	if resp, ok := c.callDirect(call.ctx, call.id, call.plain); ok {
 		return resp
 	}
-	return c.mcp.HandleMessage(ctx, line)
+	return c.mcp.HandleMessage(call.ctx, call.line)
 }
 
-// callDirect answers line, a tools/call request with the id id, when it
-// is a plain call (parsePlainCall) that callTool serves.
-func (c *directCalls) callDirect(ctx context.Context, id any, line []byte) (mcp.JSONRPCMessage, bool) {
-	pc, ok := parsePlainCall(line)
-	if !ok {
+// callDirect answers pc, a call with the id id, when it is plain (its
+// args not nil) and callTool serves it.
+func (c *directCalls) callDirect(ctx context.Context, id any, pc plainCall) (mcp.JSONRPCMessage, bool) {
+	if pc.args == nil {
 		return nil, false
 	}
-	p := legacyCall
+	p, ok := legacyCall, true
 	if pc.meta != nil {
 		if p, ok = c.readProtocol(pc.meta); !ok {
 			return nil, false
 		}
 	}
 	return callTool(ctx, c.mcp, c.impl, c.mws, id, pc, p)
-}
-
-// toolCallID returns the id of line when line is a tools/call request
-// with an id that is not null. It checks that line is valid JSON, then
-// reads only the top-level members up to its id and method, passing
-// over other values without decoding them: it runs for every line a
-// stdio client sends.
-func toolCallID(line []byte) (json.RawMessage, bool) {
-	if !json.Valid(line) {
-		return nil, false
-	}
-	var id json.RawMessage
-	method, ok := false, true
-	jsonscan.Fields(line, func(key, val []byte) bool {
-		switch {
-		case jsonscan.KeyIs(key, "id"):
-			if id != nil || string(val) == "null" {
-				ok = false
-			}
-			id = bytes.Clone(val)
-		case jsonscan.KeyIs(key, "method"):
-			if method || !jsonscan.StringIs(val, string(mcp.MethodToolsCall)) {
-				ok = false
-			}
-			method = true
-		}
-		return ok && (id == nil || !method)
-	})
-	if !ok || id == nil || !method {
-		return nil, false
-	}
-	return id, true
 }
 
 // appendMessage appends msg as json.Marshal encodes it (as mcp-go's

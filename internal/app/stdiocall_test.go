@@ -143,7 +143,7 @@ func FuzzAppendQuotedJSON(f *testing.F) {
 	})
 }
 
-func TestToolCallID(t *testing.T) {
+func TestReadStdioCallID(t *testing.T) {
 	for _, tc := range []struct {
 		line string
 		id   string // "": not a tool call
@@ -156,6 +156,7 @@ func TestToolCallID(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":null,"method":"tools/call"}`, ""},
 		{`{"jsonrpc":"2.0","id":1,"result":{}}`, ""},
 		{`{"id":1,"id":2,"method":"tools/call"}`, ""},
+		{`{"id":1,"method":"tools/call","id":2}`, ""},
 		{`[1]`, ""},
 		{`{"id":1,"meth`, ""},
 		{`{"id":1,"method":"tools/call"`, ""},
@@ -169,9 +170,9 @@ func TestToolCallID(t *testing.T) {
 		{`{"method":1,"id":1}`, ""},
 		{`{"id":{"a":1},"method":"tools/call"}`, `{"a":1}`},
 	} {
-		id, ok := toolCallID([]byte(tc.line))
+		id, _, ok := readStdioCall([]byte(tc.line))
 		if got := map[bool]string{true: string(id)}[ok]; got != tc.id {
-			t.Errorf("toolCallID(%s) = %q, %v; want %q", tc.line, id, ok, tc.id)
+			t.Errorf("readStdioCall(%s) = %q, %v; want %q", tc.line, id, ok, tc.id)
 		}
 	}
 }
@@ -203,10 +204,10 @@ func BenchmarkAppendSearchResponse(b *testing.B) {
 	}
 }
 
-// FuzzToolCallID checks toolCallID against a reference that reads line
+// FuzzReadStdioCallID checks readStdioCall's id against a reference that reads line
 // with encoding/json's decoder: the same answer for every line, and no
 // panic on any.
-func FuzzToolCallID(f *testing.F) {
+func FuzzReadStdioCallID(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`,
 		`{"params":{"a":"}{][\"","b":[1,{"id":9}]},"id":"x\"y","method":"tools/call"}`,
@@ -251,10 +252,10 @@ func FuzzToolCallID(f *testing.F) {
 		return nil, false
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		id, ok := toolCallID(line)
+		id, _, ok := readStdioCall(line)
 		wantID, wantOK := reference(line)
 		if ok != wantOK || !bytes.Equal(id, wantID) {
-			t.Errorf("toolCallID(%q) = %q, %v; the decoder reads %q, %v", line, id, ok, wantID, wantOK)
+			t.Errorf("readStdioCall(%q) = %q, %v; the decoder reads %q, %v", line, id, ok, wantID, wantOK)
 		}
 	})
 }

@@ -16,49 +16,63 @@ import (
 
 // plainCall is the tool, arguments and _meta of a tools/call request that
 // a stdio session serves without MCPServer.HandleMessage: see
-// [parsePlainCall] and [callTool].
+// [readStdioCall] and [callTool].
 type plainCall struct {
 	name string
 	args json.RawMessage // a JSON object
 	meta json.RawMessage // a JSON object, or nil
 }
 
-// parsePlainCall returns the tool, arguments and _meta of line, a
-// tools/call request that toolCallID took, when it is a plain call: the
-// members jsonrpc ("2.0"), id, method and params, each once, and params
-// holding a string name, an object of arguments, an object _meta or none,
-// and nothing else. Anything else (a task; a member name that differs
-// only in case, which encoding/json would match) goes to HandleMessage,
-// which says what is wrong with it if anything is.
-func parsePlainCall(line []byte) (plainCall, bool) {
-	var (
-		pc   plainCall
-		seen uint8
-	)
-	ok := true
+// readStdioCall reads line, one line a stdio client sent, in one pass:
+// ok when it is a tools/call request with an id that is not null (id, its
+// raw JSON), and pc (whose args are not nil) when it is also a plain call.
+// It checks that line is valid JSON, then reads its top-level members
+// without decoding other values than those. A plain call has the members
+// jsonrpc ("2.0"), id, method and params, each once, and params holds a
+// string name, an object of arguments, an object _meta or none, and
+// nothing else. Anything else (a task; a member name that differs only in
+// case, which encoding/json would match) goes to HandleMessage, which says
+// what is wrong with it if anything is.
+func readStdioCall(line []byte) (id json.RawMessage, pc plainCall, ok bool) {
+	if !json.Valid(line) {
+		return nil, plainCall{}, false
+	}
+	var seen uint8
+	ok, plain := true, true
 	complete := jsonscan.Fields(line, func(key, val []byte) bool {
 		var member uint8
 		switch {
 		case jsonscan.KeyIs(key, "jsonrpc"):
-			member, ok = 1, jsonscan.StringIs(val, mcp.JSONRPC_VERSION)
+			member = 1
+			plain = plain && jsonscan.StringIs(val, mcp.JSONRPC_VERSION)
 		case jsonscan.KeyIs(key, "id"):
-			member = 2 // toolCallID read it
+			member, id = 2, val
+			ok = ok && seen&member == 0 && string(val) != "null"
 		case jsonscan.KeyIs(key, "method"):
-			member = 4 // toolCallID read it
+			member = 4
+			ok = ok && seen&member == 0 && jsonscan.StringIs(val, string(mcp.MethodToolsCall))
 		case jsonscan.KeyIs(key, "params"):
 			member = 8
-			pc, ok = parsePlainParams(val)
+			if plain {
+				pc, plain = parsePlainParams(val)
+			}
 		default:
-			ok = false
+			plain = false
 		}
-		ok = ok && seen&member == 0
+		plain = plain && seen&member == 0
 		seen |= member
 		return ok
 	})
-	return pc, complete && ok && seen == 15
+	if !ok || seen&6 != 6 {
+		return nil, plainCall{}, false
+	}
+	if !complete || !plain || seen != 15 {
+		pc = plainCall{}
+	}
+	return id, pc, true
 }
 
-// parsePlainParams reads the params of a plain call: see parsePlainCall.
+// parsePlainParams reads the params of a plain call: see readStdioCall.
 func parsePlainParams(params []byte) (plainCall, bool) {
 	var pc plainCall
 	ok, haveName := true, false

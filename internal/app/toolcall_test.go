@@ -18,7 +18,7 @@ import (
 	"github.com/scopemem/scopemem/scope"
 )
 
-func TestParsePlainCall(t *testing.T) {
+func TestReadStdioCallPlain(t *testing.T) {
 	for _, tc := range []struct {
 		line       string
 		name, args string // name "": not a plain call
@@ -45,9 +45,13 @@ func TestParsePlainCall(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{}},"extra":1}`, "", ""},
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[]}`, "", ""},
 	} {
-		pc, ok := parsePlainCall([]byte(tc.line))
+		_, pc, call := readStdioCall([]byte(tc.line))
+		ok := call && pc.args != nil
+		if !call || (!ok && (pc.name != "" || pc.meta != nil)) {
+			t.Errorf("readStdioCall(%s) = %+v, %v: a tool call, with nothing of a call that is not plain", tc.line, pc, call)
+		}
 		if got := map[bool]string{true: pc.name}[ok]; got != tc.name || (ok && string(pc.args) != tc.args) {
-			t.Errorf("parsePlainCall(%s) = %q %s, %v; want %q %s", tc.line, pc.name, pc.args, ok, tc.name, tc.args)
+			t.Errorf("readStdioCall(%s) = %q %s, %v; want %q %s", tc.line, pc.name, pc.args, ok, tc.name, tc.args)
 		}
 	}
 }
@@ -87,7 +91,8 @@ func TestStdioPlainCallsMatchHandleMessage(t *testing.T) {
 		"Build with go 1.26; run tests with -race",
 	} {
 		args, _ := json.Marshal(map[string]any{"content": text, "tags": []string{"seed"}})
-		resp, ok := c.callDirect(direct, float64(1), []byte(call("1", "add_memory", string(args))))
+		id, pc := readCall(t, call("1", "add_memory", string(args)))
+		resp, ok := c.callDirect(direct, id, pc)
 		if r, isResp := resp.(mcp.JSONRPCResponse); !ok || !isResp || r.Result.(*mcp.CallToolResult).IsError {
 			t.Fatalf("seed %d: %v %+v", i, ok, resp)
 		}
@@ -134,12 +139,8 @@ func TestStdioPlainCallsMatchHandleMessage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rawID, ok := toolCallID([]byte(tc.line))
-			var id any
-			if !ok || json.Unmarshal(rawID, &id) != nil {
-				t.Fatalf("toolCallID(%s) = %s, %v", tc.line, rawID, ok)
-			}
-			resp, taken := c.callDirect(direct, id, []byte(tc.line))
+			id, pc := readCall(t, tc.line)
+			resp, taken := c.callDirect(direct, id, pc)
 			if taken != tc.taken {
 				t.Fatalf("taken: %v, want %v", taken, tc.taken)
 			}
@@ -164,6 +165,17 @@ func TestStdioPlainCallsMatchHandleMessage(t *testing.T) {
 	if s := ours.state(); !strings.Contains(s, `"two"`) || !strings.Contains(s, "listChanged") {
 		t.Errorf("session after the modern calls: %s", s)
 	}
+}
+
+// readCall reads line as take does: the call's id decoded, and the call.
+func readCall(t *testing.T, line string) (any, plainCall) {
+	t.Helper()
+	rawID, pc, ok := readStdioCall([]byte(line))
+	var id any
+	if !ok || json.Unmarshal(rawID, &id) != nil {
+		t.Fatalf("readStdioCall(%s) = %s, %v", line, rawID, ok)
+	}
+	return id, pc
 }
 
 // testSession is a session that keeps what modern requests tell it.
@@ -253,7 +265,8 @@ func TestCallToolHandlerFailures(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				resp, ok := c.callDirect(t.Context(), float64(3), []byte(line))
+				id, pc := readCall(t, line)
+				resp, ok := c.callDirect(t.Context(), id, pc)
 				if !ok {
 					t.Fatal("callDirect did not take the call")
 				}
@@ -329,10 +342,10 @@ func TestStdioCancelledCall(t *testing.T) {
 	}
 }
 
-// FuzzParsePlainCall wants every line parsePlainCall takes to be what
+// FuzzReadStdioCallPlain wants every plain call readStdioCall reads to be what
 // mcp-go decodes the same way: a request of JSON-RPC 2.0 with the same
 // tool name, the same arguments and _meta, and no task.
-func FuzzParsePlainCall(f *testing.F) {
+func FuzzReadStdioCallPlain(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":1}}}`,
 		` { "params" : { "arguments" : { } , "name" : "search\u005fmemory", "_meta": {"progressToken": 1} } , "id" : "a" , "method" : "tools/call" , "jsonrpc" : "2.0" } `,
@@ -342,11 +355,8 @@ func FuzzParsePlainCall(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		if _, ok := toolCallID(line); !ok {
-			return
-		}
-		pc, ok := parsePlainCall(line)
-		if !ok {
+		_, pc, ok := readStdioCall(line)
+		if !ok || pc.args == nil {
 			return
 		}
 		var req struct {
@@ -359,7 +369,7 @@ func FuzzParsePlainCall(f *testing.F) {
 			} `json:"params"`
 		}
 		if err := json.Unmarshal(line, &req); err != nil {
-			t.Fatalf("parsePlainCall took %q, which mcp-go cannot decode: %v", line, err)
+			t.Fatalf("readStdioCall read %q as a plain call, which mcp-go cannot decode: %v", line, err)
 		}
 		if err := json.Unmarshal(line, &meta); err != nil {
 			t.Fatal(err)
@@ -367,7 +377,7 @@ func FuzzParsePlainCall(f *testing.F) {
 		p := req.Params
 		if req.JSONRPC != mcp.JSONRPC_VERSION || p.Name != pc.name || string(p.RawArguments) != string(pc.args) ||
 			string(meta.Params.Meta) != string(pc.meta) || p.Task != nil {
-			t.Errorf("parsePlainCall(%q) = %q %s %s; mcp-go decodes version %q, %q %s %s, task %v",
+			t.Errorf("readStdioCall(%q) = %q %s %s; mcp-go decodes version %q, %q %s %s, task %v",
 				line, pc.name, pc.args, pc.meta, req.JSONRPC, p.Name, p.RawArguments, meta.Params.Meta, p.Task)
 		}
 	})
