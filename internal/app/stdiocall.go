@@ -21,12 +21,12 @@ import (
 // mcp-go's stdio transport: a plain call (see plainCall) is answered by
 // its tool's handler (callTool), any other goes to the MCP server's
 // HandleMessage as the transport's workers would send it, and the answer
-// is written here. The transport reads every line on a goroutine of its own, decodes
-// it five times before a worker takes it, and encodes a tool result
-// through a map, escaping its text and then validating and compacting its
-// structured content twice (a search answer of ten hits is about 20 KB of
-// JSON). Every other message (initialize, notifications, other requests)
-// still goes through the transport.
+// is written here. The transport reads every line on a goroutine of its
+// own, decodes it five times before a worker takes it, and encodes a tool
+// result through a map, escaping its text and then validating and
+// compacting its structured content twice (a search answer of ten hits is
+// about 20 KB of JSON). Every other message (initialize, notifications,
+// other requests) still goes through the transport.
 type directCalls struct {
 	mcp *server.MCPServer
 	t   *drainTracker
