@@ -229,10 +229,12 @@ func recoverToolPanics(next server.ToolHandlerFunc) server.ToolHandlerFunc {
 }
 
 // inflight holds the cancel functions of the tool calls a stdio session
-// is answering, by request id as notifications/cancelled names it.
+// is answering, by request id as notifications/cancelled names it. A
+// client that reuses the id of a call still in flight (which JSON-RPC
+// forbids) can cancel the later call, and only that one.
 type inflight struct {
 	mu    sync.Mutex
-	calls map[string]context.CancelFunc
+	calls map[string]*context.CancelFunc
 }
 
 // requestKey is how a request id is matched: the value encoding/json
@@ -244,16 +246,19 @@ func requestKey(id any) string { return fmt.Sprint(id) }
 // it) and returns its context and what to call once it is answered.
 func (f *inflight) add(ctx context.Context, id any) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	key := requestKey(id)
+	key, entry := requestKey(id), &cancel
 	f.mu.Lock()
 	if f.calls == nil {
-		f.calls = map[string]context.CancelFunc{}
+		f.calls = map[string]*context.CancelFunc{}
 	}
-	f.calls[key] = cancel
+	f.calls[key] = entry
 	f.mu.Unlock()
 	return ctx, func() {
 		f.mu.Lock()
-		delete(f.calls, key)
+		// A later call with the same id keeps its registration.
+		if f.calls[key] == entry {
+			delete(f.calls, key)
+		}
 		f.mu.Unlock()
 		cancel()
 	}
@@ -278,9 +283,9 @@ func (f *inflight) cancel(line []byte) {
 		return
 	}
 	f.mu.Lock()
-	cancel := f.calls[requestKey(id)]
+	entry := f.calls[requestKey(id)]
 	f.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if entry != nil {
+		(*entry)()
 	}
 }

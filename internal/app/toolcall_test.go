@@ -382,3 +382,25 @@ func FuzzReadStdioCallPlain(f *testing.F) {
 		}
 	})
 }
+
+// TestInflightReusedID: a call that reuses the id of one still in flight
+// stays cancellable after the first is answered, and a cancellation
+// reaches the later call only.
+func TestInflightReusedID(t *testing.T) {
+	var f inflight
+	cancelled := []byte(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}`)
+	first, firstDone := f.add(context.Background(), float64(7))
+	second, secondDone := f.add(context.Background(), float64(7))
+	defer secondDone()
+	firstDone()
+	if second.Err() != nil {
+		t.Fatalf("the later call was cancelled when the first was answered: %v", second.Err())
+	}
+	f.cancel(cancelled)
+	if !errors.Is(second.Err(), context.Canceled) {
+		t.Fatalf("the later call was not cancelled: %v", second.Err())
+	}
+	if !errors.Is(first.Err(), context.Canceled) {
+		t.Fatalf("an answered call's context was left open: %v", first.Err())
+	}
+}
