@@ -245,3 +245,104 @@ func TestTextHalfAfterRemovals(t *testing.T) {
 		}
 	}
 }
+
+// TestOfferScored checks the rows offerScored puts in a heap against a
+// sort of every kept row: the same rows, in the same order, whether it
+// offers them all (few rows), only those of the best bins (many), or
+// falls back to the rows below them (a filter keeping fewer than the
+// heap holds among the best), with ties and with hits of another scope
+// already in the heap.
+func TestOfferScored(t *testing.T) {
+	const dims, k = 8, 50
+	tests := []struct {
+		name    string
+		touched int     // rows scored, of 3,000
+		levels  int     // distinct scores; 0: continuous
+		tagged  float64 // share of rows with the tag; 0: no tag filter
+		before  int     // hits of another entry in the heap first
+	}{
+		{name: "few rows, offered one by one", touched: 150},
+		{name: "many rows, best bins only", touched: 2000},
+		{name: "many rows, all but one the same score", touched: 2000, levels: 1},
+		{name: "many rows, five scores", touched: 2000, levels: 5},
+		{name: "tag kept by a tenth: rows below the best bins", touched: 2000, tagged: 0.1},
+		{name: "tag kept by 2%: fewer kept than the heap holds", touched: 2000, tagged: 0.02},
+		{name: "another scope's hits first", touched: 2000, before: k},
+		{name: "another scope's hits and a tag", touched: 1500, tagged: 0.05, before: 30},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(i), 11))
+			rows := cacheRows(r, 1, 3000, dims)
+			for j := range rows {
+				if r.Float64() < tt.tagged {
+					rows[j].mem.Tags = []string{"keep"}
+				}
+			}
+			e := newScopeVecs()
+			e.install(1, dims, rows)
+			other := newScopeVecs()
+			other.install(1, dims, cacheRows(r, 100_000, tt.before, dims))
+
+			f := filter{now: nowNanos(), dims: dims}
+			if tt.tagged > 0 {
+				f.tags = []string{"keep"}
+			}
+			scores := make([]float64, len(e.rids))
+			touched := make([]int32, 0, tt.touched)
+			for _, slot := range r.Perm(len(e.rids))[:tt.touched] {
+				s := 1 + r.Float64()*10
+				if tt.levels > 0 {
+					s = float64(1 + r.IntN(tt.levels))
+				}
+				scores[slot] = s
+				touched = append(touched, int32(slot))
+			}
+			if tt.levels == 1 {
+				scores[touched[len(touched)/2]] = 2 // one row above the rest
+			}
+			var want []hit
+			for slot := range other.rids {
+				want = append(want, hit{score: 5.5, rid: other.rids[slot], slot: int32(slot), entry: other})
+			}
+			for _, slot := range touched {
+				if f.keep(e, int(slot)) {
+					want = append(want, hit{score: scores[slot], rid: e.rids[slot], slot: slot, entry: e})
+				}
+			}
+			slices.SortFunc(want, func(a, b hit) int {
+				if better(&a, &b) {
+					return -1
+				}
+				return 1
+			})
+			want = want[:min(k, len(want))]
+
+			top := (&scratch{}).topK(k)
+			for _, h := range want {
+				if h.entry == other {
+					top.offer(h)
+				}
+			}
+			offerScored(e, touched, scores, f, top)
+			if i := slices.IndexFunc(scores, func(s float64) bool { return s != 0 }); i >= 0 {
+				t.Fatalf("score of slot %d left at %v: scores must be all zeros after", i, scores[i])
+			}
+			got := slices.Clone(top.h)
+			slices.SortFunc(got, func(a, b hit) int {
+				if better(&a, &b) {
+					return -1
+				}
+				return 1
+			})
+			if len(got) != len(want) {
+				t.Fatalf("heap holds %d hits, want %d", len(got), len(want))
+			}
+			for j := range want {
+				if got[j].rid != want[j].rid || got[j].score != want[j].score {
+					t.Fatalf("hit %d is row %d (score %v), want row %d (score %v)", j, got[j].rid, got[j].score, want[j].rid, want[j].score)
+				}
+			}
+		})
+	}
+}

@@ -588,11 +588,77 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 		}
 	}
 	sc.touched = touched[:n]
-	for _, slot := range sc.touched {
-		score := scores[slot]
-		scores[slot] = 0
-		if top.beats(score, e.rids[slot]) && f.keep(e, int(slot)) {
+	offerScored(e, sc.touched, scores, f, top)
+}
+
+// offerScored offers to top the rows of e in touched that f keeps, with
+// their scores, and zeroes those scores. The caller holds e.mu.
+//
+// A search of common words scores many more rows than top holds (968 rows
+// a search for 50 in BenchmarkSearchFewWords' corpus of 2,000), and in
+// the order their postings came, in which a heap of the best takes in
+// about twice as many as it holds, each costing a walk of the heap with a
+// mispredicted branch a level. When the rows are that many, a histogram
+// of their scores first finds the bin the best top.k reach down to; only
+// rows from that bin up are offered, and the rows below it only when
+// fewer than top.k of those are kept (a filter dropped the others).
+func offerScored(e *scopeVecs, touched []int32, scores []float64, f filter, top *topK) {
+	offer := func(slot int32, score float64) {
+		if top.beats(score, e.rids[slot]) {
 			top.offer(hit{score: score, rid: e.rids[slot], slot: slot, entry: e})
 		}
 	}
+	if len(touched) <= offerAllBelow*top.k {
+		for _, slot := range touched {
+			score := scores[slot]
+			scores[slot] = 0
+			if f.keep(e, int(slot)) {
+				offer(slot, score)
+			}
+		}
+		return
+	}
+	var hi float64
+	for _, slot := range touched {
+		if s := scores[slot]; s > hi {
+			hi = s
+		}
+	}
+	// Scores are positive; a score's bin is in [0, scoreBins] (the
+	// product's rounding may put hi itself in either of the last two).
+	scale := scoreBins / hi
+	var hist [scoreBins + 1]int32
+	for _, slot := range touched {
+		hist[int(scores[slot]*scale)]++
+	}
+	from, n := scoreBins, int32(0)
+	for ; from > 0; from-- {
+		if n += hist[from]; n >= int32(top.k) {
+			break
+		}
+	}
+	kept := 0
+	for _, slot := range touched {
+		if score := scores[slot]; int(score*scale) >= from && f.keep(e, int(slot)) {
+			kept++
+			offer(slot, score)
+		}
+	}
+	for _, slot := range touched {
+		score := scores[slot]
+		scores[slot] = 0
+		// Every row below from scores less than top.k kept rows of
+		// e, unless fewer were kept.
+		if kept < top.k && int(score*scale) < from && f.keep(e, int(slot)) {
+			offer(slot, score)
+		}
+	}
 }
+
+// Rows scored for a half's top.k are offered one by one below
+// offerAllBelow x top.k of them, and sorted into scoreBins bins of
+// their scores first from there on (offerScored).
+const (
+	offerAllBelow = 4
+	scoreBins     = 256
+)
