@@ -608,24 +608,36 @@ func offerScored(e *scopeVecs, touched []int32, scores []float64, f filter, top 
 			top.offer(hit{score: score, rid: e.rids[slot], slot: slot, entry: e})
 		}
 	}
-	if len(touched) <= offerAllBelow*top.k {
+	if len(touched) > offerAllBelow*top.k {
+		// A comparison, not the built-in max, which must order NaN and
+		// signed zeros: over 968 scores it cost about as much as the
+		// offers saved (BENCHMARKS.md, "stdio: how a search's server
+		// time shows in the client's rate").
+		var hi float64
 		for _, slot := range touched {
-			score := scores[slot]
-			scores[slot] = 0
-			if f.keep(e, int(slot)) {
-				offer(slot, score)
+			if s := scores[slot]; s > hi {
+				hi = s
 			}
 		}
-		return
-	}
-	var hi float64
-	for _, slot := range touched {
-		if s := scores[slot]; s > hi {
-			hi = s
+		if hi > 0 {
+			offerBest(e, touched, scores, hi, f, top, offer)
+			return
 		}
 	}
-	// Scores are positive; a score's bin is in [0, scoreBins] (the
-	// product's rounding may put hi itself in either of the last two).
+	for _, slot := range touched {
+		score := scores[slot]
+		scores[slot] = 0
+		if f.keep(e, int(slot)) {
+			offer(slot, score)
+		}
+	}
+}
+
+// offerBest is offerScored for many rows, whose scores are positive and
+// at most hi.
+func offerBest(e *scopeVecs, touched []int32, scores []float64, hi float64, f filter, top *topK, offer func(int32, float64)) {
+	// A score's bin is in [0, scoreBins] (the product's rounding may put
+	// hi itself in either of the last two).
 	scale := scoreBins / hi
 	var hist [scoreBins + 1]int32
 	for _, slot := range touched {
