@@ -24,6 +24,13 @@ import (
 // the transport would give it (the caller's session and the protocol
 // versions served) and the answer is written once, with a length.
 //
+// Unlike stdio's plain calls (callTool), every call still goes through
+// HandleMessage: it registers the call under its session and request id
+// for a notifications/cancelled the client POSTs while the call runs,
+// which the transport hands to HandleMessage too. Answering calls
+// without it (14.6 of BenchmarkHTTPCall/sqlite/search_memory's 72 µs are
+// its decoding) would need a registry of its own, as directCalls keeps.
+//
 // Only requests whose every check passes are taken; anything else
 // (other methods, notifications, responses, a missing or mismatched
 // protocol version, an unknown session id, a Last-Event-ID, another
