@@ -55,6 +55,9 @@ type protector struct {
 	// calls answers tools/call requests without the transport; nil
 	// sends every request to it.
 	calls *httpCalls
+	// inflight holds every request being served, by caller and id, for
+	// the notifications/cancelled naming it (see protect).
+	inflight inflight
 
 	public       *url.URL // nil without PublicURL
 	origins      []string // allowed origins, lower case
@@ -294,10 +297,31 @@ func (p *protector) protect(next http.Handler) http.Handler {
 			}
 			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		}
-		if sid := r.Header.Get(server.HeaderKeySessionID); sid != "" && validSessionKey(sid) {
+		sid := r.Header.Get(server.HeaderKeySessionID)
+		from := caller{org: id.Org, user: id.User, agent: id.Agent, session: sid}
+		if sid != "" && validSessionKey(sid) {
 			id.Session = sid
 		}
 		ctx := store.WithSource(scope.WithIdentity(r.Context(), id), source)
+		if body != nil {
+			// Cancellation is answered here and never reaches mcp-go,
+			// which keys the requests it runs by session id and request
+			// id alone: a request without a session (2026-07-28 has
+			// none) has the empty id, so that a notification from any
+			// caller naming request 7 cancelled every tenant's request
+			// 7 in flight. Here a notification cancels only the
+			// requests of the same caller and Mcp-Session-Id.
+			if reqID, ok := cancelledID(body); ok {
+				p.inflight.cancel(from, reqID)
+				w.WriteHeader(http.StatusAccepted)
+				return
+			}
+			if reqID, ok := requestID(&call); ok {
+				var done func()
+				ctx, done = p.inflight.add(ctx, from, reqID)
+				defer done()
+			}
+		}
 		if body != nil && p.calls != nil && p.calls.serve(ctx, w, r, &call, body) {
 			return
 		}

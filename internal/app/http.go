@@ -159,7 +159,8 @@ func (a *App) HTTPHandler(hc HTTPConfig) http.Handler {
 	a.closers = append(a.closers, func() { _ = mcpHandler.Shutdown(context.Background()) })
 	p := &protector{app: a, cfg: hc, guard: g, keys: keys}
 	if !hc.TransportCalls {
-		p.calls = newHTTPCalls(mcpServer, mcpHandler, sessions)
+		mws := append(a.toolMiddlewares(), g.toolMiddleware) // as mcpServer.Use added it
+		p.calls = newHTTPCalls(mcpServer, serverImplementation(), mws, mcpHandler, sessions)
 	}
 	p.init()
 	mux := http.NewServeMux()

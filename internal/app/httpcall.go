@@ -24,12 +24,10 @@ import (
 // the transport would give it (the caller's session and the protocol
 // versions served) and the answer is written once, with a length.
 //
-// Unlike stdio's plain calls (callTool), every call still goes through
-// HandleMessage: it registers the call under its session and request id
-// for a notifications/cancelled the client POSTs while the call runs,
-// which the transport hands to HandleMessage too. Answering calls
-// without it (14.6 of BenchmarkHTTPCall/sqlite/search_memory's 72 µs are
-// its decoding) would need a registry of its own, as directCalls keeps.
+// A plain call (see readStdioCall) is answered by its tool's handler
+// (callTool), as over stdio, any other by HandleMessage. Both run in the
+// context protect registered the request under, which a
+// notifications/cancelled from the same caller cancels.
 //
 // Only requests whose every check passes are taken; anything else
 // (other methods, notifications, responses, a missing or mismatched
@@ -40,14 +38,19 @@ type httpCalls struct {
 	mcp      *server.MCPServer
 	sessions *optionalSessionIDs
 	versions []string // the protocol versions served, newest first
+	// mws are the server's tool middlewares, outermost first, and impl
+	// its name and version, for callTool.
+	mws       []server.ToolHandlerMiddleware
+	impl      mcp.Implementation
+	protocols protocols
 	// plain holds the names of the tools whose input maps no parameter
 	// to a header (x-mcp-header), whose calls need no header check
 	// beyond Mcp-Method and Mcp-Name.
 	plain map[string]bool
 }
 
-func newHTTPCalls(s *server.MCPServer, h *server.StreamableHTTPServer, sessions *optionalSessionIDs) *httpCalls {
-	c := &httpCalls{mcp: s, sessions: sessions, versions: server.FilterSupportedVersions(h), plain: map[string]bool{}}
+func newHTTPCalls(s *server.MCPServer, impl mcp.Implementation, mws []server.ToolHandlerMiddleware, h *server.StreamableHTTPServer, sessions *optionalSessionIDs) *httpCalls {
+	c := &httpCalls{mcp: s, impl: impl, mws: mws, sessions: sessions, versions: server.FilterSupportedVersions(h), plain: map[string]bool{}}
 	for name, t := range s.ListTools() {
 		raw, err := json.Marshal(t.Tool)
 		if err == nil && !strings.Contains(string(raw), "x-mcp-header") {
@@ -57,8 +60,9 @@ func newHTTPCalls(s *server.MCPServer, h *server.StreamableHTTPServer, sessions 
 	return c
 }
 
-// httpCallsTaken counts the calls httpCalls has answered, for tests.
-var httpCallsTaken atomic.Int64
+// httpCallsTaken counts the calls httpCalls has answered, and
+// httpCallsDirect those of them callTool answered, for tests.
+var httpCallsTaken, httpCallsDirect atomic.Int64
 
 // toolCall is what httpCalls reads of a request before taking it.
 type toolCall struct {
@@ -109,7 +113,12 @@ func (c *httpCalls) serve(ctx context.Context, w http.ResponseWriter, r *http.Re
 	sess := newCallSession(sessionID)
 	defer sess.release()
 	ctx = server.WithSupportedProtocolVersions(c.mcp.WithContext(ctx, sess), c.versions)
-	resp := c.mcp.HandleMessage(ctx, body)
+	resp, direct := c.callDirect(ctx, body)
+	if direct {
+		httpCallsDirect.Add(1)
+	} else {
+		resp = c.mcp.HandleMessage(ctx, body)
+	}
 	if resp == nil {
 		w.WriteHeader(http.StatusAccepted)
 		return true
@@ -139,6 +148,37 @@ func (c *httpCalls) serve(ctx context.Context, w http.ResponseWriter, r *http.Re
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 	return true
+}
+
+// callDirect answers body, a tools/call request, through callTool when
+// it is a plain call that callTool serves.
+func (c *httpCalls) callDirect(ctx context.Context, body []byte) (mcp.JSONRPCMessage, bool) {
+	rawID, pc, ok := readStdioCall(body)
+	if !ok || pc.args == nil {
+		return nil, false
+	}
+	var id any
+	if json.Unmarshal(rawID, &id) != nil {
+		return nil, false
+	}
+	p, ok := c.protocols.plainProtocol(pc)
+	if !ok {
+		return nil, false
+	}
+	return callTool(ctx, c.mcp, c.impl, c.mws, id, pc, p)
+}
+
+// requestID returns the id of call, a request's, as encoding/json decodes
+// it, when it is a request (not a notification or a response).
+func requestID(call *toolCall) (any, bool) {
+	if call.Method == "" || strings.HasPrefix(call.Method, "notifications/") || len(call.ID) == 0 {
+		return nil, false
+	}
+	var id any
+	if json.Unmarshal(call.ID, &id) != nil || id == nil {
+		return nil, false
+	}
+	return id, true
 }
 
 // writeEvents answers with the notifications queued on ch, then resp, as

@@ -39,7 +39,14 @@ func TestHTTPToolCallsMatchTransport(t *testing.T) {
 		modern  = mcp.ProtocolVersion20260728
 	)
 	call := func(id, tool, args, meta string) string {
-		if meta != "" {
+		switch meta {
+		case "":
+		case "full":
+			// What a 2026-07-28 client sends: version, client and
+			// capabilities.
+			meta = `,"_meta":{"` + mcp.MetaKeyProtocolVersion + `":"` + modern + `","` + mcp.MetaKeyClientInfo +
+				`":{"name":"probe","version":"1.0"},"` + mcp.MetaKeyClientCapabilities + `":{}}`
+		default:
 			meta = `,"_meta":{"` + mcp.MetaKeyProtocolVersion + `":"` + meta + `"}`
 		}
 		return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"` + tool + `","arguments":` + args + meta + `}}`
@@ -67,35 +74,44 @@ func TestHTTPToolCallsMatchTransport(t *testing.T) {
 		ctype   string
 		body    string
 		taken   bool
+		direct  bool // answered by the tool's handler, without HandleMessage
 	}{
-		{"legacy search", legacyHeaders, "", call("7", "search_memory", search, ""), true},
-		{"legacy list_scopes", legacyHeaders, "", call(`"abc"`, "list_scopes", `{}`, ""), true},
-		{"legacy without version or session", nil, "", call("1", "list_scopes", `{}`, ""), true},
-		{"legacy duplicate add", legacyHeaders, "", call("2", "add_memory", `{"content":"Build with go 1.26; run tests with -race"}`, ""), true},
-		{"legacy empty content", legacyHeaders, "", call("3", "add_memory", `{"content":""}`, ""), true},
-		{"legacy wrong argument type", legacyHeaders, "", call("4", "search_memory", `{"query":5}`, ""), true},
-		{"legacy unknown tool", legacyHeaders, "", call("5", "no_such_tool", `{}`, ""), false},
-		{"legacy unknown version", with(legacyHeaders, mcp.HeaderProtocolVersion, "1999-01-01"), "", call("6", "list_scopes", `{}`, ""), false},
-		{"legacy malformed session", with(legacyHeaders, "Mcp-Session-Id", "mcp-session-nope"), "", call("6", "list_scopes", `{}`, ""), false},
-		{"modern search", modernHeaders("search_memory"), "", call("8", "search_memory", search, modern), true},
-		{"modern invalid params", modernHeaders("search_memory"), "", call("9", "search_memory", `{"limit":"x"}`, modern), true},
-		{"modern without Mcp-Name", with(modernHeaders("search_memory"), mcp.HeaderName, ""), "", call("10", "search_memory", search, modern), false},
-		{"modern Mcp-Name of another tool", modernHeaders("list_scopes"), "", call("11", "search_memory", search, modern), false},
-		{"modern without _meta version", modernHeaders("list_scopes"), "", call("12", "list_scopes", `{}`, ""), false},
-		{"modern header missing", with(modernHeaders("list_scopes"), mcp.HeaderProtocolVersion, ""), "", call("13", "list_scopes", `{}`, modern), false},
-		{"modern with Last-Event-ID", with(modernHeaders("list_scopes"), mcp.HeaderLastEventID, "1"), "", call("14", "list_scopes", `{}`, modern), false},
-		{"charset in content type", legacyHeaders, "application/json; charset=utf-8", call("15", "list_scopes", `{}`, ""), false},
-		{"null id", legacyHeaders, "", call("null", "list_scopes", `{}`, ""), false},
-		{"method of the wrong type", legacyHeaders, "", `{"jsonrpc":"2.0","id":1,"method":5}`, false},
-		{"not JSON", legacyHeaders, "", `{"jsonrpc":"2.0","id":1,"method":"tools/call",`, false},
-		{"tools/list", legacyHeaders, "", `{"jsonrpc":"2.0","id":16,"method":"tools/list"}`, false},
+		{"legacy search", legacyHeaders, "", call("7", "search_memory", search, ""), true, true},
+		{"legacy list_scopes", legacyHeaders, "", call(`"abc"`, "list_scopes", `{}`, ""), true, true},
+		{"legacy without version or session", nil, "", call("1", "list_scopes", `{}`, ""), true, true},
+		{"legacy duplicate add", legacyHeaders, "", call("2", "add_memory", `{"content":"Build with go 1.26; run tests with -race"}`, ""), true, true},
+		{"legacy empty content", legacyHeaders, "", call("3", "add_memory", `{"content":""}`, ""), true, true},
+		{"legacy wrong argument type", legacyHeaders, "", call("4", "search_memory", `{"query":5}`, ""), true, true},
+		{"legacy arguments not an object", legacyHeaders, "", call("4", "search_memory", `"deploy"`, ""), true, false},
+		{"legacy another JSON-RPC version", legacyHeaders, "", strings.Replace(call("4", "list_scopes", `{}`, ""), `"2.0"`, `"1.0"`, 1), true, false},
+		{"legacy member of another case", legacyHeaders, "", strings.Replace(call("4", "list_scopes", `{}`, ""), `"arguments"`, `"Arguments"`, 1), true, false},
+		{"legacy unknown tool", legacyHeaders, "", call("5", "no_such_tool", `{}`, ""), false, false},
+		{"legacy unknown version", with(legacyHeaders, mcp.HeaderProtocolVersion, "1999-01-01"), "", call("6", "list_scopes", `{}`, ""), false, false},
+		{"legacy malformed session", with(legacyHeaders, "Mcp-Session-Id", "mcp-session-nope"), "", call("6", "list_scopes", `{}`, ""), false, false},
+		{"modern search", modernHeaders("search_memory"), "", call("8", "search_memory", search, "full"), true, true},
+		{"modern add", modernHeaders("add_memory"), "", call("8", "add_memory", `{"content":"Build with go 1.26; run tests with -race"}`, "full"), true, true},
+		{"modern search, _meta without capabilities", modernHeaders("search_memory"), "", call("8", "search_memory", search, modern), true, false},
+		{"modern invalid params", modernHeaders("search_memory"), "", call("9", "search_memory", `{"limit":"x"}`, "full"), true, true},
+		{"modern without Mcp-Name", with(modernHeaders("search_memory"), mcp.HeaderName, ""), "", call("10", "search_memory", search, modern), false, false},
+		{"modern Mcp-Name of another tool", modernHeaders("list_scopes"), "", call("11", "search_memory", search, modern), false, false},
+		{"modern without _meta version", modernHeaders("list_scopes"), "", call("12", "list_scopes", `{}`, ""), false, false},
+		{"modern header missing", with(modernHeaders("list_scopes"), mcp.HeaderProtocolVersion, ""), "", call("13", "list_scopes", `{}`, modern), false, false},
+		{"modern with Last-Event-ID", with(modernHeaders("list_scopes"), mcp.HeaderLastEventID, "1"), "", call("14", "list_scopes", `{}`, modern), false, false},
+		{"charset in content type", legacyHeaders, "application/json; charset=utf-8", call("15", "list_scopes", `{}`, ""), false, false},
+		{"null id", legacyHeaders, "", call("null", "list_scopes", `{}`, ""), false, false},
+		{"method of the wrong type", legacyHeaders, "", `{"jsonrpc":"2.0","id":1,"method":5}`, false, false},
+		{"not JSON", legacyHeaders, "", `{"jsonrpc":"2.0","id":1,"method":"tools/call",`, false, false},
+		{"tools/list", legacyHeaders, "", `{"jsonrpc":"2.0","id":16,"method":"tools/list"}`, false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before := app.HTTPCallsTaken()
+			before, beforeDirect := app.HTTPCallsTaken(), app.HTTPCallsDirect()
 			gotStatus, gotType, got := post(t, direct.URL, tok, tc.ctype, tc.headers, tc.body)
 			if taken := app.HTTPCallsTaken() > before; taken != tc.taken {
-				t.Errorf("answered directly: %v, want %v", taken, tc.taken)
+				t.Errorf("answered without the transport: %v, want %v", taken, tc.taken)
+			}
+			if direct := app.HTTPCallsDirect() > beforeDirect; direct != tc.direct {
+				t.Errorf("answered by the tool's handler: %v, want %v", direct, tc.direct)
 			}
 			wantStatus, wantType, want := post(t, viaTransport.URL, tok, tc.ctype, tc.headers, tc.body)
 			if gotStatus != wantStatus || gotType != wantType || !bytes.Equal(got, want) {

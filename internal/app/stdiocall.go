@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -54,10 +53,8 @@ type directCalls struct {
 	// HandleMessage (callTool).
 	mws  []server.ToolHandlerMiddleware
 	impl mcp.Implementation // the server's name and version, for modern results
-	// protoMu guards the last _meta read (readProtocol).
-	protoMu   sync.Mutex
-	lastMeta  json.RawMessage
-	lastProto callProtocol
+	// protocols reads the calls' _meta.
+	protocols protocols
 	// inflight holds the calls taken and not yet answered, for
 	// notifications/cancelled.
 	inflight inflight
@@ -94,13 +91,19 @@ func (c *directCalls) take(line []byte) (directCall, bool) {
 		return directCall{}, false
 	}
 	// Registered before the next line is read, which may cancel it.
-	callCtx, done := c.inflight.add(*ctx, id)
+	callCtx, done := c.inflight.add(*ctx, caller{}, id)
 	return directCall{ctx: callCtx, id: id, line: line, plain: pc, done: done}, true
 }
 
 // notTaken is told of every line take did not take: a
 // notifications/cancelled naming a call taken cancels it.
-func (c *directCalls) notTaken(line []byte) { c.inflight.cancel(line) }
+func (c *directCalls) notTaken(line []byte) {
+	// mcp-go's transport still gets the line (and cancels the calls it
+	// runs).
+	if id, ok := cancelledID(line); ok {
+		c.inflight.cancel(caller{}, id)
+	}
+}
 
 // run reads in on the first worker until input ends.
 func (c *directCalls) run(in *drainReader) {
@@ -229,11 +232,9 @@ func (c *directCalls) callDirect(ctx context.Context, id any, pc plainCall) (mcp
 	if pc.args == nil {
 		return nil, false
 	}
-	p, ok := legacyCall, true
-	if pc.meta != nil {
-		if p, ok = c.readProtocol(pc.meta); !ok {
-			return nil, false
-		}
+	p, ok := c.protocols.plainProtocol(pc)
+	if !ok {
+		return nil, false
 	}
 	return callTool(ctx, c.mcp, c.impl, c.mws, id, pc, p)
 }

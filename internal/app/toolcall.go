@@ -15,15 +15,16 @@ import (
 )
 
 // plainCall is the tool, arguments and _meta of a tools/call request that
-// a stdio session serves without MCPServer.HandleMessage: see
-// [readStdioCall] and [callTool].
+// is served without MCPServer.HandleMessage: see [readStdioCall] and
+// [callTool].
 type plainCall struct {
 	name string
 	args json.RawMessage // a JSON object
 	meta json.RawMessage // a JSON object, or nil
 }
 
-// readStdioCall reads line, one line a stdio client sent, in one pass:
+// readStdioCall reads line, one line a stdio client sent (or the body of
+// an HTTP request), in one pass:
 // ok when it is a tools/call request with an id that is not null (id, its
 // raw JSON), and pc (whose args are not nil) when it is also a plain call.
 // It checks that line is valid JSON, then reads its top-level members
@@ -103,16 +104,23 @@ type callProtocol struct {
 // legacyCall is the protocol of a call without _meta.
 var legacyCall = callProtocol{info: &server.RequestProtocolInfo{}}
 
-// readProtocol returns the protocol of a call with the _meta raw, as
+// protocols reads the _meta of plain calls (read). A client sends the
+// same _meta call after call: the last one read is remembered, and one
+// the same to the byte is not decoded again.
+type protocols struct {
+	mu        sync.Mutex
+	lastMeta  json.RawMessage
+	lastProto callProtocol
+}
+
+// read returns the protocol of a call with the _meta raw, as
 // HandleMessage reads it, when HandleMessage would serve the call: the
 // era its version names (2026-07-28 and later carry their version, client
 // information and capabilities in every request), the version known and
-// the capabilities there in a modern one. A client sends the same _meta
-// call after call: the last one read is remembered, and one the same to
-// the byte is not decoded again.
-func (c *directCalls) readProtocol(raw json.RawMessage) (callProtocol, bool) {
-	c.protoMu.Lock()
-	defer c.protoMu.Unlock()
+// the capabilities there in a modern one.
+func (c *protocols) read(raw json.RawMessage) (callProtocol, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.lastMeta != nil && string(raw) == string(c.lastMeta) {
 		return c.lastProto, true
 	}
@@ -130,6 +138,15 @@ func (c *directCalls) readProtocol(raw json.RawMessage) (callProtocol, bool) {
 	}
 	c.lastMeta, c.lastProto = slices.Clone(raw), p
 	return p, true
+}
+
+// plainProtocol returns the protocol of pc, a plain call, when callTool
+// may serve it.
+func (c *protocols) plainProtocol(pc plainCall) (callProtocol, bool) {
+	if pc.meta == nil {
+		return legacyCall, true
+	}
+	return c.read(pc.meta)
 }
 
 // callTool answers pc, a plain call with the JSON-RPC id id whose _meta
@@ -151,11 +168,14 @@ func (c *directCalls) readProtocol(raw json.RawMessage) (callProtocol, bool) {
 // round trip. What HandleMessage would do besides for this server, none
 // of it configured by newMCPServer (hooks, tool filters, schema
 // validation, request logging, tracing spans and propagation of its own,
-// session tools, standard headers, which stdio has none of), is not done
-// here; TestStdioPlainCallsMatchHandleMessage wants the same answer from
-// both for every kind of call. Cancellation (notifications/cancelled)
-// reaches the call through directCalls, which registers every call it
-// takes.
+// session tools), is not done here, nor what the callers have done
+// already (the standard headers of an HTTP request, which httpCalls
+// checks, and the request's headers, which no tool reads);
+// TestStdioPlainCallsMatchHandleMessage and
+// TestHTTPToolCallsMatchTransport want the same answers from both.
+// Cancellation (notifications/cancelled) reaches the call through an
+// inflight registry, in which directCalls and the HTTP handler register
+// every call they take.
 func callTool(ctx context.Context, s *server.MCPServer, impl mcp.Implementation, mws []server.ToolHandlerMiddleware, id any, pc plainCall, p callProtocol) (mcp.JSONRPCMessage, bool) {
 	tool := s.GetTool(pc.name)
 	if tool == nil || tool.Tool.Execution != nil {
@@ -228,13 +248,27 @@ func recoverToolPanics(next server.ToolHandlerFunc) server.ToolHandlerFunc {
 	}
 }
 
-// inflight holds the cancel functions of the tool calls a stdio session
-// is answering, by request id as notifications/cancelled names it. A
+// inflight holds the cancel functions of the tool calls being answered,
+// by caller and request id as notifications/cancelled names them. A
 // client that reuses the id of a call still in flight (which JSON-RPC
 // forbids) can cancel the later call, and only that one.
 type inflight struct {
 	mu    sync.Mutex
-	calls map[string]*context.CancelFunc
+	calls map[inflightKey]*context.CancelFunc
+}
+
+// caller is who sent a request, as far as cancelling it goes: over HTTP
+// the verified identity and the Mcp-Session-Id header, over stdio (one
+// client a process) no one in particular. Request ids are counters every
+// client starts afresh: only a notification from the same caller names
+// the same call.
+type caller struct {
+	org, user, agent, session string
+}
+
+type inflightKey struct {
+	from caller
+	id   string // requestKey
 }
 
 // requestKey is how a request id is matched: the value encoding/json
@@ -242,14 +276,15 @@ type inflight struct {
 // (so 7 and 7.0 are one id).
 func requestKey(id any) string { return fmt.Sprint(id) }
 
-// add registers a call with the JSON-RPC id id (as encoding/json decodes
-// it) and returns its context and what to call once it is answered.
-func (f *inflight) add(ctx context.Context, id any) (context.Context, func()) {
+// add registers a call from the JSON-RPC id id (as encoding/json
+// decodes it) and returns its context and what to call once it is
+// answered.
+func (f *inflight) add(ctx context.Context, from caller, id any) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	key, entry := requestKey(id), &cancel
+	key, entry := inflightKey{from, requestKey(id)}, &cancel
 	f.mu.Lock()
 	if f.calls == nil {
-		f.calls = map[string]*context.CancelFunc{}
+		f.calls = map[inflightKey]*context.CancelFunc{}
 	}
 	f.calls[key] = entry
 	f.mu.Unlock()
@@ -264,28 +299,32 @@ func (f *inflight) add(ctx context.Context, id any) (context.Context, func()) {
 	}
 }
 
-// cancel cancels the call line names when line is a notifications/cancelled
-// notification naming one in flight. mcp-go's transport still gets the
-// line (and cancels the calls it runs).
-func (f *inflight) cancel(line []byte) {
-	if !bytes.Contains(line, []byte("cancelled")) && !bytes.Contains(line, []byte(`\`)) {
-		return // the method is not notifications/cancelled, even escaped
-	}
-	var n struct {
-		Method string         `json:"method"`
-		Params map[string]any `json:"params"`
-	}
-	if json.Unmarshal(line, &n) != nil || n.Method != string(mcp.MethodNotificationCancelled) {
-		return
-	}
-	id, ok := n.Params["requestId"]
-	if !ok {
-		return
-	}
+// cancel cancels the call from caller with the JSON-RPC id id, if one is
+// in flight.
+func (f *inflight) cancel(from caller, id any) {
 	f.mu.Lock()
-	entry := f.calls[requestKey(id)]
+	entry := f.calls[inflightKey{from, requestKey(id)}]
 	f.mu.Unlock()
 	if entry != nil {
 		(*entry)()
 	}
+}
+
+// cancelledID returns the request id that msg, one JSON-RPC message,
+// names when it is a notifications/cancelled notification.
+func cancelledID(msg []byte) (any, bool) {
+	if !bytes.Contains(msg, []byte("cancelled")) && !bytes.Contains(msg, []byte(`\`)) {
+		return nil, false // the method is not notifications/cancelled, even escaped
+	}
+	var n struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Params map[string]any  `json:"params"`
+	}
+	if json.Unmarshal(msg, &n) != nil || n.Method != string(mcp.MethodNotificationCancelled) ||
+		(len(n.ID) > 0 && string(n.ID) != "null") {
+		return nil, false
+	}
+	id, ok := n.Params["requestId"]
+	return id, ok
 }

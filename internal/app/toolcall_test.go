@@ -389,14 +389,18 @@ func FuzzReadStdioCallPlain(f *testing.F) {
 func TestInflightReusedID(t *testing.T) {
 	var f inflight
 	cancelled := []byte(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}`)
-	first, firstDone := f.add(context.Background(), float64(7))
-	second, secondDone := f.add(context.Background(), float64(7))
+	first, firstDone := f.add(context.Background(), caller{}, float64(7))
+	second, secondDone := f.add(context.Background(), caller{}, float64(7))
 	defer secondDone()
 	firstDone()
 	if second.Err() != nil {
 		t.Fatalf("the later call was cancelled when the first was answered: %v", second.Err())
 	}
-	f.cancel(cancelled)
+	id, ok := cancelledID(cancelled)
+	if !ok {
+		t.Fatalf("cancelledID(%s) found no request id", cancelled)
+	}
+	f.cancel(caller{}, id)
 	if !errors.Is(second.Err(), context.Canceled) {
 		t.Fatalf("the later call was not cancelled: %v", second.Err())
 	}
