@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/scopemem/scopemem/scope"
@@ -311,12 +312,15 @@ func (p *protector) protect(next http.Handler) http.Handler {
 			// caller naming request 7 cancelled every tenant's request
 			// 7 in flight. Here a notification cancels only the
 			// requests of the same caller and Mcp-Session-Id.
-			if reqID, ok := cancelledID(body); ok {
-				p.inflight.cancel(from, reqID)
+			reqID, isRequest := requestID(&call)
+			if call.Method == string(mcp.MethodNotificationCancelled) && !isRequest {
+				if cancelled, ok := cancelledID(body); ok {
+					p.inflight.cancel(from, cancelled)
+				}
 				w.WriteHeader(http.StatusAccepted)
 				return
 			}
-			if reqID, ok := requestID(&call); ok {
+			if isRequest {
 				var done func()
 				ctx, done = p.inflight.add(ctx, from, reqID)
 				defer done()

@@ -69,14 +69,17 @@ func TestHTTPCancelOnlyOwnCalls(t *testing.T) {
 		modern       bool
 		session      string // the call's and the notification's
 		canceller    string
+		escaped      bool // the method's name written with an escape
 		wantCanceled bool
 	}{
-		{"session-less, another org", false, "", mallory, false},
-		{"session-less, the caller", false, "", alice, true},
-		{"session, another org", false, session, mallory, false},
-		{"session, the caller", false, session, alice, true},
-		{"2026-07-28, another org", true, "", mallory, false},
-		{"2026-07-28, the caller", true, "", alice, true},
+		{"session-less, another org", false, "", mallory, false, false},
+		{"session-less, the caller", false, "", alice, false, true},
+		{"session, another org", false, session, mallory, false, false},
+		{"session, the caller", false, session, alice, false, true},
+		{"2026-07-28, another org", true, "", mallory, false, false},
+		{"2026-07-28, the caller", true, "", alice, false, true},
+		{"escaped method, another org", false, "", mallory, true, false},
+		{"escaped method, the caller", false, "", alice, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			params := map[string]any{"name": "add_memory", "arguments": map[string]any{"content": "cancel probe " + tc.name}}
@@ -87,6 +90,9 @@ func TestHTTPCancelOnlyOwnCalls(t *testing.T) {
 			}
 			call, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params})
 			cancel, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "notifications/cancelled", "params": note})
+			if tc.escaped {
+				cancel = bytes.Replace(cancel, []byte("/cancelled"), []byte(`\/\u0063ancelled`), 1)
+			}
 
 			type answer struct {
 				status int

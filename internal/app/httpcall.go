@@ -168,10 +168,11 @@ func (c *httpCalls) callDirect(ctx context.Context, body []byte) (mcp.JSONRPCMes
 	return callTool(ctx, c.mcp, c.impl, c.mws, id, pc, p)
 }
 
-// requestID returns the id of call, a request's, as encoding/json decodes
-// it, when it is a request (not a notification or a response).
+// requestID returns the id of call, as encoding/json decodes it, when
+// call is a request: it has a method and an id that is not null (which
+// mcp-go takes for a notification's), whatever the method.
 func requestID(call *toolCall) (any, bool) {
-	if call.Method == "" || strings.HasPrefix(call.Method, "notifications/") || len(call.ID) == 0 {
+	if call.Method == "" || len(call.ID) == 0 {
 		return nil, false
 	}
 	var id any
