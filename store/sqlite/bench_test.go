@@ -362,14 +362,21 @@ func fewWordsFact(n int) string {
 // BenchmarkSearchFewWords measures searches over 2,000 memories of one
 // scope written from twenty words ([fewWordsFact]), each query another
 // memory's text: the full-text half scores about 5,000 postings a search.
-func BenchmarkSearchFewWords(b *testing.B) {
+func BenchmarkSearchFewWords(b *testing.B) { benchFewWords(b, 2000) }
+
+// BenchmarkSearchFewWords50k is BenchmarkSearchFewWords over 50,000
+// memories, the corpus of e2e/bench.mjs --preload 50000: each of a
+// query's eight words is in about a third of the rows.
+func BenchmarkSearchFewWords50k(b *testing.B) { benchFewWords(b, 50000) }
+
+func benchFewWords(b *testing.B, n int) {
 	s := openAt(b, sqlite.Config{Path: filepath.Join(b.TempDir(), "few.db")})
 	if err := s.SetEmbedder(b.Context(), store.EmbedderInfo{Provider: "bench", Model: "corpus", Dimensions: benchDims}); err != nil {
 		b.Fatal(err)
 	}
 	c := newCorpus(benchDims, 4)
 	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
-	recs := c.records(2000, "acme", []scope.Scope{user})
+	recs := c.records(n, "acme", []scope.Scope{user})
 	for i := range recs {
 		recs[i].Content = fewWordsFact(i)
 	}
