@@ -276,9 +276,9 @@ type inflightKey struct {
 // (so 7 and 7.0 are one id).
 func requestKey(id any) string { return fmt.Sprint(id) }
 
-// add registers a call from the JSON-RPC id id (as encoding/json
-// decodes it) and returns its context and what to call once it is
-// answered.
+// add registers a call of from's with the JSON-RPC id id (as
+// encoding/json decodes it) and returns its context and what to call
+// once it is answered.
 func (f *inflight) add(ctx context.Context, from caller, id any) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	key, entry := inflightKey{from, requestKey(id)}, &cancel
