@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -206,9 +207,10 @@ type scopeVecs struct {
 	installs   int64
 
 	terms   map[string]*postings
-	tokens  int64 // tokens of live rows
-	stale   int   // postings of freed slots not yet compacted away
-	posts   int   // postings, stale included
+	tokens  int64  // tokens of live rows
+	maxLen  uint32 // the most tokens a row has had (not lowered when it goes)
+	stale   int    // postings of freed slots not yet compacted away
+	posts   int    // postings, stale included
 	tk      tokenizer
 	touched []*postings // scratch for indexText under mu.Lock
 	buf     []float32   // scratch for simhash.Encode under mu.Lock
@@ -221,6 +223,15 @@ type scopeVecs struct {
 type postings struct {
 	df   int // live rows holding the term
 	list []posting
+	// The most occurrences in a row and the fewest tokens of a row
+	// among the postings ever listed (not raised when rows go): what
+	// bounds the score the term can give a row (scoreText).
+	maxTF uint16
+	minLn uint32
+	// unsorted is set once a posting was listed after one of a higher
+	// slot (a freed slot taken again): until then the list is in slot
+	// order, one posting a slot, and can be searched (scoreText).
+	unsorted bool
 }
 
 // posting is one row holding a term: valid while gens[slot] == gen (a
@@ -267,7 +278,7 @@ func (e *scopeVecs) install(v int64, dims int, rows []cachedRow) {
 	e.version, e.dims, e.words = v, dims, simhash.Bits(dims)/64
 	e.buf = make([]float32, simhash.Bits(dims))
 	e.index, e.terms, e.free, e.live, e.expiring = make(map[int64]int32, len(rows)), map[string]*postings{}, nil, 0, 0
-	e.tokens, e.stale, e.posts, e.text = 0, 0, 0, 0
+	e.tokens, e.stale, e.posts, e.text, e.maxLen = 0, 0, 0, 0, 0
 	e.rids = make([]int64, 0, len(rows))
 	e.vecs = make([][]float32, 0, len(rows))
 	e.codes = make([]uint64, 0, len(rows)*e.words)
@@ -373,15 +384,26 @@ func (e *scopeVecs) indexText(slot int32, content string) {
 			e.terms[string(t)] = p
 		}
 		p.df++
+		if n := len(p.list); n > 0 && p.list[n-1].slot >= slot {
+			p.unsorted = true
+		}
 		p.list = append(p.list, posting{slot: slot, gen: e.gens[slot], tf: uint16(min(tf, math.MaxUint16))})
 		e.touched = append(e.touched, p)
 		e.posts++
 		n += tf
 	})
 	for _, p := range e.touched {
-		p.list[len(p.list)-1].ln = uint32(n)
+		x := &p.list[len(p.list)-1]
+		x.ln = uint32(n)
+		if x.tf > p.maxTF {
+			p.maxTF = x.tf
+		}
+		if p.minLn == 0 || x.ln < p.minLn {
+			p.minLn = x.ln
+		}
 	}
 	e.lens[slot] = uint32(n)
+	e.maxLen = max(e.maxLen, uint32(n))
 	e.tokens += int64(n)
 }
 
@@ -394,6 +416,11 @@ func (e *scopeVecs) compact() {
 		p.list = slices.DeleteFunc(p.list, func(x posting) bool { return !e.current(x) })
 		if len(p.list) == 0 {
 			delete(e.terms, t)
+		}
+		if p.unsorted {
+			// Only current postings are left, one a slot.
+			slices.SortFunc(p.list, func(a, b posting) int { return cmp.Compare(a.slot, b.slot) })
+			p.unsorted = false
 		}
 	}
 	e.posts -= e.stale

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -345,4 +346,144 @@ func TestOfferScored(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestScoreTextPruned ranks the rows of entries written from twenty
+// words, as e2e/bench.mjs writes its memories (each word in about a
+// third of the rows, a number and a day rare), with scoreText's early
+// stop and without it, and wants the same rows in the same order from
+// both, and the early stop taken where the corpus allows it: with rows
+// removed (stale postings), a long row, repeated words, a tag filter and
+// another scope's hits.
+func TestScoreTextPruned(t *testing.T) {
+	words := strings.Fields("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec romeo sierra tango")
+	fact := func(r *rand.Rand, n int, repeat bool) string {
+		w := make([]string, 8)
+		for i := range w {
+			w[i] = words[r.IntN(len(words))]
+		}
+		if repeat {
+			w[1], w[2] = w[0], w[0]
+		}
+		return fmt.Sprintf("memory %d: %s noted on day %d", n, strings.Join(w, " "), n%365)
+	}
+	const dims, need = 8, 50
+	tests := []struct {
+		name      string
+		rows      int
+		removed   int     // rows removed after install
+		long      bool    // one row of 400 words
+		repeats   float64 // share of rows with a word three times
+		tagged    float64 // share of rows with the tag; 0: no filter
+		other     int     // rows of a second entry searched first
+		dense     bool    // rows of the first row's words, three times each, searched for
+		readd     bool    // 100 rows added after the removed ones, in their slots
+		wantPrune bool
+	}{
+		{name: "rows dense in the query's words", rows: 20000, dense: true},
+		{name: "20,000 rows", rows: 20000, wantPrune: true},
+		{name: "rows removed", rows: 30000, removed: 3000, wantPrune: true},
+		{name: "slots taken again", rows: 30000, removed: 3000, readd: true, wantPrune: true},
+		{name: "a long row", rows: 20000, long: true, wantPrune: true},
+		{name: "repeated words", rows: 20000, repeats: 0.3, wantPrune: true},
+		{name: "tag kept by a third", rows: 20000, tagged: 0.3},
+		{name: "two scopes", rows: 20000, other: 5000, wantPrune: true},
+		{name: "2,000 rows", rows: 2000},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(i), 12))
+			texts := map[int64]string{}
+			mk := func(first int64, n int) *scopeVecs {
+				rows := cacheRows(r, first, n, dims)
+				var dense string
+				for j := range rows {
+					rows[j].mem.Content = fact(r, int(rows[j].rid), r.Float64() < tt.repeats)
+					if tt.dense && j == 0 {
+						// The eight words of the first row, which the
+						// search asks for.
+						f := strings.Fields(rows[j].mem.Content)
+						dense = strings.Repeat(strings.Join(f[2:10], " ")+" ", 3)
+					} else if tt.dense && j%100 == 7 {
+						rows[j].mem.Content = dense
+					}
+					if tt.long && j == n/2 {
+						rows[j].mem.Content += " " + strings.Repeat("alpha bravo charlie delta ", 100)
+					}
+					if r.Float64() < tt.tagged {
+						rows[j].mem.Tags = []string{"keep"}
+					}
+					texts[rows[j].rid] = rows[j].mem.Content
+				}
+				e := newScopeVecs()
+				e.install(1, dims, rows)
+				return e
+			}
+			e := mk(1, tt.rows)
+			for _, rid := range r.Perm(tt.rows - 1)[:tt.removed] {
+				e.remove(int64(rid + 2)) // never row 1
+				delete(texts, int64(rid+2))
+			}
+			if tt.readd {
+				// Rows of row 1's day and none of its words, in slots
+				// whose old rows' postings of words are still listed.
+				for _, row := range cacheRows(r, 2_000_000, 100, dims) {
+					row.mem.Content = fmt.Sprintf("memory %d: noted on day 1", row.rid)
+					e.add(row)
+				}
+				unsorted := 0
+				for _, p := range e.terms {
+					if p.unsorted {
+						unsorted++
+					}
+				}
+				if unsorted == 0 {
+					t.Fatal("no posting list out of slot order: the case tests nothing")
+				}
+			}
+			entries := []*scopeVecs{e}
+			if tt.other > 0 {
+				entries = []*scopeVecs{mk(1_000_000, tt.other), e}
+			}
+			f := filter{now: nowNanos(), dims: dims}
+			if tt.tagged > 0 {
+				f.tags = []string{"keep"}
+			}
+			sc := &scratch{}
+			pruned := textPruned.Load()
+			for q := range 40 {
+				rid := int64(1 + r.IntN(tt.rows))
+				if tt.dense || tt.readd {
+					rid = 1
+				}
+				text, ok := texts[rid]
+				if !ok {
+					continue
+				}
+				terms := queryTerms(text)
+				got := ids(textHalf(entries, terms, nil, f, need, sc))
+				textPruning = false
+				want := ids(textHalf(entries, terms, nil, f, need, sc))
+				textPruning = true
+				if !slices.Equal(got, want) {
+					t.Fatalf("query %d (%q): with the early stop\n%v\nwithout\n%v", q, text, got, want)
+				}
+				if len(want) == 0 {
+					t.Fatalf("query %d (%q): nothing found", q, text)
+				}
+			}
+			if n := textPruned.Load() - pruned; (n > 0) != tt.wantPrune {
+				t.Errorf("%d of 40 searches stopped early, want some: %v", n, tt.wantPrune)
+			}
+		})
+	}
+}
+
+// ids returns the ids of cs, in order.
+func ids(cs []store.Candidate) []string {
+	out := make([]string, len(cs))
+	for i := range cs {
+		out[i] = cs[i].ID
+	}
+	return out
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sort"
+	"sync/atomic"
 
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
@@ -133,7 +135,11 @@ type scratch struct {
 	heap     []hit     // the candidates of one half at a time (topK)
 	scores   []float64
 	touched  []int32
-	postings []posting // live's
+	postings []posting  // live's
+	terms    []textTerm // scoreText's
+	rows     []int32    // scoreText's rows to complete, in slot order
+	kept64   []float64  // kth's
+	mark     []bool     // scoreText's rows already complete; all false between calls
 	// The halves' candidates and their marks (topK.sorted), one buffer a
 	// half: a search's candidates are copied out by Fuse before it ends.
 	byVector, byText []store.Candidate
@@ -551,6 +557,19 @@ func (sc *scratch) live(e *scopeVecs, list []posting) []posting {
 
 // scoreText adds the BM25 scores of e's rows for the terms use to top.
 // The caller holds e.mu.
+//
+// Terms are scored heaviest first, a posting list at a time. Once the
+// rows scored so far are few (at most pruneRows x top.k) and the lists
+// left are long, those rows' scores are completed from the lists left,
+// and when no other row can reach the top.k-th best of them
+// (textBound), the other rows are never scored: in a corpus where a
+// query's rare terms pick its best rows and its common words are in
+// every third row, most postings a search would score are those of
+// rows that cannot be among the best. Otherwise the lists left are
+// scored for the other rows, one at a time, until the best of those and
+// what the lists after can add fall short of that top.k-th best. Every
+// row offered has the same score, summed in the same order, either way
+// (TestScoreTextPruned compares them with scoring every posting).
 func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float64, f filter, top *topK, sc *scratch) {
 	// sc.scores is all zeros between calls.
 	if n := len(e.rids); len(sc.scores) < n {
@@ -564,31 +583,207 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 	n := 0
 	// K1 (1 - B + B ln/avg) = k0 + k1 ln: one division a posting.
 	k0, k1 := bm25K1*(1-bm25B), bm25K1*bm25B/avg
+	ts := sc.terms[:0]
 	for _, i := range use {
-		p := e.terms[terms[i]]
-		if p == nil {
-			continue
-		}
-		w := idf[i] * (bm25K1 + 1)
-		list := p.list
-		if len(list) != p.df {
-			// Some rows holding the term are gone: their postings
-			// (stale until compact) are skipped.
-			list = sc.live(e, list)
-		}
-		for _, x := range list {
-			tf := float64(x.tf)
-			s := w * tf / (tf + k0 + k1*float64(x.ln))
-			old := scores[x.slot]
-			touched[n] = x.slot
-			if old == 0 {
-				n++
-			}
-			scores[x.slot] = old + s
+		if p := e.terms[terms[i]]; p != nil {
+			ts = append(ts, textTerm{p: p, w: idf[i] * (bm25K1 + 1)})
 		}
 	}
+	slices.SortStableFunc(ts, func(a, b textTerm) int { return cmp.Compare(b.w, a.w) })
+	sc.terms = ts
+	var (
+		marked []int32 // rows complete before the last terms, once a stop failed
+		th     float64 // the top.k-th best of them, when they are that many
+		hi     float64 // the best score of the other rows so far
+	)
+	for j := range ts {
+		w := ts[j].w
+		if marked == nil {
+			for _, x := range sc.termList(e, ts[j].p) {
+				tf := float64(x.tf)
+				s := w * tf / (tf + k0 + k1*float64(x.ln))
+				old := scores[x.slot]
+				touched[n] = x.slot
+				if old == 0 {
+					n++
+				}
+				scores[x.slot] = old + s
+			}
+		} else {
+			for _, x := range sc.termList(e, ts[j].p) {
+				if sc.mark[x.slot] {
+					continue
+				}
+				tf := float64(x.tf)
+				s := w * tf / (tf + k0 + k1*float64(x.ln))
+				old := scores[x.slot]
+				touched[n] = x.slot
+				if old == 0 {
+					n++
+				}
+				s += old
+				scores[x.slot] = s
+				if s > hi {
+					hi = s
+				}
+			}
+		}
+		rest := ts[j+1:]
+		if marked != nil {
+			if len(rest) > 0 && (hi+textBound(rest, e.maxLen, k0, k1))*(1+1e-9) < th {
+				// No other row can reach the best top.k of the
+				// complete ones: only those are offered.
+				textPruned.Add(1)
+				for _, slot := range touched[len(marked):n] {
+					scores[slot] = 0
+				}
+				n = len(marked)
+				break
+			}
+			continue
+		}
+		if !textPruning || n < top.k || n > pruneRows*top.k || restPostings(rest) < 4*n {
+			continue
+		}
+		// Complete the scores of the rows scored so far: a list in slot
+		// order is searched for them, any other read through.
+		rows := append(sc.rows[:0], touched[:n]...)
+		slices.Sort(rows)
+		sc.rows = rows
+		for _, t := range rest {
+			if t.p.unsorted {
+				for _, x := range sc.termList(e, t.p) {
+					if old := scores[x.slot]; old != 0 {
+						tf := float64(x.tf)
+						scores[x.slot] = old + t.w*tf/(tf+k0+k1*float64(x.ln))
+					}
+				}
+				continue
+			}
+			list := t.p.list
+			for _, slot := range rows {
+				i, found := seekSlot(list, slot)
+				list = list[i:]
+				if found && e.current(list[0]) {
+					x := list[0]
+					tf := float64(x.tf)
+					scores[slot] += t.w * tf / (tf + k0 + k1*float64(x.ln))
+				}
+			}
+		}
+		th = sc.kth(e, touched[:n], scores, f, top.k)
+		if th > 0 && textBound(rest, e.maxLen, k0, k1)*(1+1e-9) < th {
+			textPruned.Add(1)
+			break // no other row can reach the best top.k of these
+		}
+		// The other rows take the scores of the terms left, until the
+		// best of them and what the terms after can add cannot reach
+		// th.
+		marked = touched[:n:n]
+		if len(sc.mark) < len(e.rids) {
+			sc.mark = make([]bool, len(e.rids)+len(e.rids)/4)
+		}
+		for _, slot := range marked {
+			sc.mark[slot] = true
+		}
+	}
+	for _, slot := range marked {
+		sc.mark[slot] = false
+	}
+	clear(ts) // the scratch outlives the entry's postings
 	sc.touched = touched[:n]
 	offerScored(e, sc.touched, scores, f, top)
+}
+
+// textTerm is a term of a text search held by an entry: its postings
+// and its weight (IDF x (K1 + 1)).
+type textTerm struct {
+	p *postings
+	w float64
+}
+
+// textPruning turns scoreText's early stop on (tests compare it with
+// scoring every posting); textPruned counts the searches of an entry it
+// stopped early.
+var (
+	textPruning = true
+	textPruned  atomic.Int64
+)
+
+// pruneRows bounds, in multiples of the rows a half wants, the rows
+// scoreText completes the scores of before deciding whether the others
+// can be left unscored.
+const pruneRows = 4
+
+// termList returns p's postings whose rows are still there: p's list, or
+// a copy in sc's buffer without the postings of removed rows (stale
+// until compact).
+func (sc *scratch) termList(e *scopeVecs, p *postings) []posting {
+	if len(p.list) != p.df {
+		return sc.live(e, p.list)
+	}
+	return p.list
+}
+
+// seekSlot returns the index in list, in slot order, of the first
+// posting of slot or above, and whether it is slot's: a search that
+// gallops from the start, so that slots sought in order cost about the
+// logarithm of the distance between them.
+func seekSlot(list []posting, slot int32) (int, bool) {
+	hi := 1
+	for hi < len(list) && list[hi].slot < slot {
+		hi *= 2
+	}
+	lo := hi / 2
+	hi = min(hi, len(list))
+	i := lo + sort.Search(hi-lo, func(j int) bool { return list[lo+j].slot >= slot })
+	return i, i < len(list) && list[i].slot == slot
+}
+
+// restPostings returns how many postings ts list, stale ones included.
+func restPostings(ts []textTerm) int {
+	n := 0
+	for _, t := range ts {
+		n += len(t.p.list)
+	}
+	return n
+}
+
+// kth returns the k-th best score of the rows in slots that f keeps, or
+// 0 when f keeps fewer than k of them.
+func (sc *scratch) kth(e *scopeVecs, slots []int32, scores []float64, f filter, k int) float64 {
+	kept := sc.kept64[:0]
+	for _, slot := range slots {
+		if f.keep(e, int(slot)) {
+			kept = append(kept, scores[slot])
+		}
+	}
+	sc.kept64 = kept
+	if len(kept) < k {
+		return 0
+	}
+	slices.Sort(kept)
+	return kept[len(kept)-k]
+}
+
+// textBound returns a bound on the score the terms ts can give a row of
+// an entry whose rows have at most maxLen tokens: the lesser of the
+// terms' own bounds added up (each term's weight at the most
+// occurrences and the shortest row it has been listed with) and a bound
+// from the row's length. A row of ln tokens holds at most ln
+// occurrences of the q terms, and x / (x + K) is concave in x, so its
+// score is at most W q h(ln/q) = W ln / (ln/q + K(ln)) with W the
+// heaviest weight, which grows with ln.
+func textBound(ts []textTerm, maxLen uint32, k0, k1 float64) float64 {
+	var sum, heaviest float64
+	for _, t := range ts {
+		tf := float64(t.p.maxTF)
+		sum += t.w * tf / (tf + k0 + k1*float64(t.p.minLn))
+		heaviest = max(heaviest, t.w)
+	}
+	ln := float64(maxLen)
+	byLength := heaviest * ln / (ln/float64(len(ts)) + k0 + k1*ln)
+	return min(sum, byLength)
 }
 
 // offerScored offers to top the rows of e in touched that f keeps, with
