@@ -583,6 +583,16 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 	n := 0
 	// K1 (1 - B + B ln/avg) = k0 + k1 ln: one division a posting.
 	k0, k1 := bm25K1*(1-bm25B), bm25K1*bm25B/avg
+	if len(e.rids) < pruneFrom {
+		for _, i := range use {
+			if p := e.terms[terms[i]]; p != nil {
+				n = scoreList(sc.termList(e, p), idf[i]*(bm25K1+1), k0, k1, scores, touched, n)
+			}
+		}
+		sc.touched = touched[:n]
+		offerScored(e, sc.touched, scores, f, top)
+		return
+	}
 	ts := sc.terms[:0]
 	for _, i := range use {
 		if p := e.terms[terms[i]]; p != nil {
@@ -599,34 +609,9 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 	for j := range ts {
 		w := ts[j].w
 		if marked == nil {
-			for _, x := range sc.termList(e, ts[j].p) {
-				tf := float64(x.tf)
-				s := w * tf / (tf + k0 + k1*float64(x.ln))
-				old := scores[x.slot]
-				touched[n] = x.slot
-				if old == 0 {
-					n++
-				}
-				scores[x.slot] = old + s
-			}
+			n = scoreList(sc.termList(e, ts[j].p), w, k0, k1, scores, touched, n)
 		} else {
-			for _, x := range sc.termList(e, ts[j].p) {
-				if sc.mark[x.slot] {
-					continue
-				}
-				tf := float64(x.tf)
-				s := w * tf / (tf + k0 + k1*float64(x.ln))
-				old := scores[x.slot]
-				touched[n] = x.slot
-				if old == 0 {
-					n++
-				}
-				s += old
-				scores[x.slot] = s
-				if s > hi {
-					hi = s
-				}
-			}
+			n, hi = scoreUnmarked(sc.termList(e, ts[j].p), w, k0, k1, scores, touched, n, sc.mark, hi)
 		}
 		rest := ts[j+1:]
 		if marked != nil {
@@ -695,6 +680,47 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 	offerScored(e, sc.touched, scores, f, top)
 }
 
+// scoreList adds the BM25 scores of list's postings, for a term of
+// weight w, to scores, writing each slot at touched[n] and counting it
+// in n when it had no score yet; it returns n. Its own function, so
+// that the loop keeps its variables in registers.
+func scoreList(list []posting, w, k0, k1 float64, scores []float64, touched []int32, n int) int {
+	for _, x := range list {
+		tf := float64(x.tf)
+		s := w * tf / (tf + k0 + k1*float64(x.ln))
+		old := scores[x.slot]
+		touched[n] = x.slot
+		if old == 0 {
+			n++
+		}
+		scores[x.slot] = old + s
+	}
+	return n
+}
+
+// scoreUnmarked is scoreList for the rows not marked, and also returns
+// the best score of those it adds to, or hi if higher.
+func scoreUnmarked(list []posting, w, k0, k1 float64, scores []float64, touched []int32, n int, mark []bool, hi float64) (int, float64) {
+	for _, x := range list {
+		if mark[x.slot] {
+			continue
+		}
+		tf := float64(x.tf)
+		s := w * tf / (tf + k0 + k1*float64(x.ln))
+		old := scores[x.slot]
+		touched[n] = x.slot
+		if old == 0 {
+			n++
+		}
+		s += old
+		scores[x.slot] = s
+		if s > hi {
+			hi = s
+		}
+	}
+	return n, hi
+}
+
 // textTerm is a term of a text search held by an entry: its postings
 // and its weight (IDF x (K1 + 1)).
 type textTerm struct {
@@ -709,6 +735,11 @@ var (
 	textPruning = true
 	textPruned  atomic.Int64
 )
+
+// pruneFrom is the fewest rows of an entry whose text searches may stop
+// early: below it, every posting is scored in the query's order, which
+// measured faster at 2,000 rows (BENCHMARKS.md).
+const pruneFrom = 10000
 
 // pruneRows bounds, in multiples of the rows a half wants, the rows
 // scoreText completes the scores of before deciding whether the others
