@@ -639,8 +639,7 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 			if t.p.unsorted {
 				for _, x := range sc.termList(e, t.p) {
 					if old := scores[x.slot]; old != 0 {
-						tf := float64(x.tf)
-						scores[x.slot] = old + t.w*tf/(tf+k0+k1*float64(x.ln))
+						scores[x.slot] = old + bm25(t.w, x.tf, x.ln, k0, k1)
 					}
 				}
 				continue
@@ -650,9 +649,7 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 				i, found := seekSlot(list, slot)
 				list = list[i:]
 				if found && e.current(list[0]) {
-					x := list[0]
-					tf := float64(x.tf)
-					scores[slot] += t.w * tf / (tf + k0 + k1*float64(x.ln))
+					scores[slot] += bm25(t.w, list[0].tf, list[0].ln, k0, k1)
 				}
 			}
 		}
@@ -680,14 +677,22 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 	offerScored(e, sc.touched, scores, f, top)
 }
 
+// bm25 is the BM25 score of tf occurrences of a term of weight w
+// (IDF x (K1 + 1)) in a row of ln tokens, K1 (1 - B + B ln/avg) being
+// k0 + k1 ln: every path of scoreText computes a posting's score here,
+// so that a row's score is the same to the bit whichever path summed it.
+func bm25(w float64, tf uint16, ln uint32, k0, k1 float64) float64 {
+	t := float64(tf)
+	return w * t / (t + k0 + k1*float64(ln))
+}
+
 // scoreList adds the BM25 scores of list's postings, for a term of
 // weight w, to scores, writing each slot at touched[n] and counting it
 // in n when it had no score yet; it returns n. Its own function, so
 // that the loop keeps its variables in registers.
 func scoreList(list []posting, w, k0, k1 float64, scores []float64, touched []int32, n int) int {
 	for _, x := range list {
-		tf := float64(x.tf)
-		s := w * tf / (tf + k0 + k1*float64(x.ln))
+		s := bm25(w, x.tf, x.ln, k0, k1)
 		old := scores[x.slot]
 		touched[n] = x.slot
 		if old == 0 {
@@ -705,14 +710,12 @@ func scoreUnmarked(list []posting, w, k0, k1 float64, scores []float64, touched 
 		if mark[x.slot] {
 			continue
 		}
-		tf := float64(x.tf)
-		s := w * tf / (tf + k0 + k1*float64(x.ln))
 		old := scores[x.slot]
 		touched[n] = x.slot
 		if old == 0 {
 			n++
 		}
-		s += old
+		s := old + bm25(w, x.tf, x.ln, k0, k1)
 		scores[x.slot] = s
 		if s > hi {
 			hi = s
@@ -808,8 +811,7 @@ func (sc *scratch) kth(e *scopeVecs, slots []int32, scores []float64, f filter, 
 func textBound(ts []textTerm, maxLen uint32, k0, k1 float64) float64 {
 	var sum, heaviest float64
 	for _, t := range ts {
-		tf := float64(t.p.maxTF)
-		sum += t.w * tf / (tf + k0 + k1*float64(t.p.minLn))
+		sum += bm25(t.w, t.p.maxTF, t.p.minLn, k0, k1)
 		heaviest = max(heaviest, t.w)
 	}
 	ln := float64(maxLen)
