@@ -150,10 +150,11 @@ func (c *httpCalls) serve(ctx context.Context, w http.ResponseWriter, r *http.Re
 	return true
 }
 
-// callDirect answers body, a tools/call request, through callTool when
-// it is a plain call that callTool serves.
+// callDirect answers body, a tools/call request that readToolCall has
+// read (so valid JSON), through callTool when it is a plain call that
+// callTool serves.
 func (c *httpCalls) callDirect(ctx context.Context, body []byte) (mcp.JSONRPCMessage, bool) {
-	rawID, pc, ok := readStdioCall(body)
+	rawID, pc, ok := readValidCall(body)
 	if !ok || pc.args == nil {
 		return nil, false
 	}

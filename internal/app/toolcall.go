@@ -38,6 +38,12 @@ func readStdioCall(line []byte) (id json.RawMessage, pc plainCall, ok bool) {
 	if !json.Valid(line) {
 		return nil, plainCall{}, false
 	}
+	return readValidCall(line)
+}
+
+// readValidCall is readStdioCall for line known to be valid JSON (an HTTP
+// body readToolCall has read).
+func readValidCall(line []byte) (id json.RawMessage, pc plainCall, ok bool) {
 	var seen uint8
 	ok, plain := true, true
 	complete := jsonscan.Fields(line, func(key, val []byte) bool {
