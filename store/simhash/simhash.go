@@ -148,8 +148,9 @@ func fwht(a []float32) {
 	}
 }
 
-// Hamming returns the number of differing bits of two codes.
-func Hamming(a, b []uint64) int {
+// hammingGo is Hamming in Go, for CPUs without POPCNT and other
+// architectures.
+func hammingGo(a, b []uint64) int {
 	n := 0
 	b = b[:len(a)]
 	for i, x := range a {
@@ -259,22 +260,25 @@ func PrefixDistances(q, prefix []uint64, expires, rids []int64, at int64, dist [
 		}
 		return
 	}
-	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
-	prefix, hist = prefix[:4*n], hist[:4*64+1]
+	// Every row's distance first, in one tight pass; then the rows gone
+	// or expired are taken out again.
+	distances4((*[4]uint64)(q), prefix, dist, hist)
 	if rids == nil && expires == nil {
-		for i := range n {
-			p := prefix[4*i : 4*i+4 : 4*i+4]
-			d := bits.OnesCount64(q0^p[0]) + bits.OnesCount64(q1^p[1]) + bits.OnesCount64(q2^p[2]) + bits.OnesCount64(q3^p[3])
-			dist[i] = uint16(d)
-			hist[d]++
-		}
 		return
 	}
 	for i := range n {
 		if (rids != nil && rids[i] == 0) || (expires != nil && expires[i] != 0 && expires[i] <= at) {
-			dist[i] = Skip
-			continue
+			Drop(dist, hist, i)
 		}
+	}
+}
+
+// distances4Go is distances4 in Go, for CPUs without POPCNT and other
+// architectures.
+func distances4Go(q *[4]uint64, prefix []uint64, dist []uint16, hist []int32) {
+	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
+	prefix = prefix[:4*len(dist)]
+	for i := range dist {
 		p := prefix[4*i : 4*i+4 : 4*i+4]
 		d := bits.OnesCount64(q0^p[0]) + bits.OnesCount64(q1^p[1]) + bits.OnesCount64(q2^p[2]) + bits.OnesCount64(q3^p[3])
 		dist[i] = uint16(d)

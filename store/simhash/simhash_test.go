@@ -130,16 +130,35 @@ func TestNearest(t *testing.T) {
 
 // TestHamming checks Hamming on codes of several words.
 func TestHamming(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	a, b := make([]uint64, 16), make([]uint64, 17)
+	for i := range a {
+		a[i], b[i] = r.Uint64(), r.Uint64()
+	}
+	bitByBit := 0
+	for i := range a {
+		for k := range 64 {
+			if (a[i]>>k)&1 != (b[i]>>k)&1 {
+				bitByBit++
+			}
+		}
+	}
 	for _, tc := range []struct {
 		a, b []uint64
 		want int
 	}{
+		{nil, nil, 0},
 		{[]uint64{0}, []uint64{0}, 0},
 		{[]uint64{0b1011}, []uint64{0b0001}, 2},
 		{[]uint64{math.MaxUint64, 0}, []uint64{0, 1}, 65},
+		{[]uint64{math.MaxUint64}, []uint64{0, math.MaxUint64}, 64}, // b longer: its first words
+		{a, b, bitByBit},
 	} {
 		if got := Hamming(tc.a, tc.b); got != tc.want {
 			t.Errorf("Hamming(%b, %b) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+		if got := hammingGo(tc.a, tc.b); got != tc.want {
+			t.Errorf("hammingGo(%b, %b) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
 	}
 }
@@ -331,4 +350,60 @@ func BenchmarkPrefixPass(b *testing.B) {
 			out = Nearest(dist, hist, c, out[:0])
 		}
 	})
+}
+
+// TestDistances4 checks the prefix pass of 4-word prefixes (the assembly
+// one on amd64 with POPCNT) against Hamming, with distances from 0 to
+// 256, and that it writes no distance past its rows.
+func TestDistances4(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	q := [4]uint64{r.Uint64(), r.Uint64(), r.Uint64(), r.Uint64()}
+	for _, tc := range []struct {
+		name string
+		n    int
+		row  func(i int) [4]uint64
+	}{
+		{"no rows", 0, nil},
+		{"one row", 1, func(int) [4]uint64 { return [4]uint64{r.Uint64(), r.Uint64(), r.Uint64(), r.Uint64()} }},
+		{"random", 1001, func(int) [4]uint64 { return [4]uint64{r.Uint64(), r.Uint64(), r.Uint64(), r.Uint64()} }},
+		{"the query", 9, func(int) [4]uint64 { return q }},
+		{"its complement", 9, func(int) [4]uint64 { return [4]uint64{^q[0], ^q[1], ^q[2], ^q[3]} }},
+		{"one bit off per row", 257, func(i int) [4]uint64 {
+			p := q
+			for b := range i % 257 {
+				p[b/64] ^= 1 << (b % 64)
+			}
+			return p
+		}},
+	} {
+		prefix := make([]uint64, 0, 4*tc.n)
+		for i := range tc.n {
+			p := tc.row(i)
+			prefix = append(prefix, p[:]...)
+		}
+		want := make([]int32, 4*64+1)
+		for i := range tc.n {
+			want[hammingGo(q[:], prefix[4*i:4*i+4])]++
+		}
+		for _, pass := range []struct {
+			name string
+			f    func(q *[4]uint64, prefix []uint64, dist []uint16, hist []int32)
+		}{{"distances4", distances4}, {"distances4Go", distances4Go}} {
+			dist := make([]uint16, tc.n+1)
+			dist[tc.n] = 7 // past the rows: must stay
+			hist := make([]int32, 4*64+1)
+			pass.f(&q, prefix, dist[:tc.n], hist)
+			for i := range tc.n {
+				if d := hammingGo(q[:], prefix[4*i:4*i+4]); int(dist[i]) != d {
+					t.Fatalf("%s, %s: row %d distance %d, want %d", tc.name, pass.name, i, dist[i], d)
+				}
+			}
+			if dist[tc.n] != 7 {
+				t.Errorf("%s, %s: wrote %d past the last row", tc.name, pass.name, dist[tc.n])
+			}
+			if !slices.Equal(hist, want) {
+				t.Errorf("%s, %s: histogram %v, want %v", tc.name, pass.name, hist, want)
+			}
+		}
+	}
 }
