@@ -487,3 +487,74 @@ func ids(cs []store.Candidate) []string {
 	}
 	return out
 }
+
+// TestSeekSlot checks seekSlot against a scan from the start, on lists
+// whose slots are spread evenly, bunched at either end, or one posting
+// long, for slots below, between, at and past theirs.
+func TestSeekSlot(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	spread := func(n int, slot func(i int) int32) []posting {
+		list := make([]posting, n)
+		for i := range list {
+			list[i].slot = slot(i)
+		}
+		return list
+	}
+	randomly := func(n int) []posting {
+		slots := map[int32]bool{}
+		for len(slots) < n {
+			slots[r.Int32N(int32(20*n))] = true
+		}
+		list := make([]posting, 0, n)
+		for s := range slots {
+			list = append(list, posting{slot: s})
+		}
+		slices.SortFunc(list, func(a, b posting) int { return int(a.slot - b.slot) })
+		return list
+	}
+	for _, tc := range []struct {
+		name string
+		list []posting
+	}{
+		{"empty", nil},
+		{"one", spread(1, func(int) int32 { return 5 })},
+		{"two", spread(2, func(i int) int32 { return int32(3 + 1000*i) })},
+		{"every third", spread(3000, func(i int) int32 { return int32(3 * i) })},
+		{"bunched low", spread(500, func(i int) int32 {
+			if i < 490 {
+				return int32(i)
+			}
+			return int32(100000 + i)
+		})},
+		{"bunched high", spread(500, func(i int) int32 {
+			if i < 10 {
+				return int32(i)
+			}
+			return int32(100000 + i)
+		})},
+		{"random", randomly(2000)},
+	} {
+		hi := int32(10)
+		if n := len(tc.list); n > 0 {
+			hi = tc.list[n-1].slot + 3
+		}
+		for slot := int32(-2); slot <= hi; slot++ {
+			want := 0
+			for want < len(tc.list) && tc.list[want].slot < slot {
+				want++
+			}
+			wantFound := want < len(tc.list) && tc.list[want].slot == slot
+			// From the start of the list, and from every posting before
+			// the answer, as scoreText's seeks run.
+			for from := range max(want, 1) {
+				if from > len(tc.list) || (want > 64 && from%97 != 0) {
+					continue
+				}
+				i, found := seekSlot(tc.list[from:], slot)
+				if from+i != want || found != wantFound {
+					t.Fatalf("%s: seekSlot(list[%d:], %d) = %d, %v, want %d, %v", tc.name, from, slot, from+i, found, want, wantFound)
+				}
+			}
+		}
+	}
+}
