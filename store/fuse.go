@@ -333,14 +333,26 @@ func NearDuplicate(a, b []float32) bool {
 }
 
 // Dot returns the dot product of two vectors of equal length (cosine
-// similarity for unit vectors), or 0 when their lengths differ. It runs
-// gonum's SIMD kernel.
+// similarity for unit vectors), or 0 when their lengths differ. It is
+// Dot32's.
 func Dot(a, b []float32) float64 {
 	if len(a) != len(b) {
 		return 0
 	}
+	return float64(dot32(a, b))
+}
+
+// Dot32 returns the dot product of a and b, of a's length (b is at least
+// as long). Every store computes similarities with it (or Dot), so that
+// the same two vectors give the same bits everywhere: on amd64 with AVX2
+// and FMA it runs an 8-wide fused multiply-add kernel, else gonum's SIMD
+// one. The kernel's sums are in float32, as gonum's are.
+func Dot32(a, b []float32) float32 { return dot32(a, b) }
+
+// sdot is gonum's dot product of a and b, of equal length.
+func sdot(a, b []float32) float32 {
 	var blas gonum.Implementation
-	return float64(blas.Sdot(len(a), a, 1, b, 1))
+	return blas.Sdot(len(a), a, 1, b, 1)
 }
 
 // Warm reads one value of every 64-byte cache line of v and returns

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"gonum.org/v1/gonum/blas/gonum"
 
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
@@ -670,12 +669,8 @@ func hasTags(have, want []string) bool {
 	return true
 }
 
-// dot is the dot product of two equal-length vectors, with gonum's SIMD
-// kernel.
-func dot(a, b []float32) float32 {
-	var blas gonum.Implementation
-	return blas.Sdot(len(a), a, 1, b[:len(a)], 1)
-}
+// dot is the dot product of two equal-length vectors (store.Dot32).
+func dot(a, b []float32) float32 { return store.Dot32(a, b) }
 
 // dupCandidates is how many rows, nearest by code, the near-duplicate
 // check of an add compares exactly in a scope too large to scan whole. A
