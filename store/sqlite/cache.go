@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
 	"github.com/scopemem/scopemem/store/simhash"
