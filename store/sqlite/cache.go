@@ -230,6 +230,61 @@ type postings struct {
 	// slot (a freed slot taken again): until then the list is in slot
 	// order, one posting a slot, and can be searched (scoreText).
 	unsorted bool
+	// skip holds the slot of every skipEvery-th posting of a list in
+	// slot order (list[i*skipEvery].slot at i), so that a search for a
+	// slot reads this short array and then one block of postings
+	// (seek). Not kept up while unsorted.
+	skip []int32
+}
+
+// skipEvery is how many postings of a list one entry of its skip array
+// stands for: a block of them is 192 bytes.
+const skipEvery = 16
+
+// seek returns the index in p.list, which is in slot order, of the
+// first posting of slot or above, whether it is slot's, and the block of
+// skipEvery postings it is in or follows. Only the skip array is
+// searched, from block from on (the slots a search seeks come in
+// order), galloping; then the one block that can hold the slot is read
+// through. The search for the next slot starts from the block returned,
+// which comes from the skip array alone: it does not wait for this
+// block's postings to arrive from memory, and a few blocks are read at
+// once.
+func (p *postings) seek(from int, slot int32) (i int, found bool, block int) {
+	list, skip := p.list, p.skip
+	// b ends as the last block, from from on, that starts at or below
+	// slot (or from).
+	b := from
+	hi, step := b+1, 1
+	for hi < len(skip) && skip[hi] <= slot {
+		b = hi
+		hi += step
+		step *= 2
+	}
+	hi = min(hi, len(skip))
+	for hi-b > 1 {
+		m := int(uint(b+hi) >> 1)
+		if skip[m] <= slot {
+			b = m
+		} else {
+			hi = m
+		}
+	}
+	// The next block, if any, starts above slot: the answer is in this
+	// one or is the next block's first posting.
+	i, end := b*skipEvery, min(len(list), (b+1)*skipEvery)
+	for i < end && list[i].slot < slot {
+		i++
+	}
+	return i, i < len(list) && list[i].slot == slot, b
+}
+
+// reskip rebuilds p's skip array from its list, in slot order.
+func (p *postings) reskip() {
+	p.skip = p.skip[:0]
+	for i := 0; i < len(p.list); i += skipEvery {
+		p.skip = append(p.skip, p.list[i].slot)
+	}
 }
 
 // posting is one row holding a term: valid while gens[slot] == gen (a
@@ -383,7 +438,10 @@ func (e *scopeVecs) indexText(slot int32, content string) {
 		}
 		p.df++
 		if n := len(p.list); n > 0 && p.list[n-1].slot >= slot {
-			p.unsorted = true
+			p.unsorted, p.skip = true, nil
+		}
+		if !p.unsorted && len(p.list)%skipEvery == 0 {
+			p.skip = append(p.skip, slot)
 		}
 		p.list = append(p.list, posting{slot: slot, gen: e.gens[slot], tf: uint16(min(tf, math.MaxUint16))})
 		e.touched = append(e.touched, p)
@@ -420,6 +478,7 @@ func (e *scopeVecs) compact() {
 			slices.SortFunc(p.list, func(a, b posting) int { return cmp.Compare(a.slot, b.slot) })
 			p.unsorted = false
 		}
+		p.reskip()
 	}
 	e.posts -= e.stale
 	e.stale = 0

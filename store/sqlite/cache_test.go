@@ -441,6 +441,7 @@ func TestScoreTextPruned(t *testing.T) {
 					t.Fatal("no posting list out of slot order: the case tests nothing")
 				}
 			}
+			checkSkips(t, e)
 			entries := []*scopeVecs{e}
 			if tt.other > 0 {
 				entries = []*scopeVecs{mk(1_000_000, tt.other), e}
@@ -488,10 +489,11 @@ func ids(cs []store.Candidate) []string {
 	return out
 }
 
-// TestSeekSlot checks seekSlot against a scan from the start, on lists
-// whose slots are spread evenly, bunched at either end, or one posting
-// long, for slots below, between, at and past theirs.
-func TestSeekSlot(t *testing.T) {
+// TestSeek checks postings.seek against a scan, on lists whose slots are
+// spread evenly, bunched at either end, or one posting long, for slots
+// below, between, at and past theirs, from every block up to the
+// answer's (as scoreText's seeks run), and the block it returns.
+func TestSeek(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
 	spread := func(n int, slot func(i int) int32) []posting {
 		list := make([]posting, n)
@@ -519,6 +521,7 @@ func TestSeekSlot(t *testing.T) {
 		{"empty", nil},
 		{"one", spread(1, func(int) int32 { return 5 })},
 		{"two", spread(2, func(i int) int32 { return int32(3 + 1000*i) })},
+		{"one block", spread(skipEvery, func(i int) int32 { return int32(2 * i) })},
 		{"every third", spread(3000, func(i int) int32 { return int32(3 * i) })},
 		{"bunched low", spread(500, func(i int) int32 {
 			if i < 490 {
@@ -534,6 +537,8 @@ func TestSeekSlot(t *testing.T) {
 		})},
 		{"random", randomly(2000)},
 	} {
+		p := &postings{list: tc.list}
+		p.reskip()
 		hi := int32(10)
 		if n := len(tc.list); n > 0 {
 			hi = tc.list[n-1].slot + 3
@@ -544,17 +549,74 @@ func TestSeekSlot(t *testing.T) {
 				want++
 			}
 			wantFound := want < len(tc.list) && tc.list[want].slot == slot
-			// From the start of the list, and from every posting before
-			// the answer, as scoreText's seeks run.
-			for from := range max(want, 1) {
-				if from > len(tc.list) || (want > 64 && from%97 != 0) {
+			// The block a search from the start ends in: the last that
+			// starts at or below slot.
+			wantBlock := 0
+			for b := range p.skip {
+				if p.skip[b] <= slot {
+					wantBlock = b
+				}
+			}
+			for from := range wantBlock + 1 {
+				if wantBlock > 8 && from%13 != 0 && wantBlock-from > 3 {
 					continue
 				}
-				i, found := seekSlot(tc.list[from:], slot)
-				if from+i != want || found != wantFound {
-					t.Fatalf("%s: seekSlot(list[%d:], %d) = %d, %v, want %d, %v", tc.name, from, slot, from+i, found, want, wantFound)
+				i, found, block := p.seek(from, slot)
+				if i != want || found != wantFound || block != wantBlock {
+					t.Fatalf("%s: seek(%d, %d) = %d, %v, block %d, want %d, %v, block %d", tc.name, from, slot, i, found, block, want, wantFound, wantBlock)
 				}
 			}
 		}
 	}
+}
+
+// checkSkips fails t unless every list of e in slot order has the skip
+// array it would be given whole.
+func checkSkips(t *testing.T, e *scopeVecs) {
+	t.Helper()
+	for term, p := range e.terms {
+		if p.unsorted {
+			continue
+		}
+		whole := &postings{list: p.list}
+		whole.reskip()
+		if !slices.Equal(p.skip, whole.skip) {
+			t.Fatalf("term %q: skip %v, want %v", term, p.skip, whole.skip)
+		}
+	}
+}
+
+// TestSkipsAfterCompact removes most rows of an entry, reuses some of
+// their slots (lists out of slot order) and compacts it: every list is
+// in slot order again, with its skip array.
+func TestSkipsAfterCompact(t *testing.T) {
+	const dims = 16
+	r := rand.New(rand.NewPCG(23, 24))
+	rows := cacheRows(r, 1, 3000, dims)
+	for i := range rows {
+		rows[i].mem.Content = fmt.Sprintf("alpha bravo word%d word%d", i%7, i%13)
+	}
+	e := newScopeVecs()
+	e.install(1, dims, rows)
+	checkSkips(t, e)
+	for _, i := range r.Perm(len(rows))[:2500] {
+		e.remove(rows[i].rid)
+	}
+	for _, row := range cacheRows(r, 10001, 200, dims) {
+		row.mem.Content = "alpha word3 charlie"
+		e.add(row)
+	}
+	if !e.terms["alpha"].unsorted {
+		t.Fatal("alpha's list is in slot order: the test exercises nothing")
+	}
+	e.compact()
+	if e.stale != 0 {
+		t.Fatalf("%d stale postings after compact", e.stale)
+	}
+	for term, p := range e.terms {
+		if p.unsorted {
+			t.Errorf("term %q still out of slot order", term)
+		}
+	}
+	checkSkips(t, e)
 }

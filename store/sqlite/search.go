@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"sync/atomic"
 
 	"github.com/scopemem/scopemem/scope"
@@ -644,12 +643,13 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 				}
 				continue
 			}
-			list := t.p.list
+			list, block := t.p.list, 0
 			for _, slot := range rows {
-				i, found := seekSlot(list, slot)
-				list = list[i:]
-				if found && e.current(list[0]) {
-					scores[slot] += bm25(t.w, list[0].tf, list[0].ln, k0, k1)
+				var i int
+				var found bool
+				i, found, block = t.p.seek(block, slot)
+				if found && e.current(list[i]) {
+					scores[slot] += bm25(t.w, list[i].tf, list[i].ln, k0, k1)
 				}
 			}
 		}
@@ -757,21 +757,6 @@ func (sc *scratch) termList(e *scopeVecs, p *postings) []posting {
 		return sc.live(e, p.list)
 	}
 	return p.list
-}
-
-// seekSlot returns the index in list, in slot order, of the first
-// posting of slot or above, and whether it is slot's: a search that
-// gallops from the start, so that slots sought in order cost about the
-// logarithm of the distance between them.
-func seekSlot(list []posting, slot int32) (int, bool) {
-	hi := 1
-	for hi < len(list) && list[hi].slot < slot {
-		hi *= 2
-	}
-	lo := hi / 2
-	hi = min(hi, len(list))
-	i := lo + sort.Search(hi-lo, func(j int) bool { return list[lo+j].slot >= slot })
-	return i, i < len(list) && list[i].slot == slot
 }
 
 // restPostings returns how many postings ts list, stale ones included.
