@@ -57,8 +57,10 @@
 // fewer rows than the candidates wanted. In a scope of 10,000 rows or
 // more, terms are scored heaviest first, and the rows no term left can
 // lift to the candidates wanted are never scored (a bound from each
-// term's best row and one from the longest row's length); the
-// candidates and their scores are those of scoring every posting. The
+// term's best row and one from the longest row's length; the few rows
+// scored first are completed from the other terms' lists, found through
+// a skip array of every 16th posting's row); the candidates and their
+// scores are those of scoring every posting. The
 // two halves are fused by
 // [store.Fuse]. (Files before schema version 4 also kept an FTS5 table in
 // step by triggers; the migration to 4 drops it, as nothing reads it.)
