@@ -11,6 +11,8 @@ var fma = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 //go:noescape
 func dotFMA(a, b []float32) float32
 
+// dot32 is Dot32: dotFMA where the CPU has AVX2 and FMA, else gonum's
+// kernel.
 func dot32(a, b []float32) float32 {
 	b = b[:len(a)]
 	if fma {

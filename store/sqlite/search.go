@@ -645,9 +645,8 @@ func scoreText(e *scopeVecs, terms []string, use []int, idf []float64, avg float
 			}
 			list, block := t.p.list, 0
 			for _, slot := range rows {
-				var i int
-				var found bool
-				i, found, block = t.p.seek(block, slot)
+				i, found, b := t.p.seek(block, slot)
+				block = b
 				if found && e.current(list[i]) {
 					scores[slot] += bm25(t.w, list[i].tf, list[i].ln, k0, k1)
 				}
