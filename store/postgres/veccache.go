@@ -76,11 +76,14 @@ type scopeVecs struct {
 	xmins   []int64
 	created []int64 // Unix nanoseconds
 	expires []int64 // Unix nanoseconds, 0 for never
-	tags    [][]string
-	texts   []rowText
-	vecs    []float32 // len(ids) x dims, unit length
-	index   map[string]int32
-	bytes   int64
+	// expiring says some row has an expiry: without one, the pass over
+	// every row's code prefix need not read expires.
+	expiring bool
+	tags     [][]string
+	texts    []rowText
+	vecs     []float32 // len(ids) x dims, unit length
+	index    map[string]int32
+	bytes    int64
 
 	// The vectors' codes (veccodes.go): words per row, each row's first
 	// prefixWords() words apart, taken around the mean of the meanN rows
@@ -519,7 +522,7 @@ func buildScopeVecs(version int64, rows []loadedRow, old *scopeVecs, dims int, w
 		copy(v.vecs[i*dims:], vec)
 		v.ids[i], v.xmins[i], v.created[i] = r.id, r.xmin, r.created.UnixNano()
 		if r.expires != nil {
-			v.expires[i] = r.expires.UnixNano()
+			v.expires[i], v.expiring = r.expires.UnixNano(), true
 		}
 		if len(r.tags) > 0 {
 			v.tags[i] = r.tags
@@ -789,7 +792,7 @@ func (v *scopeVecs) appendRows(version int64, rows []loadedRow, dims int) (*scop
 		codes, prefix = slices.Clip(codes), slices.Clip(prefix)
 	}
 	w := &scopeVecs{version: version, text: v.text, index: maps.Clone(v.index), bytes: v.bytes,
-		words: v.words, rmean: v.rmean, meanN: v.meanN}
+		words: v.words, rmean: v.rmean, meanN: v.meanN, expiring: v.expiring}
 	if v.text {
 		w.postings = maps.Clone(v.postings)
 	}
@@ -798,7 +801,7 @@ func (v *scopeVecs) appendRows(version int64, rows []loadedRow, dims int) (*scop
 		ids, xmins, created = append(ids, r.id), append(xmins, r.xmin), append(created, r.created.UnixNano())
 		var exp int64
 		if r.expires != nil {
-			exp = r.expires.UnixNano()
+			exp, w.expiring = r.expires.UnixNano(), true
 		}
 		expires, tags, vecs = append(expires, exp), append(tags, r.tags), append(vecs, r.vec...)
 		texts = append(texts, *r.text)

@@ -145,7 +145,11 @@ func (v *scopeVecs) nearest(vec []float32, c int, tags []string, at int64, sc *c
 	sc.dist = slices.Grow(sc.dist[:0], n)[:n]
 	sc.hist = slices.Grow(sc.hist[:0], 64*w+1)[:64*w+1]
 	clear(sc.hist)
-	simhash.PrefixDistances(sc.code[:pw], v.prefix, v.expires, nil, at, sc.dist, sc.hist)
+	expires := v.expires
+	if !v.expiring {
+		expires = nil // nothing to drop: the pass reads the prefixes alone
+	}
+	simhash.PrefixDistances(sc.code[:pw], v.prefix, expires, nil, at, sc.dist, sc.hist)
 	if len(tags) > 0 {
 		for i := range n {
 			if !v.live(i, at, tags) {

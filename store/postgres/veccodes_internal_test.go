@@ -207,3 +207,66 @@ func TestRankCachedByCodes(t *testing.T) {
 		})
 	}
 }
+
+// TestRankCachedSkipsExpired ranks copies too large to rank exactly whose
+// rows expire: built with them, or appended to a copy that had none. No
+// expired row may be ranked, though the queries are near expired rows;
+// a copy without expiries says so (its pass reads no expiry).
+func TestRankCachedSkipsExpired(t *testing.T) {
+	const dims = 256 // codes of 4 words: the prefix pass alone
+	r := rand.New(rand.NewPCG(11, 12))
+	now := time.Now()
+	past, future := now.Add(-time.Hour), now.Add(time.Hour)
+	expiring := func(rows []loadedRow) []loadedRow {
+		for i := range rows {
+			switch i % 3 {
+			case 0:
+				rows[i].expires = &past
+			case 1:
+				rows[i].expires = &future
+			}
+		}
+		return rows
+	}
+	plain, err := buildScopeVecs(1, codedRows(r, 0, 4000, dims), nil, dims, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.expiring {
+		t.Fatal("a copy without expiries says it has some")
+	}
+	built, err := buildScopeVecs(1, expiring(codedRows(r, 0, 4000, dims)), nil, dims, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appended, err := plain.appendRows(2, expiring(codedRows(r, 4000, 600, dims)), dims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		v    *scopeVecs
+	}{{"built", built}, {"appended", appended}} {
+		if !tc.v.expiring {
+			t.Fatalf("%s: the copy does not say rows expire", tc.name)
+		}
+		expired := 0
+		for i := range tc.v.ids {
+			if e := tc.v.expires[i]; e != 0 && e <= now.UnixNano() {
+				expired++
+				if expired > 20 {
+					break
+				}
+				got := rankCached([]*scopeVecs{tc.v}, tc.v.vec(i, dims), dims, nil, now, 50)
+				if len(got) == 0 {
+					t.Fatalf("%s: nothing ranked", tc.name)
+				}
+				for _, h := range got {
+					if e := tc.v.expires[h.row]; e != 0 && e <= now.UnixNano() {
+						t.Fatalf("%s: a query near row %d ranked expired row %d", tc.name, i, h.row)
+					}
+				}
+			}
+		}
+	}
+}

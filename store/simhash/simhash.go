@@ -233,11 +233,13 @@ func Rerank(n, need int) int {
 // prefix of each row (len(q) words a row, packed in prefix), or Skip for
 // a row that is gone (rids, when not nil, holds 0 for it) or expired
 // (expires, when not nil, in Unix nanoseconds, 0 for never, at or before
-// at), and counts the distances in hist. It is the one loop over every
-// row of a large scope, and reads memory as fast as it can be read: the
-// caller passes nil for rids when no row is gone and for expires when no
-// row expires, so that the common case reads the prefixes alone, and
-// prefixes of 4 words are written out.
+// at), and counts the distances in hist. It is the one pass over every
+// row of a large scope, and reads memory as fast as it can be read:
+// prefixes of 4 words are counted for every row in one tight loop
+// (POPCNT in assembly on amd64), and the rows gone or expired are then
+// taken out again in a second pass over rids and expires. The caller
+// passes nil for rids when no row is gone and for expires when no row
+// expires, so that the common case reads the prefixes alone.
 func PrefixDistances(q, prefix []uint64, expires, rids []int64, at int64, dist []uint16, hist []int32) {
 	pw := len(q)
 	n := len(prefix) / pw
