@@ -11,6 +11,22 @@
 //
 // The server runs with the fake embedder (no model) and a new SQLite file
 // in a temporary directory, removed afterwards. Run `npm ci` in e2e/ first.
+//
+// --workers W runs the lost-writes check instead: W clients, each with a
+// server process of its own on the same file, send --creates adds between
+// them at once; afterwards a new process counts what was kept.
+//
+// The same loops measure the reference server of the MCP project,
+// @modelcontextprotocol/server-memory (a knowledge graph in a JSON-lines
+// file): --server server-memory --peer PATH, PATH its dist/index.js, e.g.
+//
+//   npm install --prefix /tmp/peer @modelcontextprotocol/server-memory@2026.8.31
+//   node e2e/bench.mjs --server server-memory \
+//        --peer /tmp/peer/node_modules/@modelcontextprotocol/server-memory/dist/index.js
+//
+// There an add is create_entities with one entity (its name unique, the
+// sentence its observation), a search is search_nodes with the sentence,
+// and the count is read_graph's entities.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,10 +44,22 @@ const { values: opt } = parseArgs({
         warmup: { type: 'string', default: '2' },
         tool: { type: 'string', default: 'search' },
         dims: { type: 'string', default: '768' },
+        server: { type: 'string', default: 'scopemem' },
+        peer: { type: 'string' },
+        workers: { type: 'string', default: '0' },
+        creates: { type: 'string', default: '1000' },
     },
 });
-if (!opt.bin) {
+if (opt.server !== 'scopemem' && opt.server !== 'server-memory') {
+    console.error(`bench.mjs: --server is scopemem or server-memory, not ${JSON.stringify(opt.server)}`);
+    process.exit(2);
+}
+if (opt.server === 'scopemem' && !opt.bin) {
     console.error('bench.mjs: --bin PATH (the scopemem binary) is required');
+    process.exit(2);
+}
+if (opt.server === 'server-memory' && !opt.peer) {
+    console.error('bench.mjs: --peer PATH (server-memory\'s dist/index.js) is required with --server server-memory');
     process.exit(2);
 }
 if (opt.tool !== 'search' && opt.tool !== 'add') {
@@ -41,6 +69,14 @@ if (opt.tool !== 'search' && opt.tool !== 'add') {
 const preload = Number(opt.preload);
 const duration = Number(opt.duration) * 1000;
 const warmup = Number(opt.warmup) * 1000;
+const workers = Number(opt.workers);
+const creates = Number(opt.creates);
+for (const [name, v] of [['preload', preload], ['duration', duration], ['warmup', warmup], ['workers', workers], ['creates', creates]]) {
+    if (!Number.isInteger(v) || v < 0) {
+        console.error(`bench.mjs: --${name} must be a whole number, not ${JSON.stringify(opt[name])}`);
+        process.exit(2);
+    }
+}
 
 const WORDS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet',
     'kilo', 'lima', 'mike', 'november', 'oscar', 'papa', 'quebec', 'romeo', 'sierra', 'tango'];
@@ -59,62 +95,159 @@ function percentile(sorted, p) {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'scopemem-bench-'));
-const transport = new StdioClientTransport({
-    command: opt.bin,
-    args: ['serve', '--db', join(dir, 'bench.db'), '--embedder', 'fake', '--fake-dims', opt.dims, '--fake-delay', '0s',
-        '--org', 'bench', '--user', 'bench'],
-    env: { ...process.env, SCOPEMEM_LOG_LEVEL: 'warn' },
-    stderr: 'inherit',
-});
-const client = new Client({ name: 'scopemem-bench', version: '1.0.0' });
-try {
+
+/** A client connected to a new server process on the benchmark's file. */
+async function connect() {
+    const transport = opt.server === 'scopemem'
+        ? new StdioClientTransport({
+            command: opt.bin,
+            args: ['serve', '--db', join(dir, 'bench.db'), '--embedder', 'fake', '--fake-dims', opt.dims,
+                '--fake-delay', '0s', '--org', 'bench', '--user', 'bench'],
+            env: { ...process.env, SCOPEMEM_LOG_LEVEL: 'warn' },
+            stderr: 'inherit',
+        })
+        : new StdioClientTransport({
+            command: process.execPath,
+            args: [opt.peer],
+            env: { ...process.env, MEMORY_FILE_PATH: join(dir, 'memory.jsonl') },
+            stderr: 'inherit',
+        });
+    const client = new Client({ name: 'scopemem-bench', version: '1.0.0' });
     await client.connect(transport);
+    return client;
+}
 
-    let n = 0;
-    const call = (tool) => {
-        n++;
-        if (tool === 'add') {
-            return client.callTool({ name: 'add_memory', arguments: { content: fact(n) } });
-        }
-        return client.callTool({ name: 'search_memory', arguments: { query: fact(n % Math.max(preload, 1)), limit: 10 } });
-    };
+/** Adds the n-th memory (the n-th entity). */
+function add(client, n) {
+    if (opt.server === 'scopemem') {
+        return client.callTool({ name: 'add_memory', arguments: { content: fact(n) } });
+    }
+    return client.callTool({
+        name: 'create_entities',
+        arguments: { entities: [{ name: `entity ${n}`, entityType: 'fact', observations: [fact(n)] }] },
+    });
+}
 
-    const t0 = performance.now();
-    for (let i = 0; i < preload; i++) {
-        const r = await call('add');
-        if (r.isError) {
-            throw new Error(`preload add failed: ${JSON.stringify(r.content)}`);
-        }
+/** Searches for the n-th memory's sentence. */
+function search(client, n) {
+    if (opt.server === 'scopemem') {
+        return client.callTool({ name: 'search_memory', arguments: { query: fact(n), limit: 10 } });
     }
-    const loadSecs = (performance.now() - t0) / 1000;
-    console.log(`preloaded ${preload} memories in ${loadSecs.toFixed(2)} s (${(preload / loadSecs).toFixed(0)} adds/s)`);
+    return client.callTool({ name: 'search_nodes', arguments: { query: fact(n) } });
+}
 
-    for (const end = performance.now() + warmup; performance.now() < end;) {
-        await call(opt.tool);
+/** How many memories (entities) the file holds, read by client. */
+async function count(client) {
+    if (opt.server === 'scopemem') {
+        const r = await client.callTool({ name: 'list_scopes', arguments: {} });
+        return r.structuredContent.scopes.reduce((sum, s) => sum + s.count, 0);
     }
-    const lat = [];
-    let errors = 0;
-    const start = performance.now();
-    const end = start + duration;
-    for (let now = start; now < end;) {
-        const r = await call(opt.tool);
-        const after = performance.now();
-        lat.push(after - now);
-        if (r.isError) {
-            errors++;
+    const r = await client.callTool({ name: 'read_graph', arguments: {} });
+    return r.structuredContent.entities.length;
+}
+
+/**
+ * The lost-writes check: workers clients, each with its own server
+ * process on the file, send creates adds between them, all at once.
+ */
+async function lostWrites() {
+    const clients = [];
+    try {
+        for (let w = 0; w < workers; w++) {
+            clients.push(await connect());
         }
-        now = after;
+        let acked = 0;
+        let failed = 0;
+        const t0 = performance.now();
+        await Promise.all(clients.map(async (c, w) => {
+            for (let n = w; n < creates; n += workers) {
+                try {
+                    const r = await add(c, n);
+                    if (r.isError) {
+                        failed++;
+                    } else {
+                        acked++;
+                    }
+                } catch {
+                    failed++;
+                }
+            }
+        }));
+        const secs = (performance.now() - t0) / 1000;
+        for (const c of clients.splice(0)) {
+            await c.close();
+        }
+        const reader = await connect();
+        let kept;
+        try {
+            kept = await count(reader);
+        } finally {
+            await reader.close();
+        }
+        console.log(`${opt.server}: ${workers} processes on one file, ${creates} adds in ${secs.toFixed(2)} s: ` +
+            `${acked} acknowledged, ${failed} failed, ${kept} kept, ${Math.max(acked - kept, 0)} acknowledged and lost`);
+        if (kept < acked) {
+            process.exitCode = 1;
+        }
+    } finally {
+        for (const c of clients) {
+            await c.close();
+        }
     }
-    const secs = (performance.now() - start) / 1000;
-    lat.sort((a, b) => a - b);
-    const ms = (v) => `${v.toFixed(2)} ms`;
-    console.log(`${opt.tool}: ${lat.length} calls in ${secs.toFixed(2)} s: ${(lat.length / secs).toFixed(0)} calls/s, ` +
-        `p50 ${ms(percentile(lat, 0.5))}, p95 ${ms(percentile(lat, 0.95))}, p99 ${ms(percentile(lat, 0.99))}, ` +
-        `max ${ms(lat[lat.length - 1])}, errors ${errors}`);
-    if (errors > 0) {
-        process.exitCode = 1;
+}
+
+/** Preloads, then times one tool back to back. */
+async function throughput() {
+    const client = await connect();
+    try {
+        let n = 0;
+        const call = (tool) => {
+            n++;
+            return tool === 'add' ? add(client, n) : search(client, n % Math.max(preload, 1));
+        };
+
+        const t0 = performance.now();
+        for (let i = 0; i < preload; i++) {
+            const r = await call('add');
+            if (r.isError) {
+                throw new Error(`preload add failed: ${JSON.stringify(r.content)}`);
+            }
+        }
+        const loadSecs = (performance.now() - t0) / 1000;
+        console.log(`preloaded ${preload} memories in ${loadSecs.toFixed(2)} s (${(preload / loadSecs).toFixed(0)} adds/s)`);
+
+        for (const end = performance.now() + warmup; performance.now() < end;) {
+            await call(opt.tool);
+        }
+        const lat = [];
+        let errors = 0;
+        const start = performance.now();
+        const end = start + duration;
+        for (let now = start; now < end;) {
+            const r = await call(opt.tool);
+            const after = performance.now();
+            lat.push(after - now);
+            if (r.isError) {
+                errors++;
+            }
+            now = after;
+        }
+        const secs = (performance.now() - start) / 1000;
+        lat.sort((a, b) => a - b);
+        const ms = (v) => `${v.toFixed(2)} ms`;
+        console.log(`${opt.tool}: ${lat.length} calls in ${secs.toFixed(2)} s: ${(lat.length / secs).toFixed(0)} calls/s, ` +
+            `p50 ${ms(percentile(lat, 0.5))}, p95 ${ms(percentile(lat, 0.95))}, p99 ${ms(percentile(lat, 0.99))}, ` +
+            `max ${ms(lat[lat.length - 1])}, errors ${errors}`);
+        if (errors > 0) {
+            process.exitCode = 1;
+        }
+    } finally {
+        await client.close();
     }
+}
+
+try {
+    await (workers > 0 ? lostWrites() : throughput());
 } finally {
-    await client.close();
     rmSync(dir, { recursive: true, force: true });
 }
