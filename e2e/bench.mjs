@@ -12,6 +12,12 @@
 // The server runs with the fake embedder (no model) and a new SQLite file
 // in a temporary directory, removed afterwards. Run `npm ci` in e2e/ first.
 //
+// --url URL measures a running `scopemem serve --http` instead (URL its
+// /mcp endpoint), with HS256 tokens minted from --jwt-secret-file for one
+// user of a new org (--issuer and --audience when the server checks them).
+// --sessions N runs N clients in closed loops (over stdio, N processes on
+// one file) after one of them has preloaded.
+//
 // --workers W runs the lost-writes check instead: W clients, each with a
 // server process of its own on the same file, send --creates adds between
 // them at once; afterwards a new process counts what was kept.
@@ -28,13 +34,17 @@
 // sentence its observation), a search is search_nodes with the sentence,
 // and the count is read_graph's entities.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+
+import { mintJWT } from './helpers.mjs';
 
 const { values: opt } = parseArgs({
     options: {
@@ -48,14 +58,23 @@ const { values: opt } = parseArgs({
         peer: { type: 'string' },
         workers: { type: 'string', default: '0' },
         creates: { type: 'string', default: '1000' },
+        sessions: { type: 'string', default: '1' },
+        url: { type: 'string' },
+        'jwt-secret-file': { type: 'string' },
+        issuer: { type: 'string' },
+        audience: { type: 'string' },
     },
 });
 if (opt.server !== 'scopemem' && opt.server !== 'server-memory') {
     console.error(`bench.mjs: --server is scopemem or server-memory, not ${JSON.stringify(opt.server)}`);
     process.exit(2);
 }
-if (opt.server === 'scopemem' && !opt.bin) {
-    console.error('bench.mjs: --bin PATH (the scopemem binary) is required');
+if (opt.server === 'scopemem' && !opt.bin === !opt.url) {
+    console.error('bench.mjs: one of --bin PATH (the scopemem binary) and --url URL (a running server\'s /mcp) is required');
+    process.exit(2);
+}
+if (opt.url && !opt['jwt-secret-file']) {
+    console.error('bench.mjs: --url needs --jwt-secret-file (the server\'s HS256 secret)');
     process.exit(2);
 }
 if (opt.server === 'server-memory' && !opt.peer) {
@@ -66,12 +85,24 @@ if (opt.tool !== 'search' && opt.tool !== 'add') {
     console.error(`bench.mjs: --tool is search or add, not ${JSON.stringify(opt.tool)}`);
     process.exit(2);
 }
+// Over HTTP the SDK's transport gives every request the same AbortSignal,
+// and node's fetch adds a listener to it for each one: a long run passes
+// node's limit of listeners and warns for every further request. The
+// warning is about the client, so it is not printed.
+process.removeAllListeners('warning');
+process.on('warning', (w) => {
+    if (w.name !== 'MaxListenersExceededWarning') {
+        console.error(w);
+    }
+});
+
 const preload = Number(opt.preload);
 const duration = Number(opt.duration) * 1000;
 const warmup = Number(opt.warmup) * 1000;
 const workers = Number(opt.workers);
 const creates = Number(opt.creates);
-for (const [name, v] of [['preload', preload], ['duration', duration], ['warmup', warmup], ['workers', workers], ['creates', creates]]) {
+const sessions = Number(opt.sessions);
+for (const [name, v] of [['sessions', sessions], ['preload', preload], ['duration', duration], ['warmup', warmup], ['workers', workers], ['creates', creates]]) {
     if (!Number.isInteger(v) || v < 0) {
         console.error(`bench.mjs: --${name} must be a whole number, not ${JSON.stringify(opt[name])}`);
         process.exit(2);
@@ -96,9 +127,34 @@ function percentile(sorted, p) {
 
 const dir = mkdtempSync(join(tmpdir(), 'scopemem-bench-'));
 
+/** A token for one user of a new org, so that a run counts only its own memories. */
+function bearer() {
+    const secret = readFileSync(opt['jwt-secret-file'], 'utf8').trim();
+    const now = Math.floor(Date.now() / 1000);
+    const claims = {
+        sub: 'bench',
+        org_id: `bench-${randomBytes(6).toString('hex')}`,
+        scope: 'memory:read memory:write',
+        iat: now,
+        exp: now + 3600,
+    };
+    if (opt.issuer) {
+        claims.iss = opt.issuer;
+    }
+    if (opt.audience) {
+        claims.aud = opt.audience;
+    }
+    return mintJWT(secret, claims);
+}
+const token = opt.url ? bearer() : '';
+
 /** A client connected to a new server process on the benchmark's file. */
 async function connect() {
-    const transport = opt.server === 'scopemem'
+    const transport = opt.url
+        ? new StreamableHTTPClientTransport(new URL(opt.url), {
+            requestInit: { headers: { Authorization: `Bearer ${token}` } },
+        })
+        : opt.server === 'scopemem'
         ? new StdioClientTransport({
             command: opt.bin,
             args: ['serve', '--db', join(dir, 'bench.db'), '--embedder', 'fake', '--fake-dims', opt.dims,
@@ -196,19 +252,22 @@ async function lostWrites() {
     }
 }
 
-/** Preloads, then times one tool back to back. */
+/** Preloads with one client, then times one tool back to back in every session. */
 async function throughput() {
-    const client = await connect();
+    const clients = [];
     try {
+        for (let c = 0; c < sessions; c++) {
+            clients.push(await connect());
+        }
         let n = 0;
-        const call = (tool) => {
+        const call = (client, tool) => {
             n++;
             return tool === 'add' ? add(client, n) : search(client, n % Math.max(preload, 1));
         };
 
         const t0 = performance.now();
         for (let i = 0; i < preload; i++) {
-            const r = await call('add');
+            const r = await call(clients[0], 'add');
             if (r.isError) {
                 throw new Error(`preload add failed: ${JSON.stringify(r.content)}`);
             }
@@ -216,33 +275,41 @@ async function throughput() {
         const loadSecs = (performance.now() - t0) / 1000;
         console.log(`preloaded ${preload} memories in ${loadSecs.toFixed(2)} s (${(preload / loadSecs).toFixed(0)} adds/s)`);
 
-        for (const end = performance.now() + warmup; performance.now() < end;) {
-            await call(opt.tool);
-        }
+        const warmEnd = performance.now() + warmup;
+        await Promise.all(clients.map(async (c) => {
+            while (performance.now() < warmEnd) {
+                await call(c, opt.tool);
+            }
+        }));
         const lat = [];
         let errors = 0;
         const start = performance.now();
         const end = start + duration;
-        for (let now = start; now < end;) {
-            const r = await call(opt.tool);
-            const after = performance.now();
-            lat.push(after - now);
-            if (r.isError) {
-                errors++;
+        await Promise.all(clients.map(async (c) => {
+            for (let now = performance.now(); now < end;) {
+                const r = await call(c, opt.tool);
+                const after = performance.now();
+                lat.push(after - now);
+                if (r.isError) {
+                    errors++;
+                }
+                now = after;
             }
-            now = after;
-        }
+        }));
         const secs = (performance.now() - start) / 1000;
         lat.sort((a, b) => a - b);
         const ms = (v) => `${v.toFixed(2)} ms`;
-        console.log(`${opt.tool}: ${lat.length} calls in ${secs.toFixed(2)} s: ${(lat.length / secs).toFixed(0)} calls/s, ` +
+        const who = sessions > 1 ? `${sessions} sessions, ` : '';
+        console.log(`${opt.tool}: ${who}${lat.length} calls in ${secs.toFixed(2)} s: ${(lat.length / secs).toFixed(0)} calls/s, ` +
             `p50 ${ms(percentile(lat, 0.5))}, p95 ${ms(percentile(lat, 0.95))}, p99 ${ms(percentile(lat, 0.99))}, ` +
             `max ${ms(lat[lat.length - 1])}, errors ${errors}`);
         if (errors > 0) {
             process.exitCode = 1;
         }
     } finally {
-        await client.close();
+        for (const c of clients) {
+            await c.close();
+        }
     }
 }
 
