@@ -52,8 +52,8 @@
 // stored inline in the row (storage MAIN), so the scan reads no TOAST
 // table.
 //
-// The vector cache. A scope without its own index is ranked by the
-// Store itself from a copy of the scope's rows in memory (ids, vectors,
+// The vector cache. A scope is ranked by the Store itself from a copy of
+// the scope's rows in memory (ids, vectors,
 // content, tags, metadata and times, about 3 KB per memory of 768
 // dimensions plus its content, up to [Config].VectorCacheBytes), so the
 // database reads only the scopes' versions. Every insert, update or
@@ -66,7 +66,9 @@
 // that changed and searches again. Every
 // replica therefore answers exactly what the database holds, whichever
 // replica or tool wrote it. Scopes larger than a quarter of the budget
-// are ranked in SQL as described above. A copy also keeps its rows'
+// are ranked in SQL as described above (through their own index when
+// they have one); a scope that has its own index but fits is ranked
+// from its copy, exactly. A copy also keeps its rows'
 // lexemes (as the server stored them in tsv) in an inverted index and
 // ranks the text half with ts_rank's arithmetic, so that a hybrid search
 // reads nothing but the versions; ties rank the newer

@@ -405,11 +405,12 @@ WHERE (c.vr <= ` + argFetch + ` OR c.tr <= ` + argFetch + ` OR ` + multi + `)` +
 	return b.String()
 }
 
-// Search runs the hybrid search: cosine order over the visible rows (exact,
-// or through the partial HNSW index of a scope Maintain indexed) and
-// full-text rank, each returning candidates, fused by store.Fuse. The
-// transaction, its settings and the statement go to the server in one
-// round trip. Errors: store.ErrInvalid, store.ErrUnavailable.
+// Search runs the hybrid search: cosine order over the visible rows (from
+// the scopes' copies in the vector cache, else in SQL, exact or through
+// the partial HNSW index of a scope Maintain indexed) and full-text rank,
+// each returning candidates, fused by store.Fuse. The transaction, its
+// settings and the statement go to the server in one round trip.
+// Errors: store.ErrInvalid, store.ErrUnavailable.
 func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([]store.Hit, error) {
 	if err := checkIdentity(id); err != nil {
 		return nil, err
@@ -455,7 +456,11 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 	} else {
 		sh.merged = sh.vector && sh.text
 	}
-	if sh.vector && !indexed && !refresh && s.vecs != nil {
+	// A scope's copy answers before its own index does: the copy ranks
+	// exactly, and its text half stops early where SQL ranks every row
+	// that matches a word (tens of milliseconds at 20,000 rows). The
+	// index serves the scopes too large for the cache.
+	if sh.vector && !refresh && s.vecs != nil {
 		hits, ok, err := s.searchCached(ctx, id, q, sh, scopes, vec.Slice(), tsq, limit, n, now)
 		if err != nil {
 			return nil, fmt.Errorf("search: %w", translate(err))

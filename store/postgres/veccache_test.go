@@ -601,3 +601,59 @@ func TestVectorCacheConcurrentAddsAndSearches(t *testing.T) {
 		t.Error("no add brought a copy up to date")
 	}
 }
+
+// TestVectorCacheRanksIndexedScopes: a scope that Maintain gave its own
+// HNSW index but that fits the cache is ranked from its copy (exactly,
+// with the text half from the copy's index), not in SQL through the
+// index, whose text half ranks every matching row.
+func TestVectorCacheRanksIndexedScopes(t *testing.T) {
+	const dims = storetest.Dims
+	s, d := newEmbeddingStore(t)
+	alice := storetest.Member("acme", "alice")
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	var ms []store.NewMemory
+	for i := range 300 {
+		ms = append(ms, store.NewMemory{Scope: user, Content: fmt.Sprintf("note %d on deploy", i), Vector: storetest.RandomVector(uint64(i), dims)})
+	}
+	added, err := s.Add(t.Context(), alice, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := postgres.Maintain(t.Context(), d.OwnerURL, postgres.MaintainOptions{MinRows: 200})
+	if err != nil {
+		t.Fatalf("Maintain: %v", err)
+	}
+	if len(res.Created) != 1 || res.Created[0].Scope != user {
+		t.Fatalf("Maintain created %+v, want one index for acme user:alice", res.Created)
+	}
+
+	fresh := openStore(t, d, postgres.Config{})
+	// The first search reads the list of per-scope indexes, in SQL.
+	if _, err := fresh.Search(t.Context(), storetest.Member("other", "bob"), store.Query{Vector: storetest.RandomVector(1, dims)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{7, 123, 299} {
+		hits, err := fresh.Search(t.Context(), alice, store.Query{Vector: ms[i].Vector, Limit: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hits) != 5 || hits[0].ID != added[i].ID || hits[0].Similarity < 0.999 {
+			t.Fatalf("search for memory %d's own vector: %d hits, first %+v; want 5, first %s", i, len(hits), hits, added[i].ID)
+		}
+		hits, err = fresh.Search(t.Context(), alice, store.Query{Vector: ms[i].Vector, Text: fmt.Sprintf("note %d", i), Limit: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hits) != 5 || hits[0].ID != added[i].ID {
+			t.Fatalf("hybrid search for memory %d: %d hits, first %+v; want 5, first %s", i, len(hits), hits, added[i].ID)
+		}
+	}
+	if !fresh.ScopeIndexed("acme", user, dims) {
+		t.Fatal("the store does not know of alice's index: the test checks nothing")
+	}
+	// alice sees her user scope and the org scope: one load of each,
+	// then the copies answer.
+	if n, want := fresh.VectorCacheLoads(), int64(len(alice.Visible())); n != want {
+		t.Errorf("searches of an indexed scope loaded %d scope copies, want %d (ranked in SQL instead)", n, want)
+	}
+}
