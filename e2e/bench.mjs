@@ -14,7 +14,9 @@
 //
 // --url URL measures a running `scopemem serve --http` instead (URL its
 // /mcp endpoint), with HS256 tokens minted from --jwt-secret-file for one
-// user of a new org (--issuer and --audience when the server checks them).
+// user of a new org, or of --org (--issuer and --audience when the server
+// checks them). --queries N searches for the first N sentences (default:
+// the preloaded ones), for a run on an org an earlier run loaded.
 // --sessions N runs N clients in closed loops (over stdio, N processes on
 // one file) after one of them has preloaded.
 //
@@ -63,6 +65,8 @@ const { values: opt } = parseArgs({
         'jwt-secret-file': { type: 'string' },
         issuer: { type: 'string' },
         audience: { type: 'string' },
+        org: { type: 'string' },
+        queries: { type: 'string' },
     },
 });
 if (opt.server !== 'scopemem' && opt.server !== 'server-memory') {
@@ -102,7 +106,8 @@ const warmup = Number(opt.warmup) * 1000;
 const workers = Number(opt.workers);
 const creates = Number(opt.creates);
 const sessions = Number(opt.sessions);
-for (const [name, v] of [['sessions', sessions], ['preload', preload], ['duration', duration], ['warmup', warmup], ['workers', workers], ['creates', creates]]) {
+const queries = Number(opt.queries ?? opt.preload);
+for (const [name, v] of [['sessions', sessions], ['queries', queries], ['preload', preload], ['duration', duration], ['warmup', warmup], ['workers', workers], ['creates', creates]]) {
     if (!Number.isInteger(v) || v < 0) {
         console.error(`bench.mjs: --${name} must be a whole number, not ${JSON.stringify(opt[name])}`);
         process.exit(2);
@@ -133,7 +138,7 @@ function bearer() {
     const now = Math.floor(Date.now() / 1000);
     const claims = {
         sub: 'bench',
-        org_id: `bench-${randomBytes(6).toString('hex')}`,
+        org_id: opt.org ?? `bench-${randomBytes(6).toString('hex')}`,
         scope: 'memory:read memory:write',
         iat: now,
         exp: now + 3600,
@@ -262,7 +267,7 @@ async function throughput() {
         let n = 0;
         const call = (client, tool) => {
             n++;
-            return tool === 'add' ? add(client, n) : search(client, n % Math.max(preload, 1));
+            return tool === 'add' ? add(client, n) : search(client, n % Math.max(queries, 1));
         };
 
         const t0 = performance.now();
