@@ -5,12 +5,17 @@ import (
 	"errors"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
 )
 
 // DupVectorSQL is the nearest-vector duplicate check, for plan tests.
 var DupVectorSQL = dupVectorSQL
+
+// DupHashSQL is the same-content duplicate check, for plan tests.
+const DupHashSQL = dupHashSQL
 
 // SearchSQL is the search statement over nScopes scopes of dims-dimensional
 // vectors with the given halves, for a query without tags, written for
@@ -98,4 +103,16 @@ func (s *Store) SearchCopyAs(ctx context.Context, id scope.Identity, sc scope.Sc
 	hits, _, ok, err = s.searchAllCached(ctx, id, store.Query{Vector: vec, Limit: limit}, sh, scopes, kinds, sids,
 		[]*scopeVecs{snap}, vec, nil, limit, 50, time.Now())
 	return hits, ok, err
+}
+
+// PreparedPlans sums how many generic and custom plans the prepared
+// statements of one of the pool's connections whose text contains sql
+// have run (pg_prepared_statements); with Config.MaxConns 1 that is
+// every statement the store ran.
+func (s *Store) PreparedPlans(ctx context.Context, sql string) (generic, custom int64, err error) {
+	err = s.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+		return c.QueryRow(ctx, `SELECT COALESCE(sum(generic_plans), 0), COALESCE(sum(custom_plans), 0)
+			FROM pg_prepared_statements WHERE strpos(statement, $1) > 0`, sql).Scan(&generic, &custom)
+	})
+	return generic, custom, err
 }

@@ -200,7 +200,7 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 	}
 
 	out := make([]store.Added, n)
-	added, err := s.addInTx(ctx, id, ms, keys, hashes, vecs, metas, dims, out)
+	added, err := s.addInTx(ctx, id, ms, scopes, keys, hashes, vecs, metas, dims, out)
 	if err != nil {
 		return nil, fmt.Errorf("add memories: %w", translate(err))
 	}
@@ -213,7 +213,14 @@ func (s *Store) Add(ctx context.Context, id scope.Identity, ms []store.NewMemory
 // what is new and COMMIT (a duplicate found in the vector cache costs
 // one more, for its content). It fills out and returns the inserted
 // rows for the vector cache.
-func (s *Store) addInTx(ctx context.Context, id scope.Identity, ms []store.NewMemory, keys []int64,
+//
+// Most of its statements run their connection's cached generic plans,
+// as a search of scopes without their own index does (planned on every
+// execution, the connections' default, an add cost PostgreSQL nearly
+// twice the CPU): the insert always, the vector duplicate checks unless
+// a scope may have its own HNSW index (queueDuplicates). An add, like a
+// search, reads the list of those indexes when it is due.
+func (s *Store) addInTx(ctx context.Context, id scope.Identity, ms []store.NewMemory, scopes []scope.Scope, keys []int64,
 	hashes [][]byte, vecs []pgvector.Vector, metas []*string, dims int, out []store.Added) (*addedRows, error) {
 	t, err := s.beginBatch(ctx, `BEGIN`, settings{id: id})
 	if err != nil {
@@ -222,12 +229,21 @@ func (s *Store) addInTx(ctx context.Context, id scope.Identity, ms []store.NewMe
 	defer t.release(ctx)
 	now := time.Now()
 	b := &pgx.Batch{}
+	indexed, refresh := s.ann.lookup(id.Org, scopes, dims, now)
+	var refreshed func(error)
+	if refresh {
+		refreshed = s.ann.queueRefresh(b, now)
+	}
 	b.Queue(`SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS sorted`, keys)
 	// Duplicates already stored: same normalized content, or a vector at
 	// least DuplicateSimilarity close, in the same scope, live. The
 	// checks run after the locks, in the same round trip.
-	dup := s.queueDuplicates(b, id.Org, ms, hashes, vecs, dims, now)
-	if err := t.send(ctx, b, false); err != nil {
+	dup := s.queueDuplicates(b, id.Org, ms, hashes, vecs, dims, indexed, now)
+	err = t.send(ctx, b, false)
+	if refreshed != nil {
+		refreshed(err)
+	}
+	if err != nil {
 		return nil, err
 	}
 	found, err := dup.finish()
@@ -259,6 +275,9 @@ func (s *Store) addInTx(ctx context.Context, id scope.Identity, ms []store.NewMe
 	b = &pgx.Batch{}
 	added := &addedRows{}
 	if len(ins) > 0 {
+		if indexed {
+			b.Queue(searchSettingsSQL, "force_generic_plan")
+		}
 		if added, err = s.queueInsert(ctx, b, id, ms, ins, hashes, vecs, metas, now, out); err != nil {
 			return nil, err
 		}

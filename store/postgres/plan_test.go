@@ -164,10 +164,23 @@ func TestSearchPlan(t *testing.T) {
 			}
 		})
 	}
-	t.Run("duplicate", func(t *testing.T) {
-		text := explain(t, custom, postgres.DupVectorSQL(dims), alice.Org, "user", "alice", now, `{"`+vec+`"}`, 0.03, -1)
-		if strings.Contains(text, "Seq Scan on memories") || !strings.Contains(text, "memories_") || strings.Contains(text, "memories_ann_") {
-			t.Errorf("duplicate check does not go through the btree:\n%s", text)
+	// An add's vector checks run the generic plan where no scope of the
+	// add has its own index, the custom one where one may; its hash
+	// checks always run custom plans (a generic one, costed for a scope
+	// of one row, tests every row's hash), which look the hash up.
+	for _, mode := range []string{generic, custom} {
+		t.Run("duplicate "+mode, func(t *testing.T) {
+			text := explain(t, mode, postgres.DupVectorSQL(dims), alice.Org, "user", "alice", now, `{"`+vec+`"}`, 0.03, -1)
+			if strings.Contains(text, "Seq Scan on memories") || !strings.Contains(text, "memories_") || strings.Contains(text, "memories_ann_") {
+				t.Errorf("duplicate check does not go through the btree:\n%s", text)
+			}
+		})
+	}
+	t.Run("duplicate hash", func(t *testing.T) {
+		text := explain(t, custom, postgres.DupHashSQL, alice.Org, "user", "alice", now, [][]byte{{1, 2, 3}})
+		if strings.Contains(text, "Seq Scan on memories") || !strings.Contains(text, "Index Scan using memories_hash") ||
+			!strings.Contains(text, "content_hash = n.hash)") || strings.Contains(text, "Rows Removed by Filter") {
+			t.Errorf("duplicate hash check does not look the hash up in the (org, scope, hash) btree:\n%s", text)
 		}
 	})
 	// Given the version of a current copy in the vector cache (which

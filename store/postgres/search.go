@@ -59,8 +59,8 @@ const annIndexSQL = `SELECT c.relname::text FROM pg_catalog.pg_index i
 	JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
 	WHERE i.indrelid = 'memories'::regclass AND i.indisvalid AND c.relname LIKE 'memories\_ann\_%'`
 
-// searchSettingsSQL sets the plan cache mode ($1) for the search's
-// transaction, and turns parallel query off: starting workers costs more
+// searchSettingsSQL sets the plan cache mode ($1) for the transaction
+// (a search's, or an add's), and turns parallel query off: starting workers costs more
 // than the few thousand rows a search reads, and concurrent searches
 // already keep the cores busy.
 const searchSettingsSQL = `SELECT set_config('plan_cache_mode', $1, true),
@@ -83,18 +83,40 @@ func (a *annIndexes) lookup(org string, scopes []scope.Scope, dims int, now time
 	if !a.loading && now.Sub(a.loadedAt) >= annCacheTTL {
 		a.loading, refresh = true, true
 	}
+	return a.indexedLocked(org, scopes, dims), refresh
+}
+
+// indexedLocked reports whether the list names an index of one of scopes;
+// true while no list has been read. a.mu is held.
+func (a *annIndexes) indexedLocked(org string, scopes []scope.Scope, dims int) bool {
 	if a.loadedAt.IsZero() {
-		return true, refresh
-	}
-	if len(a.names) == 0 {
-		return false, refresh
+		return true
 	}
 	for _, sc := range scopes {
 		if a.names[indexName(org, sc, dims)] {
-			return true, refresh
+			return true
 		}
 	}
-	return false, refresh
+	return false
+}
+
+// queueRefresh queues the read of the list into b, for a caller that
+// lookup told to refresh it; done records the outcome once b has run
+// (err is the batch's).
+func (a *annIndexes) queueRefresh(b *pgx.Batch, now time.Time) (done func(err error)) {
+	var names []string
+	b.Queue(annIndexSQL).Query(func(rows pgx.Rows) error {
+		var err error
+		names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	return func(err error) {
+		if err == nil {
+			a.loaded(names, now)
+		} else {
+			a.failed()
+		}
+	}
 }
 
 // loaded records a fresh list.
@@ -471,15 +493,11 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 	}
 	var (
 		byVec, byText []store.Candidate
-		names         []string
+		refreshed     func(error)
 	)
 	err = s.readBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
 		if refresh {
-			b.Queue(annIndexSQL).Query(func(rows pgx.Rows) error {
-				var err error
-				names, err = pgx.CollectRows(rows, pgx.RowTo[string])
-				return err
-			})
+			refreshed = s.ann.queueRefresh(b, now)
 		}
 		b.Queue(searchSettingsSQL, planMode)
 		b.Queue(sh.sql(), sh.args(id.Org, now, q.Tags, n, sh.fetchCount(limit, n), vec, tsq, cachedHalf{}, scopes)...).Query(func(rows pgx.Rows) error {
@@ -488,12 +506,8 @@ func (s *Store) Search(ctx context.Context, id scope.Identity, q store.Query) ([
 			return err
 		})
 	})
-	if refresh {
-		if err == nil {
-			s.ann.loaded(names, now)
-		} else {
-			s.ann.failed()
-		}
+	if refreshed != nil {
+		refreshed(err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", translate(err))

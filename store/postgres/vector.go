@@ -98,7 +98,7 @@ type dupGroup struct {
 // answers the vector check from the copy (the statement, given the
 // copy's version, then reads nothing).
 func (s *Store) queueDuplicates(b *pgx.Batch, org string, ms []store.NewMemory,
-	hashes [][]byte, vecs []pgvector.Vector, dims int, now time.Time) *dupCheck {
+	hashes [][]byte, vecs []pgvector.Vector, dims int, indexed bool, now time.Time) *dupCheck {
 	d := &dupCheck{cache: s.vecs, org: org, byHash: make([]*store.Memory, len(ms)), byVec: make([]*store.Memory, len(ms))}
 	byScope := map[scope.Scope]*dupGroup{}
 	for i, m := range ms {
@@ -128,10 +128,21 @@ func (s *Store) queueDuplicates(b *pgx.Batch, org string, ms []store.NewMemory,
 			return rows.Err()
 		}
 	}
-	vecSQL := dupVectorSQL(dims)
+	// The hash checks are planned with their parameters: a generic plan,
+	// costed for a scope of one row, reads the scope in created_at order
+	// and tests every row's hash. The vector checks read the whole scope
+	// either way, so they run generic plans unless a scope may have its
+	// own index (indexed), which only a custom plan can use.
 	scopes := make([]scope.Scope, len(d.groups))
 	for i, g := range d.groups {
 		scopes[i] = g.scope
+		b.Queue(dupHashSQL, org, string(g.scope.Kind), g.scope.ID, now, g.hashes).Query(collect(g, d.byHash))
+	}
+	if !indexed {
+		b.Queue(searchSettingsSQL, "force_generic_plan")
+	}
+	vecSQL := dupVectorSQL(dims)
+	for _, g := range d.groups {
 		copyVersion := int64(-1)
 		if s.vecs != nil {
 			if v := s.vecs.get(cacheKey{org: org, sc: g.scope, dims: dims}); v != nil && !v.tooBig {
@@ -139,9 +150,7 @@ func (s *Store) queueDuplicates(b *pgx.Batch, org string, ms []store.NewMemory,
 				g.near = nearestInCopy(v, g.vecs, dims, now)
 			}
 		}
-		kind, sid := string(g.scope.Kind), g.scope.ID
-		b.Queue(dupHashSQL, org, kind, sid, now, g.hashes).Query(collect(g, d.byHash))
-		b.Queue(vecSQL, org, kind, sid, now, g.vecs, 1-store.DuplicateSimilarity, copyVersion).Query(collect(g, d.byVec))
+		b.Queue(vecSQL, org, string(g.scope.Kind), g.scope.ID, now, g.vecs, 1-store.DuplicateSimilarity, copyVersion).Query(collect(g, d.byVec))
 	}
 	kinds, sids := scopeArrays(scopes)
 	d.versions = make(map[scope.Scope]int64, len(d.groups))

@@ -1,0 +1,86 @@
+package postgres_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/scopemem/scopemem/scope"
+	"github.com/scopemem/scopemem/store"
+	"github.com/scopemem/scopemem/store/postgres"
+	"github.com/scopemem/scopemem/store/storetest"
+)
+
+// TestAddPlans: an add runs its insert's and vector checks' generic
+// plans (planning every execution nearly doubled an add's CPU in
+// PostgreSQL), except the vector check of a scope that may have its own
+// HNSW index, planned with its parameters so that it can use the index,
+// and the hash check, always; and an add, like a search, keeps the
+// store's list of those indexes fresh.
+func TestAddPlans(t *testing.T) {
+	const dims = storetest.Dims
+	_, d := newEmbeddingStore(t)
+	s := openStore(t, d, postgres.Config{MaxConns: 1})
+	ctx := t.Context()
+	alice := storetest.Member("acme", "alice")
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	n := 0
+	add := func(t *testing.T, count int) {
+		t.Helper()
+		for range count {
+			n++
+			if _, err := s.Add(ctx, alice, []store.NewMemory{{Scope: user, Content: fmt.Sprintf("plan note %d", n),
+				Vector: storetest.RandomVector(uint64(n), dims)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const (
+		insertSQL  = "INSERT INTO memories AS m"
+		dupVecSQL  = "unnest($5::vector[])"
+		dupHashSQL = "d.content_hash = n.hash"
+	)
+	plans := func(t *testing.T, sql string) (generic, custom int64) {
+		t.Helper()
+		g, c, err := s.PreparedPlans(ctx, sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g, c
+	}
+
+	// The store's first add does not know the list of indexes yet: its
+	// vector check is planned with its parameters, and it reads the list.
+	add(t, 5)
+	if g, c := plans(t, insertSQL); g != 5 || c != 0 {
+		t.Errorf("5 inserts ran %d generic and %d custom plans, want 5 and 0", g, c)
+	}
+	if g, c := plans(t, dupVecSQL); g != 4 || c != 1 {
+		t.Errorf("5 vector checks of a scope without an index ran %d generic and %d custom plans, want 4 and 1 (the first add's)", g, c)
+	}
+
+	res, err := postgres.Maintain(ctx, d.OwnerURL, postgres.MaintainOptions{MinRows: 5})
+	if err != nil || len(res.Created) != 1 || res.Created[0].Scope != user {
+		t.Fatalf("Maintain = %+v, %v; want one index for acme user:alice", res, err)
+	}
+	// The list is read again (ExpireScopeIndexes forgets it, so the next
+	// add plans its vector check with parameters, as the first did); from
+	// then on the scope's vector checks are planned with their
+	// parameters, and its inserts are not.
+	s.ExpireScopeIndexes()
+	add(t, 1)
+	if !s.ScopeIndexed("acme", user, dims) {
+		t.Fatal("after an add, the store does not know of alice's index")
+	}
+	add(t, 3)
+	if g, c := plans(t, insertSQL); g != 9 || c != 0 {
+		t.Errorf("9 inserts ran %d generic and %d custom plans, want 9 and 0", g, c)
+	}
+	if g, c := plans(t, dupVecSQL); g != 4 || c != 5 {
+		t.Errorf("9 vector checks ran %d generic and %d custom plans, want 4 and 5 (two adds without the list, 3 of an indexed scope)", g, c)
+	}
+	// A generic plan of the hash check, costed for a scope of one row,
+	// would test every row's hash.
+	if g, c := plans(t, dupHashSQL); g != 0 || c != 9 {
+		t.Errorf("9 hash checks ran %d generic and %d custom plans, want 0 and 9", g, c)
+	}
+}
