@@ -60,9 +60,9 @@ const annIndexSQL = `SELECT c.relname::text FROM pg_catalog.pg_index i
 	WHERE i.indrelid = 'memories'::regclass AND i.indisvalid AND c.relname LIKE 'memories\_ann\_%'`
 
 // searchSettingsSQL sets the plan cache mode ($1) for the transaction
-// (a search's, or an add's), and turns parallel query off: starting workers costs more
-// than the few thousand rows a search reads, and concurrent searches
-// already keep the cores busy.
+// (a search's, or an add's), and turns parallel query off: starting
+// workers costs more than the few thousand rows a search reads, and
+// concurrent searches already keep the cores busy.
 const searchSettingsSQL = `SELECT set_config('plan_cache_mode', $1, true),
 	set_config('max_parallel_workers_per_gather', '0', true)`
 
