@@ -84,3 +84,23 @@ func TestAddPlans(t *testing.T) {
 		t.Errorf("9 hash checks ran %d generic and %d custom plans, want 0 and 9", g, c)
 	}
 }
+
+// TestListScopesPlan: list_scopes runs its count's generic plan (which
+// TestSearchPlan checks reads each scope's index alone).
+func TestListScopesPlan(t *testing.T) {
+	_, d := newEmbeddingStore(t)
+	s := openStore(t, d, postgres.Config{MaxConns: 1})
+	alice := storetest.Member("acme", "alice")
+	for range 3 {
+		if _, err := s.ListScopes(t.Context(), alice); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, c, err := s.PreparedPlans(t.Context(), "GROUP BY m.scope_kind, m.scope_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g != 3 || c != 0 {
+		t.Errorf("3 list_scopes ran %d generic and %d custom plans, want 3 and 0", g, c)
+	}
+}
