@@ -113,6 +113,10 @@ for (const [name, v] of [['sessions', sessions], ['queries', queries], ['preload
         process.exit(2);
     }
 }
+if (sessions < 1) {
+    console.error('bench.mjs: --sessions must be at least 1');
+    process.exit(2);
+}
 
 const WORDS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet',
     'kilo', 'lima', 'mike', 'november', 'oscar', 'papa', 'quebec', 'romeo', 'sierra', 'tango'];
