@@ -149,7 +149,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	// pgx caches prepared statements; after five executions PostgreSQL may
 	// switch one to a generic plan chosen without the tenant's parameters.
-	// Planning is cheap next to a wrong plan, so plan every execution.
+	// Planning is cheap next to a wrong plan, so plan every execution,
+	// except where a transaction opts into the generic plans that
+	// TestSearchPlan checks (searchSettingsSQL): searches of scopes
+	// without their own index, an add's insert and vector checks, and
+	// list_scopes' count, whose planning with row-level security's
+	// policies cost more than running them.
 	pc.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		if err := pgxvec.RegisterTypes(ctx, c); err != nil {
