@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 
@@ -102,5 +103,58 @@ func TestListScopesPlan(t *testing.T) {
 	}
 	if g != 3 || c != 0 {
 		t.Errorf("3 list_scopes ran %d generic and %d custom plans, want 3 and 0", g, c)
+	}
+}
+
+// TestUpdateDeletePlans: update_memory and delete_memory run their
+// statements' generic plans, and a memory that is not there is still
+// not found.
+func TestUpdateDeletePlans(t *testing.T) {
+	const dims = storetest.Dims
+	_, d := newEmbeddingStore(t)
+	s := openStore(t, d, postgres.Config{MaxConns: 1})
+	ctx := t.Context()
+	alice := storetest.Member("acme", "alice")
+	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
+	added, err := s.Add(ctx, alice, []store.NewMemory{
+		{Scope: user, Content: "to change", Vector: storetest.RandomVector(1, dims)},
+		{Scope: user, Content: "to delete", Vector: storetest.RandomVector(2, dims)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		tags := []string{fmt.Sprintf("t%d", i)}
+		m, err := s.Update(ctx, alice, added[0].ID, store.Patch{Tags: &tags})
+		if err != nil || len(m.Tags) != 1 || m.Tags[0] != tags[0] {
+			t.Fatalf("Update = %+v, %v; want tags %v", m, err, tags)
+		}
+	}
+	if err := s.Delete(ctx, alice, added[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, alice, added[1].ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second Delete = %v, want store.ErrNotFound", err)
+	}
+	tags := []string{"x"}
+	if _, err := s.Update(ctx, alice, added[1].ID, store.Patch{Tags: &tags}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Update of a deleted memory = %v, want store.ErrNotFound", err)
+	}
+	for _, tc := range []struct {
+		sql  string
+		want int64
+	}{{"WITH upd AS", 3}, {"WITH del AS", 2}} {
+		g, c, err := s.PreparedPlans(ctx, tc.sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g != tc.want || c != 0 {
+			t.Errorf("%q ran %d generic and %d custom plans, want %d and 0", tc.sql, g, c, tc.want)
+		}
+	}
+	// What the update wrote is there, once.
+	hits, err := s.Search(ctx, alice, store.Query{Vector: storetest.RandomVector(1, dims), Tags: []string{"t1"}, Limit: 5})
+	if err != nil || len(hits) != 1 || hits[0].ID != added[0].ID {
+		t.Fatalf("search by the updated tag = %+v, %v; want the updated memory", hits, err)
 	}
 }

@@ -231,6 +231,49 @@ func BenchmarkAddOne(b *testing.B) {
 	}
 }
 
+// BenchmarkUpdateDelete changes one memory of a scope of 1,000 (its
+// tags), or adds one and deletes it: each a statement found by primary
+// key, in one transaction.
+func BenchmarkUpdateDelete(b *testing.B) {
+	s, _ := benchStore(b, postgres.Config{})
+	c := newCorpus(1, 300)
+	id := member("acme")
+	addAll(b, s, id, c.orgMemories("acme", 1000, 1000, 7), 500)
+	ctx := context.Background()
+	added, err := s.Add(ctx, id, c.orgMemories("acme", 1, 1, 9))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("update", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			tags := []string{"t" + strconv.Itoa(i%7)}
+			if _, err := s.Update(ctx, id, added[0].ID, store.Patch{Tags: &tags}); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	more := c.orgMemories("acme", 1000, 20000, 8)
+	b.Run("delete", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			m := more[i%len(more)]
+			m.Content = fmt.Sprintf("%s (to delete %d)", m.Content, i)
+			a, err := s.Add(ctx, id, []store.NewMemory{m})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if err := s.Delete(ctx, id, a[0].ID); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
 // scaleEnv runs TestScale when set: its value is the total number of
 // memories to load (at least 200,000), or anything else (e.g. 1) for
 // the full 1,000,000.

@@ -17,6 +17,12 @@ var DupVectorSQL = dupVectorSQL
 // DupHashSQL is the same-content duplicate check, for plan tests.
 const DupHashSQL = dupHashSQL
 
+// UpdateSQL and DeleteSQL change and delete one memory, for plan tests.
+const (
+	UpdateSQL = updateSQL
+	DeleteSQL = deleteSQL
+)
+
 // SearchSQL is the search statement over nScopes scopes of dims-dimensional
 // vectors with the given halves, for a query without tags, written for
 // a scope that may have its own index (indexed) or not, for plan tests.

@@ -471,34 +471,86 @@ func (s *Store) Update(ctx context.Context, id scope.Identity, memoryID string, 
 		return store.Memory{}, err
 	}
 	kinds, sids := scopeArrays(id.Writable())
-	var m store.Memory
-	err = s.inTx(ctx, settings{id: id}, false, func(tx pgx.Tx) error {
-		var err error
-		m, err = scanMemory(tx.QueryRow(ctx, `
-			WITH upd AS (
-				UPDATE memories AS m SET
-					content = COALESCE($6, m.content),
-					content_hash = COALESCE($7, m.content_hash),
-					embedding = COALESCE($8, m.embedding),
-					tags = COALESCE($9::text::text[], m.tags),
-					metadata = CASE WHEN $10 THEN $11::jsonb ELSE m.metadata END,
-					updated_at = greatest(now(), m.updated_at + interval '1 microsecond')
-				WHERE m.org_id = $1 AND m.id = $2::uuid
-					AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
-					AND (m.expires_at IS NULL OR m.expires_at > $5)
-				RETURNING `+memoryCols+`
-			), audit AS (
-				INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count, source)
-				SELECT $1, $12, $13, 'update', scope_kind, scope_id, id::text, 1, $14 FROM upd AS m
-			)
-			SELECT * FROM upd AS m`,
-			id.Org, mid, kinds, sids, time.Now(), content, hash, vec, tags, setMeta, meta, id.User, id.Agent, store.SourceFrom(ctx)))
-		return err
+	var (
+		m     store.Memory
+		found bool
+	)
+	err = s.writeBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
+		b.Queue(updateSQL, id.Org, mid, kinds, sids, time.Now(), content, hash, vec, tags, setMeta, meta,
+			id.User, id.Agent, store.SourceFrom(ctx)).Query(func(rows pgx.Rows) error {
+			if !rows.Next() {
+				return rows.Err()
+			}
+			var err error
+			m, err = scanMemory(rows)
+			found = err == nil
+			return err
+		})
 	})
+	if err == nil && !found {
+		err = pgx.ErrNoRows
+	}
 	if err != nil {
 		return store.Memory{}, fmt.Errorf("update memory %q: %w", memoryID, translate(err))
 	}
 	return m, nil
+}
+
+// updateSQL changes memory $2 of org $1 when it is live at $5 in one of
+// the scopes ($3, $4): content and its hash ($6, $7), vector ($8), tags
+// ($9, a text[] literal) and, when $10, metadata ($11), each kept when
+// NULL; it records the update in the audit log as $12 (user), $13
+// (agent), $14 (source) and returns the memory (memoryCols).
+const updateSQL = `
+	WITH upd AS (
+		UPDATE memories AS m SET
+			content = COALESCE($6, m.content),
+			content_hash = COALESCE($7, m.content_hash),
+			embedding = COALESCE($8, m.embedding),
+			tags = COALESCE($9::text::text[], m.tags),
+			metadata = CASE WHEN $10 THEN $11::jsonb ELSE m.metadata END,
+			updated_at = greatest(now(), m.updated_at + interval '1 microsecond')
+		WHERE m.org_id = $1 AND m.id = $2::uuid
+			AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+			AND (m.expires_at IS NULL OR m.expires_at > $5)
+		RETURNING ` + memoryCols + `
+	), audit AS (
+		INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count, source)
+		SELECT $1, $12, $13, 'update', scope_kind, scope_id, id::text, 1, $14 FROM upd AS m
+	)
+	SELECT * FROM upd AS m`
+
+// deleteSQL deletes memory $2 of org $1 when it is live at $5 in one of
+// the scopes ($3, $4), records it in the audit log as $6 (user), $7
+// (agent), $8 (source) and returns how many rows it deleted.
+const deleteSQL = `
+	WITH del AS (
+		DELETE FROM memories AS m
+		WHERE m.org_id = $1 AND m.id = $2::uuid
+			AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+			AND (m.expires_at IS NULL OR m.expires_at > $5)
+		RETURNING m.id, m.scope_kind, m.scope_id
+	), audit AS (
+		INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count, source)
+		SELECT $1, $6, $7, 'delete', scope_kind, scope_id, id::text, 1, $8 FROM del
+	)
+	SELECT count(*) FROM del`
+
+// writeBatch runs the statements queue adds in one read-write transaction
+// in one round trip, with their cached generic plans (a memory found by
+// its primary key: planning such a statement, with row-level security's
+// policies, cost more than running it): BEGIN, the identity settings,
+// the statements and COMMIT. When a statement fails, the server skips
+// the rest, COMMIT included, and the transaction is rolled back. A
+// callback's error comes after a COMMIT of what the statements did, and
+// makes pgx forget every statement of the batch it had prepared, so a
+// statement that finds nothing is not an error of its callback: the
+// caller looks at what the callback read.
+func (s *Store) writeBatch(ctx context.Context, st settings, queue func(*pgx.Batch)) error {
+	return s.readBatchWith(ctx, `BEGIN`, st, func(b *pgx.Batch) {
+		b.Queue(searchSettingsSQL, "force_generic_plan")
+		queue(b)
+	})
 }
 
 // Delete removes one memory in a scope the caller may write and records it
@@ -512,27 +564,15 @@ func (s *Store) Delete(ctx context.Context, id scope.Identity, memoryID string) 
 		return err
 	}
 	kinds, sids := scopeArrays(id.Writable())
-	err = s.inTx(ctx, settings{id: id}, false, func(tx pgx.Tx) error {
-		var n int
-		if err := tx.QueryRow(ctx, `
-			WITH del AS (
-				DELETE FROM memories AS m
-				WHERE m.org_id = $1 AND m.id = $2::uuid
-					AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
-					AND (m.expires_at IS NULL OR m.expires_at > $5)
-				RETURNING m.id, m.scope_kind, m.scope_id
-			), audit AS (
-				INSERT INTO audit (org_id, actor, agent, action, scope_kind, scope_id, target, count, source)
-				SELECT $1, $6, $7, 'delete', scope_kind, scope_id, id::text, 1, $8 FROM del
-			)
-			SELECT count(*) FROM del`, id.Org, mid, kinds, sids, time.Now(), id.User, id.Agent, store.SourceFrom(ctx)).Scan(&n); err != nil {
-			return err
-		}
-		if n == 0 {
-			return pgx.ErrNoRows
-		}
-		return nil
+	var n int
+	err = s.writeBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
+		b.Queue(deleteSQL, id.Org, mid, kinds, sids, time.Now(), id.User, id.Agent, store.SourceFrom(ctx)).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&n)
+		})
 	})
+	if err == nil && n == 0 {
+		err = pgx.ErrNoRows
+	}
 	if err != nil {
 		return fmt.Errorf("delete memory %q: %w", memoryID, translate(err))
 	}

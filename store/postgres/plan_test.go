@@ -183,6 +183,20 @@ func TestSearchPlan(t *testing.T) {
 			t.Errorf("duplicate hash check does not look the hash up in the (org, scope, hash) btree:\n%s", text)
 		}
 	})
+	// update_memory and delete_memory find the memory by its primary
+	// key in the generic plans they run.
+	id := "01a24f8b-2e87-7ef3-8f42-107ed8bc355f"
+	for _, tc := range []stmt{
+		{"update", generic, postgres.UpdateSQL, []any{alice.Org, id, "{user}", "{alice}", now, "new", []byte{1}, nil, nil, false, nil, "alice", "", ""}},
+		{"delete", generic, postgres.DeleteSQL, []any{alice.Org, id, "{user}", "{alice}", now, "alice", "", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := explain(t, tc.mode, tc.sql, tc.args...)
+			if strings.Contains(text, "Seq Scan on memories") || !strings.Contains(text, "memories_pkey") {
+				t.Errorf("%s does not find the memory by its primary key:\n%s", tc.name, text)
+			}
+		})
+	}
 	// Given the version of a current copy in the vector cache (which
 	// answered the check), the statement reads no memory at all.
 	t.Run("duplicate, copy current", func(t *testing.T) {
