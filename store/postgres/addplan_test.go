@@ -106,9 +106,9 @@ func TestListScopesPlan(t *testing.T) {
 	}
 }
 
-// TestUpdateDeletePlans: update_memory and delete_memory run their
-// statements' generic plans, and a memory that is not there is still
-// not found.
+// TestUpdateDeletePlans: update_memory, delete_memory and reading one
+// memory run their statements' generic plans, and a memory that is not
+// there is still not found.
 func TestUpdateDeletePlans(t *testing.T) {
 	const dims = storetest.Dims
 	_, d := newEmbeddingStore(t)
@@ -140,10 +140,16 @@ func TestUpdateDeletePlans(t *testing.T) {
 	if _, err := s.Update(ctx, alice, added[1].ID, store.Patch{Tags: &tags}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Update of a deleted memory = %v, want store.ErrNotFound", err)
 	}
+	if m, err := s.Get(ctx, alice, added[0].ID); err != nil || m.ID != added[0].ID {
+		t.Fatalf("Get = %+v, %v; want the updated memory", m, err)
+	}
+	if _, err := s.Get(ctx, alice, added[1].ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get of a deleted memory = %v, want store.ErrNotFound", err)
+	}
 	for _, tc := range []struct {
 		sql  string
 		want int64
-	}{{"WITH upd AS", 3}, {"WITH del AS", 2}} {
+	}{{"WITH upd AS", 3}, {"WITH del AS", 2}, {"FROM memories m\n\tWHERE m.org_id = $1 AND m.id = $2::uuid", 2}} {
 		g, c, err := s.PreparedPlans(ctx, tc.sql)
 		if err != nil {
 			t.Fatal(err)

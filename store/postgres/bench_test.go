@@ -231,9 +231,9 @@ func BenchmarkAddOne(b *testing.B) {
 	}
 }
 
-// BenchmarkUpdateDelete changes one memory of a scope of 1,000 (its
-// tags), or adds one and deletes it: each a statement found by primary
-// key, in one transaction.
+// BenchmarkUpdateDelete reads one memory of a scope of 1,000, changes
+// it (its tags), or adds one and deletes it: each a statement that finds
+// the memory by its primary key, in one transaction.
 func BenchmarkUpdateDelete(b *testing.B) {
 	s, _ := benchStore(b, postgres.Config{})
 	c := newCorpus(1, 300)
@@ -244,6 +244,13 @@ func BenchmarkUpdateDelete(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Run("get", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Get(ctx, id, added[0].ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("update", func(b *testing.B) {
 		i := 0
 		for b.Loop() {

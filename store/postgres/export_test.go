@@ -17,8 +17,10 @@ var DupVectorSQL = dupVectorSQL
 // DupHashSQL is the same-content duplicate check, for plan tests.
 const DupHashSQL = dupHashSQL
 
-// UpdateSQL and DeleteSQL change and delete one memory, for plan tests.
+// GetSQL, UpdateSQL and DeleteSQL read, change and delete one memory,
+// for plan tests.
 const (
+	GetSQL    = getSQL
 	UpdateSQL = updateSQL
 	DeleteSQL = deleteSQL
 )

@@ -405,20 +405,40 @@ func (s *Store) Get(ctx context.Context, id scope.Identity, memoryID string) (st
 		return store.Memory{}, err
 	}
 	kinds, sids := scopeArrays(id.Visible())
-	var m store.Memory
-	err = s.inTx(ctx, settings{id: id}, true, func(tx pgx.Tx) error {
-		var err error
-		m, err = scanMemory(tx.QueryRow(ctx, `SELECT `+memoryCols+` FROM memories m
-			WHERE m.org_id = $1 AND m.id = $2::uuid
-				AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
-				AND (m.expires_at IS NULL OR m.expires_at > $5)`, id.Org, mid, kinds, sids, time.Now()))
-		return err
+	var (
+		m     store.Memory
+		found bool
+	)
+	// One round trip, the statement's generic plan (a primary-key
+	// lookup); a memory that is not there is not an error of the
+	// callback (see writeBatch).
+	err = s.readBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
+		b.Queue(searchSettingsSQL, "force_generic_plan")
+		b.Queue(getSQL, id.Org, mid, kinds, sids, time.Now()).Query(func(rows pgx.Rows) error {
+			if !rows.Next() {
+				return rows.Err()
+			}
+			var err error
+			m, err = scanMemory(rows)
+			found = err == nil
+			return err
+		})
 	})
+	if err == nil && !found {
+		err = pgx.ErrNoRows
+	}
 	if err != nil {
 		return store.Memory{}, fmt.Errorf("get memory %q: %w", memoryID, translate(err))
 	}
 	return m, nil
 }
+
+// getSQL reads memory $2 of org $1 when it is live at $5 in one of the
+// scopes ($3, $4).
+const getSQL = `SELECT ` + memoryCols + ` FROM memories m
+	WHERE m.org_id = $1 AND m.id = $2::uuid
+		AND (m.scope_kind, m.scope_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+		AND (m.expires_at IS NULL OR m.expires_at > $5)`
 
 // Update changes one live memory in a scope the caller may write and
 // records it in the audit log. Errors: store.ErrNotFound, store.ErrInvalid,

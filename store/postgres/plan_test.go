@@ -183,10 +183,11 @@ func TestSearchPlan(t *testing.T) {
 			t.Errorf("duplicate hash check does not look the hash up in the (org, scope, hash) btree:\n%s", text)
 		}
 	})
-	// update_memory and delete_memory find the memory by its primary
+	// Reading, changing and deleting one memory find it by its primary
 	// key in the generic plans they run.
 	id := "01a24f8b-2e87-7ef3-8f42-107ed8bc355f"
 	for _, tc := range []stmt{
+		{"get", generic, postgres.GetSQL, []any{alice.Org, id, "{user}", "{alice}", now}},
 		{"update", generic, postgres.UpdateSQL, []any{alice.Org, id, "{user}", "{alice}", now, "new", []byte{1}, nil, nil, false, nil, "alice", "", ""}},
 		{"delete", generic, postgres.DeleteSQL, []any{alice.Org, id, "{user}", "{alice}", now, "alice", "", ""}},
 	} {
