@@ -5,11 +5,26 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/scopemem/scopemem/internal/pgtest"
 	"github.com/scopemem/scopemem/scope"
 	"github.com/scopemem/scopemem/store"
 	"github.com/scopemem/scopemem/store/postgres"
 	"github.com/scopemem/scopemem/store/storetest"
 )
+
+// The identity the plan tests write as, and its user scope.
+var (
+	planAlice = storetest.Member("acme", "alice")
+	planScope = scope.Scope{Kind: scope.KindUser, ID: "alice"}
+)
+
+// planStore is a store of one connection, whose prepared statements
+// PreparedPlans reads, on a database with storetest's embedder.
+func planStore(t *testing.T) (*postgres.Store, *pgtest.Database) {
+	t.Helper()
+	_, d := newEmbeddingStore(t)
+	return openStore(t, d, postgres.Config{MaxConns: 1}), d
+}
 
 // TestAddPlans: an add runs its insert's and vector checks' generic
 // plans (planning every execution nearly doubled an add's CPU in
@@ -19,17 +34,14 @@ import (
 // store's list of those indexes fresh.
 func TestAddPlans(t *testing.T) {
 	const dims = storetest.Dims
-	_, d := newEmbeddingStore(t)
-	s := openStore(t, d, postgres.Config{MaxConns: 1})
+	s, d := planStore(t)
 	ctx := t.Context()
-	alice := storetest.Member("acme", "alice")
-	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
 	n := 0
 	add := func(t *testing.T, count int) {
 		t.Helper()
 		for range count {
 			n++
-			if _, err := s.Add(ctx, alice, []store.NewMemory{{Scope: user, Content: fmt.Sprintf("plan note %d", n),
+			if _, err := s.Add(ctx, planAlice, []store.NewMemory{{Scope: planScope, Content: fmt.Sprintf("plan note %d", n),
 				Vector: storetest.RandomVector(uint64(n), dims)}}); err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +72,7 @@ func TestAddPlans(t *testing.T) {
 	}
 
 	res, err := postgres.Maintain(ctx, d.OwnerURL, postgres.MaintainOptions{MinRows: 5})
-	if err != nil || len(res.Created) != 1 || res.Created[0].Scope != user {
+	if err != nil || len(res.Created) != 1 || res.Created[0].Scope != planScope {
 		t.Fatalf("Maintain = %+v, %v; want one index for acme user:alice", res, err)
 	}
 	// The list is read again (ExpireScopeIndexes forgets it, so the next
@@ -69,7 +81,7 @@ func TestAddPlans(t *testing.T) {
 	// parameters, and its inserts are not.
 	s.ExpireScopeIndexes()
 	add(t, 1)
-	if !s.ScopeIndexed("acme", user, dims) {
+	if !s.ScopeIndexed("acme", planScope, dims) {
 		t.Fatal("after an add, the store does not know of alice's index")
 	}
 	add(t, 3)
@@ -89,11 +101,9 @@ func TestAddPlans(t *testing.T) {
 // TestListScopesPlan: list_scopes runs its count's generic plan (which
 // TestSearchPlan checks reads each scope's index alone).
 func TestListScopesPlan(t *testing.T) {
-	_, d := newEmbeddingStore(t)
-	s := openStore(t, d, postgres.Config{MaxConns: 1})
-	alice := storetest.Member("acme", "alice")
+	s, _ := planStore(t)
 	for range 3 {
-		if _, err := s.ListScopes(t.Context(), alice); err != nil {
+		if _, err := s.ListScopes(t.Context(), planAlice); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -111,39 +121,36 @@ func TestListScopesPlan(t *testing.T) {
 // there is still not found.
 func TestUpdateDeletePlans(t *testing.T) {
 	const dims = storetest.Dims
-	_, d := newEmbeddingStore(t)
-	s := openStore(t, d, postgres.Config{MaxConns: 1})
+	s, _ := planStore(t)
 	ctx := t.Context()
-	alice := storetest.Member("acme", "alice")
-	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
-	added, err := s.Add(ctx, alice, []store.NewMemory{
-		{Scope: user, Content: "to change", Vector: storetest.RandomVector(1, dims)},
-		{Scope: user, Content: "to delete", Vector: storetest.RandomVector(2, dims)},
+	added, err := s.Add(ctx, planAlice, []store.NewMemory{
+		{Scope: planScope, Content: "to change", Vector: storetest.RandomVector(1, dims)},
+		{Scope: planScope, Content: "to delete", Vector: storetest.RandomVector(2, dims)},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {
 		tags := []string{fmt.Sprintf("t%d", i)}
-		m, err := s.Update(ctx, alice, added[0].ID, store.Patch{Tags: &tags})
+		m, err := s.Update(ctx, planAlice, added[0].ID, store.Patch{Tags: &tags})
 		if err != nil || len(m.Tags) != 1 || m.Tags[0] != tags[0] {
 			t.Fatalf("Update = %+v, %v; want tags %v", m, err, tags)
 		}
 	}
-	if err := s.Delete(ctx, alice, added[1].ID); err != nil {
+	if err := s.Delete(ctx, planAlice, added[1].ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, alice, added[1].ID); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Delete(ctx, planAlice, added[1].ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second Delete = %v, want store.ErrNotFound", err)
 	}
 	tags := []string{"x"}
-	if _, err := s.Update(ctx, alice, added[1].ID, store.Patch{Tags: &tags}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Update(ctx, planAlice, added[1].ID, store.Patch{Tags: &tags}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Update of a deleted memory = %v, want store.ErrNotFound", err)
 	}
-	if m, err := s.Get(ctx, alice, added[0].ID); err != nil || m.ID != added[0].ID {
+	if m, err := s.Get(ctx, planAlice, added[0].ID); err != nil || m.ID != added[0].ID {
 		t.Fatalf("Get = %+v, %v; want the updated memory", m, err)
 	}
-	if _, err := s.Get(ctx, alice, added[1].ID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Get(ctx, planAlice, added[1].ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get of a deleted memory = %v, want store.ErrNotFound", err)
 	}
 	for _, tc := range []struct {
@@ -159,7 +166,7 @@ func TestUpdateDeletePlans(t *testing.T) {
 		}
 	}
 	// What the update wrote is there, once.
-	hits, err := s.Search(ctx, alice, store.Query{Vector: storetest.RandomVector(1, dims), Tags: []string{"t1"}, Limit: 5})
+	hits, err := s.Search(ctx, planAlice, store.Query{Vector: storetest.RandomVector(1, dims), Tags: []string{"t1"}, Limit: 5})
 	if err != nil || len(hits) != 1 || hits[0].ID != added[0].ID {
 		t.Fatalf("search by the updated tag = %+v, %v; want the updated memory", hits, err)
 	}

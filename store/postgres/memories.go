@@ -405,32 +405,46 @@ func (s *Store) Get(ctx context.Context, id scope.Identity, memoryID string) (st
 		return store.Memory{}, err
 	}
 	kinds, sids := scopeArrays(id.Visible())
-	var (
-		m     store.Memory
-		found bool
-	)
-	// One round trip, the statement's generic plan (a primary-key
-	// lookup); a memory that is not there is not an error of the
-	// callback (see writeBatch).
+	// One round trip, the statement's generic plan (a primary-key lookup).
+	var r oneMemory
 	err = s.readBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
 		b.Queue(searchSettingsSQL, "force_generic_plan")
-		b.Queue(getSQL, id.Org, mid, kinds, sids, time.Now()).Query(func(rows pgx.Rows) error {
-			if !rows.Next() {
-				return rows.Err()
-			}
-			var err error
-			m, err = scanMemory(rows)
-			found = err == nil
-			return err
-		})
+		b.Queue(getSQL, id.Org, mid, kinds, sids, time.Now()).Query(r.scan)
 	})
-	if err == nil && !found {
-		err = pgx.ErrNoRows
-	}
+	m, err := r.result(err)
 	if err != nil {
 		return store.Memory{}, fmt.Errorf("get memory %q: %w", memoryID, translate(err))
 	}
 	return m, nil
+}
+
+// oneMemory reads the memory a statement of a batch returns, if any. A
+// missing row is not an error of the callback (pgx forgets every prepared
+// statement of a batch whose callback errs: see writeBatch) but of
+// result.
+type oneMemory struct {
+	m     store.Memory
+	found bool
+}
+
+// scan is the statement's callback.
+func (r *oneMemory) scan(rows pgx.Rows) error {
+	if !rows.Next() {
+		return rows.Err()
+	}
+	var err error
+	r.m, err = scanMemory(rows)
+	r.found = err == nil
+	return err
+}
+
+// result is the memory, or pgx.ErrNoRows when there was none, once the
+// batch ended with err.
+func (r *oneMemory) result(err error) (store.Memory, error) {
+	if err == nil && !r.found {
+		err = pgx.ErrNoRows
+	}
+	return r.m, err
 }
 
 // getSQL reads memory $2 of org $1 when it is live at $5 in one of the
@@ -491,25 +505,12 @@ func (s *Store) Update(ctx context.Context, id scope.Identity, memoryID string, 
 		return store.Memory{}, err
 	}
 	kinds, sids := scopeArrays(id.Writable())
-	var (
-		m     store.Memory
-		found bool
-	)
+	var r oneMemory
 	err = s.writeBatch(ctx, settings{id: id}, func(b *pgx.Batch) {
 		b.Queue(updateSQL, id.Org, mid, kinds, sids, time.Now(), content, hash, vec, tags, setMeta, meta,
-			id.User, id.Agent, store.SourceFrom(ctx)).Query(func(rows pgx.Rows) error {
-			if !rows.Next() {
-				return rows.Err()
-			}
-			var err error
-			m, err = scanMemory(rows)
-			found = err == nil
-			return err
-		})
+			id.User, id.Agent, store.SourceFrom(ctx)).Query(r.scan)
 	})
-	if err == nil && !found {
-		err = pgx.ErrNoRows
-	}
+	m, err := r.result(err)
 	if err != nil {
 		return store.Memory{}, fmt.Errorf("update memory %q: %w", memoryID, translate(err))
 	}
