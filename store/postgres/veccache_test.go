@@ -390,14 +390,7 @@ func TestVectorCacheOneLoadForConcurrentSearches(t *testing.T) {
 	const dims = storetest.Dims
 	s, d := newEmbeddingStore(t)
 	alice := storetest.Member("acme", "alice")
-	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
-	var ms []store.NewMemory
-	for i := range 300 {
-		ms = append(ms, store.NewMemory{Scope: user, Content: fmt.Sprintf("note %d on deploy", i), Vector: storetest.RandomVector(uint64(i), dims)})
-	}
-	if _, err := s.Add(t.Context(), alice, ms); err != nil {
-		t.Fatal(err)
-	}
+	addDeployNotes(t, s, alice, 300)
 	fresh := openStore(t, d, postgres.Config{})
 	// The store's first search reads the list of per-scope indexes, and
 	// runs in SQL; make it another org's.
@@ -611,14 +604,7 @@ func TestVectorCacheRanksIndexedScopes(t *testing.T) {
 	s, d := newEmbeddingStore(t)
 	alice := storetest.Member("acme", "alice")
 	user := scope.Scope{Kind: scope.KindUser, ID: "alice"}
-	var ms []store.NewMemory
-	for i := range 300 {
-		ms = append(ms, store.NewMemory{Scope: user, Content: fmt.Sprintf("note %d on deploy", i), Vector: storetest.RandomVector(uint64(i), dims)})
-	}
-	added, err := s.Add(t.Context(), alice, ms)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ms, added := addDeployNotes(t, s, alice, 300)
 	res, err := postgres.Maintain(t.Context(), d.OwnerURL, postgres.MaintainOptions{MinRows: 200})
 	if err != nil {
 		t.Fatalf("Maintain: %v", err)
@@ -656,4 +642,21 @@ func TestVectorCacheRanksIndexedScopes(t *testing.T) {
 	if n, want := fresh.VectorCacheLoads(), int64(len(alice.Visible())); n != want {
 		t.Errorf("searches of an indexed scope loaded %d scope copies, want %d (ranked in SQL instead)", n, want)
 	}
+}
+
+// addDeployNotes adds n memories "note i on deploy", each with vector
+// storetest.RandomVector(i), to id's user scope, and returns them and
+// what Add returned.
+func addDeployNotes(t *testing.T, s *postgres.Store, id scope.Identity, n int) ([]store.NewMemory, []store.Added) {
+	t.Helper()
+	user := scope.Scope{Kind: scope.KindUser, ID: id.User}
+	ms := make([]store.NewMemory, n)
+	for i := range ms {
+		ms[i] = store.NewMemory{Scope: user, Content: fmt.Sprintf("note %d on deploy", i), Vector: storetest.RandomVector(uint64(i), storetest.Dims)}
+	}
+	added, err := s.Add(t.Context(), id, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms, added
 }
